@@ -233,19 +233,36 @@ func (c *Clients) TopicConfigs(ctx context.Context, name string) (map[string]str
 	return out, nil
 }
 
-// Ping asks a broker for cluster metadata (no topics) within timeout; it is
-// the readiness probe for services that need Kafka.
+// Ping opens a fresh connection to a bootstrap broker (TCP, TLS and SASL
+// included) and asks it for the broker list within timeout. It is the
+// readiness probe for services that need Kafka; a pooled connection would
+// hide a broker that has gone away.
 func (c *Clients) Ping(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	md, err := c.Admin.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}})
-	if err != nil {
-		return fmt.Errorf("kafka metadata: %w", err)
+	var errs []error
+	for _, b := range c.cfg.Brokers {
+		conn, err := c.Dialer.DialContext(ctx, "tcp", b)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("dialing %s: %w", b, err))
+			continue
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			_ = conn.SetDeadline(dl)
+		}
+		brokers, err := conn.Brokers()
+		_ = conn.Close()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("metadata from %s: %w", b, err))
+			continue
+		}
+		if len(brokers) == 0 {
+			errs = append(errs, fmt.Errorf("metadata from %s: no brokers", b))
+			continue
+		}
+		return nil
 	}
-	if len(md.Brokers) == 0 {
-		return errors.New("kafka metadata: no brokers")
-	}
-	return nil
+	return fmt.Errorf("kafka unreachable: %w", errors.Join(errs...))
 }
 
 // PartitionKey formats "<topic>+<partition>+<offset>", the id shape the

@@ -329,3 +329,9 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	}
 	return ln, nil
 }
+
+// AdminServer is an http.Server serving only the admin routes, for services
+// without an API listener of their own.
+func AdminServer(a *App) *http.Server {
+	return &http.Server{Handler: a.AdminRoutes(), ReadHeaderTimeout: 10 * time.Second}
+}
