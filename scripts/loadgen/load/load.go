@@ -143,8 +143,8 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	var (
 		issued, acked, failed, reqs, reqErrs, bytesSent atomic.Int64
-		lat                                              = &latencies{}
-		firstErr                                         atomic.Value
+		lat                                             = &latencies{}
+		firstErr                                        atomic.Value
 	)
 	var tick <-chan time.Time
 	if cfg.Rate > 0 {
