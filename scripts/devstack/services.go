@@ -22,11 +22,11 @@ var services = []svc{
 		"GATEWAY_AUTO_CREATE_TOPICS": "true",
 	}},
 	{name: "s3-sink", ports: []string{"127.0.0.1:9102"}, adminPort: "9102", extra: map[string]string{
-		"S3_SINK_ADMIN_ADDR":   "127.0.0.1:9102",
+		"S3_SINK_ADMIN_ADDR":  "127.0.0.1:9102",
 		"S3_SINK_TOPIC_REGEX": `^[^_].*`,
 	}},
 	{name: "search-sink", ports: []string{"127.0.0.1:9103"}, adminPort: "9103", extra: map[string]string{
-		"SEARCH_SINK_ADMIN_ADDR":   "127.0.0.1:9103",
+		"SEARCH_SINK_ADMIN_ADDR":  "127.0.0.1:9103",
 		"SEARCH_SINK_TOPIC_REGEX": `^[^_].*`,
 	}},
 	{name: "kafka-exporter", ports: []string{"127.0.0.1:9308"}, adminPort: "9308", extra: map[string]string{
