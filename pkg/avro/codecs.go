@@ -16,11 +16,28 @@ type SchemaSource interface {
 	SchemaByID(ctx context.Context, id int) (*registry.Schema, error)
 }
 
-// Codec is a compiled schema with its registry id.
+// Codec is a compiled schema with its registry id. The embedded goavro
+// codec encodes and decodes binary; the methods added here convert between
+// JSON and goavro's native values with errors that name the field.
 type Codec struct {
 	ID     int
 	Schema *registry.Schema
 	*goavro.Codec
+	root *node
+}
+
+// NewCodec compiles an Avro schema text; id is informational (0 when the
+// schema is not registered).
+func NewCodec(id int, schema string) (*Codec, error) {
+	root, err := parseSchema(schema)
+	if err != nil {
+		return nil, fmt.Errorf("parsing schema: %w", err)
+	}
+	gc, err := goavro.NewCodec(schema)
+	if err != nil {
+		return nil, fmt.Errorf("compiling schema: %w", err)
+	}
+	return &Codec{ID: id, Schema: &registry.Schema{ID: id, Schema: schema}, Codec: gc, root: root}, nil
 }
 
 // Codecs compiles each schema id once and keeps it: ids are immutable, so
@@ -53,11 +70,11 @@ func (c *Codecs) ByID(ctx context.Context, id int) (*Codec, error) {
 		if t := s.SchemaType(); t != "AVRO" {
 			return nil, fmt.Errorf("schema id %d is %s, not AVRO", id, t)
 		}
-		gc, err := goavro.NewCodec(s.Schema)
+		cd, err := NewCodec(id, s.Schema)
 		if err != nil {
-			return nil, fmt.Errorf("compiling schema id %d: %w", id, err)
+			return nil, fmt.Errorf("schema id %d: %w", id, err)
 		}
-		cd := &Codec{ID: id, Schema: s, Codec: gc}
+		cd.Schema = s
 		c.mu.Lock()
 		c.m[id] = cd
 		c.mu.Unlock()

@@ -1,0 +1,113 @@
+package avro
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// FieldError says which field of a datum did not fit the schema and why.
+// Path starts with the root passed in Options (e.g. "value") and uses
+// ".name" for record fields, "[3]" for array items and `["k"]` for map
+// entries: value.items[3].price.
+type FieldError struct {
+	Path   string
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	if e.Path == "" {
+		return e.Reason
+	}
+	return e.Path + ": " + e.Reason
+}
+
+type segKind uint8
+
+const (
+	segField segKind = iota
+	segIndex
+	segKey
+)
+
+type seg struct {
+	kind segKind
+	name string
+	idx  int
+}
+
+// pathBuf is the current position while walking a datum; it is rendered
+// only when an error is reported, so the happy path does not allocate.
+type pathBuf struct {
+	root string
+	segs []seg
+}
+
+func (p *pathBuf) field(name string) { p.segs = append(p.segs, seg{kind: segField, name: name}) }
+func (p *pathBuf) index(i int)       { p.segs = append(p.segs, seg{kind: segIndex, idx: i}) }
+func (p *pathBuf) key(k string)      { p.segs = append(p.segs, seg{kind: segKey, name: k}) }
+func (p *pathBuf) pop()              { p.segs = p.segs[:len(p.segs)-1] }
+
+func (p *pathBuf) String() string {
+	var b strings.Builder
+	b.WriteString(p.root)
+	for _, s := range p.segs {
+		switch s.kind {
+		case segField:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(s.name)
+		case segIndex:
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(s.idx))
+			b.WriteByte(']')
+		case segKey:
+			b.WriteByte('[')
+			b.WriteString(strconv.Quote(s.name))
+			b.WriteByte(']')
+		}
+	}
+	return b.String()
+}
+
+func (p *pathBuf) errorf(format string, args ...any) *FieldError {
+	return &FieldError{Path: p.String(), Reason: fmt.Sprintf(format, args...)}
+}
+
+// mismatch reports "expected <type>, got <json value>".
+func (p *pathBuf) mismatch(n *node, v any) *FieldError {
+	return p.errorf("expected %s, got %s", n.describe(), describeJSON(v))
+}
+
+// describeJSON renders a JSON value briefly for error messages.
+func describeJSON(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean " + strconv.FormatBool(x)
+	case string:
+		if len(x) > 40 {
+			x = x[:40] + "..."
+		}
+		return "string " + strconv.Quote(x)
+	case json.Number:
+		s := string(x)
+		if len(s) > 40 {
+			s = s[:40] + "..."
+		}
+		return "number " + s
+	case float64:
+		return "number " + strconv.FormatFloat(x, 'g', -1, 64)
+	case int, int32, int64:
+		return fmt.Sprintf("number %d", x)
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}

@@ -1,0 +1,68 @@
+package avro
+
+import (
+	"errors"
+	"testing"
+)
+
+// FuzzBinaryFromJSON feeds arbitrary JSON to the converter in both modes.
+// Properties: no panic; errors are *FieldError; anything accepted encodes,
+// decodes, renders as JSON and converts back to the same bytes.
+func FuzzBinaryFromJSON(f *testing.F) {
+	c := mustCodec(f, orderSchema)
+	seeds := []string{
+		`{"id":"o","qty":1,"total":1,"ts":0}`,
+		`{"id":"o","qty":1,"total":1,"ts":"2024-05-01T12:30:00Z","choice":{"sku":"c","price":3},"items":[{"sku":"a","price":1}]}`,
+		`{"id":"o","qty":1,"total":1,"ts":0,"choice":{"long":5},"price":"12.5","day":19000}`,
+		`{"id":"o","qty":1,"total":1,"ts":0,"next":{"Order":{"id":"p","qty":2,"total":3,"ts":4}}}`,
+		`{"id":"o","qty":1,"total":1,"ts":0,"attrs":{"a":1},"hash":"\u0001\u0002\u0003\u0004"}`,
+		`[]`, `null`, `"x"`, `{"id":1}`, `{"id":"o","qty":1e3,"total":-0,"ts":1.0}`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, avroMode bool) {
+		mode := PlainJSON
+		if avroMode {
+			mode = AvroJSON
+		}
+		bin, err := c.BinaryFromJSON(nil, data, Options{Mode: mode, Root: "value"})
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v is %T, want *FieldError", err, err)
+			}
+			return
+		}
+		for _, m := range []Mode{PlainJSON, AvroJSON} {
+			js, err := c.JSONFromBinary(nil, bin, m)
+			if err != nil {
+				t.Fatalf("accepted %q but cannot render %s: %v", data, m, err)
+			}
+			bin2, err := c.BinaryFromJSON(nil, js, Options{Mode: m})
+			if err != nil {
+				t.Fatalf("rendered %s %s does not convert back: %v", m, js, err)
+			}
+			if !sameDatum(t, c, bin, bin2) {
+				t.Fatalf("round trip through %s changed bytes: %q -> %s", m, data, js)
+			}
+		}
+	})
+}
+
+// FuzzJSONFromBinary decodes arbitrary bytes: never panics.
+func FuzzJSONFromBinary(f *testing.F) {
+	c := mustCodec(f, orderSchema)
+	good, err := c.BinaryFromJSON(nil, []byte(`{"id":"o","qty":1,"total":1,"ts":0,"choice":"s"}`), Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte{})
+	f.Add([]byte{0x02, 'a', 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = c.JSONFromBinary(nil, data, PlainJSON)
+		_, _ = c.JSONFromBinary(nil, data, AvroJSON)
+	})
+}

@@ -1,0 +1,387 @@
+package avro
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// kind is an Avro type.
+type kind uint8
+
+const (
+	kNull kind = iota
+	kBoolean
+	kInt
+	kLong
+	kFloat
+	kDouble
+	kBytes
+	kString
+	kRecord
+	kEnum
+	kArray
+	kMap
+	kFixed
+	kUnion
+)
+
+var kindNames = [...]string{"null", "boolean", "int", "long", "float", "double", "bytes", "string", "record", "enum", "array", "map", "fixed", "union"}
+
+func (k kind) String() string { return kindNames[k] }
+
+// logical is an Avro logical type the converters understand.
+type logical uint8
+
+const (
+	lNone logical = iota
+	lTimestampMillis
+	lTimestampMicros
+	lLocalTimestampMillis
+	lLocalTimestampMicros
+	lDate
+	lTimeMillis
+	lTimeMicros
+	lDecimal
+	lUUID
+)
+
+var logicalNames = map[string]logical{
+	"timestamp-millis":       lTimestampMillis,
+	"timestamp-micros":       lTimestampMicros,
+	"local-timestamp-millis": lLocalTimestampMillis,
+	"local-timestamp-micros": lLocalTimestampMicros,
+	"date":                   lDate,
+	"time-millis":            lTimeMillis,
+	"time-micros":            lTimeMicros,
+	"decimal":                lDecimal,
+	"uuid":                   lUUID,
+}
+
+// node is one type of a parsed schema. Named types are shared by pointer,
+// so recursive schemas form cycles.
+type node struct {
+	kind    kind
+	logical logical
+	logName string // logicalType as written, for messages
+
+	name string // full name of record, enum, fixed
+
+	fields     []*field
+	fieldIndex map[string]int
+
+	symbols     []string
+	symbolIndex map[string]int
+
+	items    *node   // array items, map values
+	branches []*node // union members
+
+	size             int // fixed
+	precision, scale int // decimal
+
+	// unionKey is the key goavro uses for this type inside a union
+	// ("long.timestamp-millis", "com.acme.Order", "array", ...).
+	unionKey string
+	// jsonKey is the key the Avro JSON encoding uses ("long", "com.acme.Order").
+	jsonKey string
+}
+
+type field struct {
+	name       string
+	typ        *node
+	hasDefault bool
+	def        any // default converted to goavro native form
+}
+
+// describe names the type for error messages.
+func (n *node) describe() string {
+	switch {
+	case n.logical == lDecimal:
+		return fmt.Sprintf("decimal(%d,%d)", n.precision, n.scale)
+	case n.logical != lNone:
+		return n.logName
+	}
+	switch n.kind {
+	case kRecord, kEnum, kFixed:
+		return n.kind.String() + " " + n.name
+	case kArray:
+		return "array"
+	case kMap:
+		return "map"
+	case kUnion:
+		keys := make([]string, len(n.branches))
+		for i, b := range n.branches {
+			keys[i] = b.describe()
+		}
+		return "one of [" + strings.Join(keys, ", ") + "]"
+	}
+	return n.kind.String()
+}
+
+type parser struct {
+	named map[string]*node
+}
+
+// parseSchema parses schema JSON into a node tree, resolving named types.
+func parseSchema(text string) (*node, error) {
+	var raw any
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("schema is not JSON: %w", err)
+	}
+	p := &parser{named: map[string]*node{}}
+	n, err := p.parse(raw, "")
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+var primitives = map[string]kind{
+	"null": kNull, "boolean": kBoolean, "int": kInt, "long": kLong, "float": kFloat,
+	"double": kDouble, "bytes": kBytes, "string": kString,
+}
+
+func fullName(name, ns string) string {
+	if strings.Contains(name, ".") || ns == "" {
+		return name
+	}
+	return ns + "." + name
+}
+
+func namespaceOf(full string) string {
+	if i := strings.LastIndexByte(full, '.'); i >= 0 {
+		return full[:i]
+	}
+	return ""
+}
+
+func (p *parser) parse(raw any, ns string) (*node, error) {
+	switch v := raw.(type) {
+	case string:
+		if k, ok := primitives[v]; ok {
+			return primitiveNode(k, lNone, ""), nil
+		}
+		if n, ok := p.named[fullName(v, ns)]; ok {
+			return n, nil
+		}
+		if n, ok := p.named[v]; ok {
+			return n, nil
+		}
+		return nil, fmt.Errorf("unknown type %q", v)
+	case []any:
+		u := &node{kind: kUnion}
+		seen := map[string]bool{}
+		for i, b := range v {
+			bn, err := p.parse(b, ns)
+			if err != nil {
+				return nil, fmt.Errorf("union branch %d: %w", i, err)
+			}
+			if bn.kind == kUnion {
+				return nil, fmt.Errorf("union branch %d: unions may not contain unions", i)
+			}
+			if seen[bn.unionKey] {
+				return nil, fmt.Errorf("union branch %d: duplicate type %s", i, bn.unionKey)
+			}
+			seen[bn.unionKey] = true
+			u.branches = append(u.branches, bn)
+		}
+		if len(u.branches) == 0 {
+			return nil, fmt.Errorf("empty union")
+		}
+		u.unionKey, u.jsonKey = "union", "union"
+		return u, nil
+	case map[string]any:
+		return p.parseObject(v, ns)
+	default:
+		return nil, fmt.Errorf("unexpected schema element %T", raw)
+	}
+}
+
+func primitiveNode(k kind, l logical, logName string) *node {
+	n := &node{kind: k, logical: l, logName: logName, unionKey: k.String(), jsonKey: k.String()}
+	switch l {
+	case lTimestampMillis, lTimestampMicros, lDate, lTimeMillis, lTimeMicros:
+		n.unionKey = k.String() + "." + logName
+	case lDecimal:
+		n.unionKey = "bytes.decimal"
+	}
+	return n
+}
+
+func (p *parser) parseObject(m map[string]any, ns string) (*node, error) {
+	t, ok := m["type"]
+	if !ok {
+		return nil, fmt.Errorf("schema object without \"type\"")
+	}
+	ts, isString := t.(string)
+	if !isString {
+		// {"type": {...}} or {"type": [...]}: a wrapped type.
+		return p.parse(t, ns)
+	}
+	logName, _ := m["logicalType"].(string)
+	switch ts {
+	case "record", "error", "enum", "fixed":
+		name, _ := m["name"].(string)
+		if name == "" {
+			return nil, fmt.Errorf("%s without a name", ts)
+		}
+		if sub, ok := m["namespace"].(string); ok && !strings.Contains(name, ".") {
+			ns = sub
+		}
+		full := fullName(name, ns)
+		n := &node{name: full, unionKey: full, jsonKey: full}
+		p.named[full] = n
+		inner := namespaceOf(full)
+		switch ts {
+		case "record", "error":
+			n.kind = kRecord
+			fs, _ := m["fields"].([]any)
+			n.fieldIndex = make(map[string]int, len(fs))
+			for i, f := range fs {
+				fm, ok := f.(map[string]any)
+				if !ok {
+					return nil, fmt.Errorf("record %s field %d is not an object", full, i)
+				}
+				fname, _ := fm["name"].(string)
+				if fname == "" {
+					return nil, fmt.Errorf("record %s field %d has no name", full, i)
+				}
+				ft, err := p.parse(fm["type"], inner)
+				if err != nil {
+					return nil, fmt.Errorf("record %s field %s: %w", full, fname, err)
+				}
+				fl := &field{name: fname, typ: ft}
+				if d, ok := fm["default"]; ok {
+					fl.hasDefault = true
+					// A union's default belongs to its first branch.
+					dt := ft
+					if ft.kind == kUnion {
+						dt = ft.branches[0]
+					}
+					native, err := fromJSON(dt, d, Options{Mode: AvroJSON}, &pathBuf{})
+					if err != nil {
+						return nil, fmt.Errorf("record %s field %s: invalid default: %w", full, fname, err)
+					}
+					if ft.kind == kUnion {
+						native = wrapUnion(dt, native)
+					}
+					fl.def = native
+				}
+				if _, dup := n.fieldIndex[fname]; dup {
+					return nil, fmt.Errorf("record %s: duplicate field %s", full, fname)
+				}
+				n.fieldIndex[fname] = len(n.fields)
+				n.fields = append(n.fields, fl)
+			}
+		case "enum":
+			n.kind = kEnum
+			syms, _ := m["symbols"].([]any)
+			n.symbolIndex = make(map[string]int, len(syms))
+			for _, s := range syms {
+				str, _ := s.(string)
+				n.symbolIndex[str] = len(n.symbols)
+				n.symbols = append(n.symbols, str)
+			}
+		case "fixed":
+			n.kind = kFixed
+			size, err := intProp(m, "size")
+			if err != nil {
+				return nil, fmt.Errorf("fixed %s: %w", full, err)
+			}
+			n.size = size
+			if logName == "decimal" {
+				if err := setDecimal(n, m); err != nil {
+					return nil, fmt.Errorf("fixed %s: %w", full, err)
+				}
+			}
+		}
+		return n, nil
+	case "array":
+		items, err := p.parse(m["items"], ns)
+		if err != nil {
+			return nil, fmt.Errorf("array items: %w", err)
+		}
+		return &node{kind: kArray, items: items, unionKey: "array", jsonKey: "array"}, nil
+	case "map":
+		vals, err := p.parse(m["values"], ns)
+		if err != nil {
+			return nil, fmt.Errorf("map values: %w", err)
+		}
+		return &node{kind: kMap, items: vals, unionKey: "map", jsonKey: "map"}, nil
+	}
+	k, ok := primitives[ts]
+	if !ok {
+		// A named type reference written as {"type":"Name"}.
+		return p.parse(ts, ns)
+	}
+	l := logicalNames[logName]
+	// A logical type on the wrong primitive is ignored, as the spec says.
+	switch l {
+	case lTimestampMillis, lTimestampMicros, lLocalTimestampMillis, lLocalTimestampMicros, lTimeMicros:
+		if k != kLong {
+			l = lNone
+		}
+	case lDate, lTimeMillis:
+		if k != kInt {
+			l = lNone
+		}
+	case lDecimal:
+		if k != kBytes {
+			l = lNone
+		}
+	case lUUID:
+		if k != kString {
+			l = lNone
+		}
+	}
+	n := primitiveNode(k, l, logName)
+	if l == lDecimal {
+		if err := setDecimal(n, m); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func setDecimal(n *node, m map[string]any) error {
+	n.logical, n.logName = lDecimal, "decimal"
+	p, err := intProp(m, "precision")
+	if err != nil {
+		return fmt.Errorf("decimal: %w", err)
+	}
+	s := 0
+	if _, ok := m["scale"]; ok {
+		if s, err = intProp(m, "scale"); err != nil {
+			return fmt.Errorf("decimal: %w", err)
+		}
+	}
+	if p <= 0 || s < 0 || s > p {
+		return fmt.Errorf("decimal: invalid precision %d / scale %d", p, s)
+	}
+	n.precision, n.scale = p, s
+	return nil
+}
+
+func intProp(m map[string]any, key string) (int, error) {
+	switch v := m[key].(type) {
+	case json.Number:
+		i, err := v.Int64()
+		if err != nil || i < 0 || i > 1<<30 {
+			return 0, fmt.Errorf("%s %q is not a valid size", key, v)
+		}
+		return int(i), nil
+	case float64:
+		return int(v), nil
+	}
+	return 0, fmt.Errorf("missing %s", key)
+}
+
+// wrapUnion wraps a native value in goavro's union form for branch b.
+func wrapUnion(b *node, v any) any {
+	if b.kind == kNull {
+		return nil
+	}
+	return map[string]any{b.unionKey: v}
+}
