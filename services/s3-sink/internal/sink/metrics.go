@@ -1,0 +1,127 @@
+package sink
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the sink's Prometheus series, registered on an explicit
+// registry.
+type Metrics struct {
+	recordsWritten *prometheus.CounterVec
+	bytesWritten   *prometheus.CounterVec
+	filesWritten   *prometheus.CounterVec
+	dlqRecords     *prometheus.CounterVec
+	tombstones     *prometheus.CounterVec
+	uploadSeconds  *prometheus.HistogramVec
+	uploadErrors   *prometheus.CounterVec
+	openFiles      prometheus.Gauge
+	bufferedBytes  prometheus.Gauge
+	commits        prometheus.Counter
+	generations    prometheus.Counter
+	droppedFiles   prometheus.Counter
+
+	mu    sync.Mutex
+	parts map[partKey]*partState
+	now   func() time.Time
+}
+
+type partKey struct {
+	topic     string
+	partition int
+}
+
+// NewMetrics creates and registers the sink's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		recordsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_records_written_total", Help: "Records in objects that completed uploading."}, []string{"topic"}),
+		bytesWritten:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_bytes_written_total", Help: "Object bytes (OCF, compressed) that completed uploading."}, []string{"topic"}),
+		filesWritten:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_files_written_total", Help: "Objects that completed uploading."}, []string{"topic"}),
+		dlqRecords:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_dlq_records_total", Help: "Records sent to <topic>.dlq."}, []string{"topic"}),
+		tombstones:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_tombstones_total", Help: "Records with a null value, by what was done with them."}, []string{"topic", "action"}),
+		uploadSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sluice_s3sink_upload_duration_seconds", Help: "Latency of S3 requests by operation (put, create, part, complete, abort).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"op"}),
+		uploadErrors:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_upload_errors_total", Help: "Failed S3 requests by operation."}, []string{"op"}),
+		openFiles:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_s3sink_open_files", Help: "Objects being written."}),
+		bufferedBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_s3sink_buffered_bytes", Help: "Bytes held in upload buffers."}),
+		commits:       prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_offset_commits_total", Help: "Offset commits sent to the group coordinator."}),
+		generations:   prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_generations_total", Help: "Consumer group generations joined (rebalances)."}),
+		droppedFiles:  prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_dropped_files_total", Help: "Open files dropped without upload because their partition was revoked."}),
+		parts:         map[partKey]*partState{},
+		now:           time.Now,
+	}
+	reg.MustRegister(m.recordsWritten, m.bytesWritten, m.filesWritten, m.dlqRecords, m.tombstones,
+		m.uploadSeconds, m.uploadErrors, m.openFiles, m.bufferedBytes, m.commits, m.generations, m.droppedFiles, lagCollector{m})
+	return m
+}
+
+// Request implements upload.Observer.
+func (m *Metrics) Request(op string, d time.Duration, err error) {
+	m.uploadSeconds.WithLabelValues(op).Observe(d.Seconds())
+	if err != nil {
+		m.uploadErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// Buffered implements upload.Observer.
+func (m *Metrics) Buffered(delta int64) { m.bufferedBytes.Add(float64(delta)) }
+
+// partState is the per-partition view the lag collector reads.
+type partState struct {
+	mu            sync.Mutex
+	highWater     int64
+	committed     int64
+	lastWrittenTS time.Time
+}
+
+func (m *Metrics) track(topic string, partition int) *partState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ps := &partState{committed: -1, highWater: -1}
+	m.parts[partKey{topic, partition}] = ps
+	return ps
+}
+
+func (m *Metrics) untrack(topic string, partition int, ps *partState) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.parts[partKey{topic, partition}] == ps {
+		delete(m.parts, partKey{topic, partition})
+	}
+}
+
+var (
+	lagRecordsDesc = prometheus.NewDesc("sluice_s3sink_lag_records", "Records in the partition not yet covered by a committed object (high watermark minus committed offset).", []string{"topic", "partition"}, nil)
+	lagSecondsDesc = prometheus.NewDesc("sluice_s3sink_lag_seconds", "Now minus the timestamp of the last record written to S3 for the partition.", []string{"topic", "partition"}, nil)
+)
+
+// lagCollector reports lag for the partitions this process owns now.
+type lagCollector struct{ m *Metrics }
+
+func (c lagCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- lagRecordsDesc
+	ch <- lagSecondsDesc
+}
+
+func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	now := c.m.now()
+	for k, ps := range c.m.parts {
+		ps.mu.Lock()
+		hw, committed, ts := ps.highWater, ps.committed, ps.lastWrittenTS
+		ps.mu.Unlock()
+		p := strconv.Itoa(k.partition)
+		if hw >= 0 && committed >= 0 {
+			ch <- prometheus.MustNewConstMetric(lagRecordsDesc, prometheus.GaugeValue, float64(max(hw-committed, 0)), k.topic, p)
+		}
+		if !ts.IsZero() {
+			ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, now.Sub(ts).Seconds(), k.topic, p)
+		}
+	}
+}

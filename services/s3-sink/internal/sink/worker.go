@@ -1,0 +1,504 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/pkg/registry"
+	"github.com/sluicehq/sluice/pkg/wire"
+	"github.com/sluicehq/sluice/services/s3-sink/internal/ocf"
+	"github.com/sluicehq/sluice/services/s3-sink/internal/partition"
+	"github.com/sluicehq/sluice/services/s3-sink/internal/upload"
+)
+
+// OffsetWidth is how many digits the start offset in an object key has.
+const OffsetWidth = 20
+
+// Key builds an object key: <prefix>/<topic>/<path>/<topic>+<partition>+<offset>.avro.
+func Key(prefix, topic, path string, partition int, offset int64) string {
+	name := fmt.Sprintf("%s+%d+%0*d.avro", topic, partition, OffsetWidth, offset)
+	k := topic + "/" + path + "/" + name
+	if prefix != "" {
+		k = prefix + "/" + k
+	}
+	return k
+}
+
+// openFile is one object being written for a (path, schema id).
+type openFile struct {
+	f         *ocf.File
+	schemaID  int
+	start     int64     // first offset
+	window    int64     // record-time window of the first record (ROTATE_INTERVAL)
+	opened    time.Time // wall clock, for ROTATE_MAX_OPEN
+	lastTS    time.Time // timestamp of the last record
+}
+
+// worker consumes one partition for one generation.
+type worker struct {
+	s         *Sink
+	g         *generation
+	topic     string
+	partition int
+	start     int64
+
+	log       *slog.Logger
+	reader    *kafkago.Reader
+	files     map[string]*openFile // by path
+	next      int64                // offset after the last record handled
+	committed int64
+	ps        *partState
+	drained   bool
+}
+
+// run is the worker's life: ctx is the process context (for I/O), gctx ends
+// when the generation does (the partition may have been revoked).
+func (w *worker) run(ctx, gctx context.Context) {
+	w.log = w.s.log.With("topic", w.topic, "partition", w.partition)
+	w.files = map[string]*openFile{}
+	w.committed = -1
+	w.ps = w.s.o.Metrics.track(w.topic, w.partition)
+	defer w.s.o.Metrics.untrack(w.topic, w.partition, w.ps)
+	defer func() {
+		if !w.drained {
+			w.g.wg.Done()
+		}
+	}()
+
+	w.reader = kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:        w.s.o.Brokers,
+		Topic:          w.topic,
+		Partition:      w.partition,
+		Dialer:         w.s.o.Dialer,
+		MinBytes:       1,
+		MaxBytes:       4 << 20,
+		MaxWait:        250 * time.Millisecond,
+		QueueCapacity:  256,
+		ReadBackoffMin: 50 * time.Millisecond,
+		ReadBackoffMax: time.Second,
+	})
+	defer w.reader.Close()
+	if err := w.reader.SetOffset(w.start); err != nil {
+		w.log.Error("setting start offset", "offset", w.start, "err", err)
+		return
+	}
+	w.next = -1 // unknown until the first record when starting from FirstOffset
+	if w.start >= 0 {
+		w.next = w.start
+		w.committed = w.start
+		w.setCommitted(w.start)
+	}
+	w.log.Info("partition assigned", "generation", w.g.gen.ID, "offset", w.start)
+
+	msgs := make(chan kafkago.Message, 64)
+	pumpCtx, stopPump := context.WithCancel(gctx)
+	defer stopPump()
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := w.reader.FetchMessage(pumpCtx)
+			if err != nil {
+				if pumpCtx.Err() == nil {
+					w.log.Warn("fetching", "err", err)
+				}
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-pumpCtx.Done():
+				return
+			}
+		}
+	}()
+
+	tick := w.s.cfg.CommitInterval
+	if mo := w.s.cfg.RotateMaxOpen; mo > 0 && mo/4 < tick {
+		tick = max(mo/4, 10*time.Millisecond)
+	}
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+
+	stopCh := w.s.stopCh
+	for {
+		select {
+		case <-gctx.Done():
+			w.dropAll(ctx, "generation ended")
+			return
+		case <-stopCh:
+			w.drain(ctx, gctx)
+			stopCh = nil // keep waiting for the generation to end
+			stopPump()
+			msgs = nil
+		case <-ticker.C:
+			if err := w.rotateStale(ctx); err != nil {
+				w.fail(ctx, err)
+				return
+			}
+			if err := w.maybeCommit(gctx); err != nil {
+				w.log.Info("commit rejected; partition probably revoked", "err", err)
+				w.dropAll(ctx, "commit rejected")
+				return
+			}
+		case m, ok := <-msgs:
+			if !ok {
+				// The fetcher stopped: the generation ended or the reader
+				// failed; either way this generation is over for us.
+				if gctx.Err() == nil {
+					w.log.Warn("fetch loop ended; leaving the generation")
+				}
+				w.dropAll(ctx, "fetch ended")
+				return
+			}
+			if err := w.handle(ctx, gctx, m); err != nil {
+				if gctx.Err() != nil {
+					w.dropAll(ctx, "generation ended")
+					return
+				}
+				w.fail(ctx, err)
+				return
+			}
+		}
+	}
+}
+
+// fail stops the whole sink: the record cannot be handled as configured.
+func (w *worker) fail(ctx context.Context, err error) {
+	w.log.Error("stopping the sink", "err", err)
+	w.dropAll(ctx, "fatal error")
+	w.g.fatal(fmt.Errorf("topic %s partition %d: %w", w.topic, w.partition, err))
+}
+
+// drain uploads (or drops) every open file and commits, for shutdown.
+func (w *worker) drain(ctx, gctx context.Context) {
+	defer func() {
+		w.drained = true
+		w.g.wg.Done()
+	}()
+	if !w.s.cfg.FlushOnShutdown {
+		w.dropAll(ctx, "shutdown without flush")
+		return
+	}
+	for path, of := range w.files {
+		if err := w.closeFile(ctx, path, of); err != nil {
+			w.log.Error("uploading on shutdown", "err", err)
+			w.dropAll(ctx, "upload failed on shutdown")
+			return
+		}
+	}
+	if err := w.maybeCommit(gctx); err != nil {
+		w.log.Warn("final commit", "err", err)
+	}
+}
+
+func (w *worker) dropAll(ctx context.Context, why string) {
+	for path, of := range w.files {
+		w.log.Info("dropping open file", "key", of.f.Key(), "why", why)
+		of.f.Abort(ctx)
+		delete(w.files, path)
+		w.s.o.Metrics.openFiles.Dec()
+		w.s.o.Metrics.droppedFiles.Inc()
+	}
+}
+
+func (w *worker) setCommitted(off int64) {
+	w.ps.mu.Lock()
+	w.ps.committed = off
+	w.ps.mu.Unlock()
+}
+
+// committable is the offset every record before which is in a completed
+// object, the DLQ, or was skipped on purpose.
+func (w *worker) committable() int64 {
+	c := w.next
+	for _, of := range w.files {
+		c = min(c, of.start)
+	}
+	return c
+}
+
+func (w *worker) maybeCommit(gctx context.Context) error {
+	c := w.committable()
+	if c <= w.committed || gctx.Err() != nil {
+		return gctx.Err()
+	}
+	if err := w.g.commit(w.topic, w.partition, c); err != nil {
+		return fmt.Errorf("committing offset %d: %w", c, err)
+	}
+	w.s.o.Metrics.commits.Inc()
+	w.committed = c
+	w.setCommitted(c)
+	return nil
+}
+
+// handle processes one record.
+func (w *worker) handle(ctx, gctx context.Context, m kafkago.Message) error {
+	w.ps.mu.Lock()
+	w.ps.highWater = m.HighWaterMark
+	w.ps.mu.Unlock()
+	if m.Value == nil {
+		if err := w.tombstone(ctx, gctx, m); err != nil {
+			return err
+		}
+		w.next = m.Offset + 1
+		return nil
+	}
+	native, id, n, reason := w.decode(ctx, gctx, m)
+	if gctx.Err() != nil {
+		return gctx.Err()
+	}
+	if reason != "" {
+		if err := w.deadLetter(ctx, gctx, m, reason); err != nil {
+			return err
+		}
+		w.next = m.Offset + 1
+		return nil
+	}
+	rec := partition.Record{Partition: m.Partition, Timestamp: m.Time, Value: native}
+	path, err := w.s.o.Partitioner.Path(rec)
+	if err != nil {
+		if err := w.deadLetter(ctx, gctx, m, "partitioning: "+err.Error()); err != nil {
+			return err
+		}
+		w.next = m.Offset + 1
+		return nil
+	}
+	ts := m.Time
+	if w.s.timeField != nil {
+		if ts, err = partition.FieldTime(native, w.s.timeField); err != nil {
+			if err := w.deadLetter(ctx, gctx, m, "timestamp field: "+err.Error()); err != nil {
+				return err
+			}
+			w.next = m.Offset + 1
+			return nil
+		}
+	}
+	window := w.window(ts)
+	of := w.files[path]
+	if of != nil && (of.schemaID != id || (w.s.cfg.RotateInterval > 0 && window != of.window)) {
+		if err := w.closeFile(ctx, path, of); err != nil {
+			return err
+		}
+		of = nil
+	}
+	if of == nil {
+		codec, err := w.s.o.Codecs.ByID(ctx, id)
+		if err != nil {
+			return fmt.Errorf("codec for schema id %d: %w", id, err)
+		}
+		key := Key(w.s.cfg.Prefix, w.topic, path, w.partition, m.Offset)
+		up := upload.New(w.s.o.S3, w.s.o.Bucket, key, "avro/binary", int(w.s.cfg.PartSize), w.s.o.Metrics)
+		f, err := ocf.Create(up, codec.Codec, w.s.cfg.Codec)
+		if err != nil {
+			up.Abort(ctx)
+			return err
+		}
+		of = &openFile{f: f, schemaID: id, start: m.Offset, window: window, opened: w.s.o.Now()}
+		w.files[path] = of
+		w.s.o.Metrics.openFiles.Inc()
+	}
+	if err := of.f.Append(ctx, native, n); err != nil {
+		delete(w.files, path)
+		w.s.o.Metrics.openFiles.Dec()
+		of.f.Abort(ctx)
+		return err
+	}
+	of.lastTS = m.Time
+	w.next = m.Offset + 1
+	if (w.s.cfg.FlushRecords > 0 && of.f.Records() >= w.s.cfg.FlushRecords) ||
+		(w.s.cfg.FlushBytes > 0 && of.f.RawBytes() >= w.s.cfg.FlushBytes) {
+		if err := w.closeFile(ctx, path, of); err != nil {
+			return err
+		}
+		if err := w.maybeCommit(gctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *worker) window(ts time.Time) int64 {
+	iv := w.s.cfg.RotateInterval.Milliseconds()
+	if iv <= 0 {
+		return 0
+	}
+	ms := ts.UnixMilli()
+	q := ms / iv
+	if ms < 0 && ms%iv != 0 {
+		q--
+	}
+	return q
+}
+
+// closeFile uploads a file and forgets it. The caller commits.
+func (w *worker) closeFile(ctx context.Context, path string, of *openFile) error {
+	delete(w.files, path)
+	w.s.o.Metrics.openFiles.Dec()
+	if err := of.f.Close(ctx); err != nil {
+		return fmt.Errorf("uploading %s: %w", of.f.Key(), err)
+	}
+	m := w.s.o.Metrics
+	m.filesWritten.WithLabelValues(w.topic).Inc()
+	m.recordsWritten.WithLabelValues(w.topic).Add(float64(of.f.Records()))
+	m.bytesWritten.WithLabelValues(w.topic).Add(float64(of.f.Size()))
+	w.ps.mu.Lock()
+	if of.lastTS.After(w.ps.lastWrittenTS) {
+		w.ps.lastWrittenTS = of.lastTS
+	}
+	w.ps.mu.Unlock()
+	w.log.Debug("object written", "key", of.f.Key(), "records", of.f.Records(), "bytes", of.f.Size())
+	return nil
+}
+
+// rotateStale closes files open longer than ROTATE_MAX_OPEN by the wall clock.
+func (w *worker) rotateStale(ctx context.Context) error {
+	mo := w.s.cfg.RotateMaxOpen
+	if mo <= 0 || len(w.files) == 0 {
+		return nil
+	}
+	now := w.s.o.Now()
+	for path, of := range w.files {
+		if now.Sub(of.opened) >= mo {
+			if err := w.closeFile(ctx, path, of); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// decode returns the record's native value, schema id and payload size, or
+// a reason it belongs in the DLQ. A registry outage is retried, not dead
+// lettered: the record is fine, the lookup is not.
+func (w *worker) decode(ctx, gctx context.Context, m kafkago.Message) (native any, id int, n int, reason string) {
+	sid, payload, err := wire.Decode(m.Value)
+	if err != nil {
+		return nil, 0, 0, "framing: " + err.Error()
+	}
+	id = int(sid)
+	backoff := 100 * time.Millisecond
+	for {
+		codec, err := w.s.o.Codecs.ByID(ctx, id)
+		if err == nil {
+			v, rest, err := codec.NativeFromBinary(payload)
+			if err != nil {
+				return nil, id, 0, fmt.Sprintf("avro: schema id %d: %v", id, err)
+			}
+			if len(rest) != 0 {
+				return nil, id, 0, fmt.Sprintf("avro: schema id %d: %d trailing bytes after the record", id, len(rest))
+			}
+			return v, id, len(payload), ""
+		}
+		if Permanent(err) {
+			return nil, id, 0, "schema: " + err.Error()
+		}
+		w.log.Warn("schema lookup failed; retrying", "schema_id", id, "offset", m.Offset, "err", err)
+		select {
+		case <-gctx.Done():
+			return nil, id, 0, ""
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// Permanent reports whether a schema lookup error will not go away by
+// retrying: the registry answered 4xx (unknown id), or the schema is not
+// usable Avro. Network errors and 5xx are transient.
+func Permanent(err error) bool {
+	var re *registry.Error
+	if errors.As(err, &re) {
+		return re.Status >= 400 && re.Status < 500 && re.Status != 408 && re.Status != 429
+	}
+	var ue *url.Error
+	var ne net.Error
+	if errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	return true
+}
+
+func (w *worker) tombstone(ctx, gctx context.Context, m kafkago.Message) error {
+	switch w.s.cfg.Tombstones {
+	case "ignore":
+		w.s.o.Metrics.tombstones.WithLabelValues(w.topic, "ignored").Inc()
+		return nil
+	case "dlq":
+		w.s.o.Metrics.tombstones.WithLabelValues(w.topic, "dlq").Inc()
+		return w.deadLetter(ctx, gctx, m, "tombstone: record value is null")
+	default:
+		w.s.o.Metrics.tombstones.WithLabelValues(w.topic, "failed").Inc()
+		return fmt.Errorf("tombstone at offset %d and S3_SINK_TOMBSTONES=fail", m.Offset)
+	}
+}
+
+// DLQ header names (DESIGN.md).
+const (
+	HeaderError     = "sluice-error"
+	HeaderStage     = "sluice-stage"
+	HeaderTopic     = "sluice-source-topic"
+	HeaderPartition = "sluice-source-partition"
+	HeaderOffset    = "sluice-source-offset"
+)
+
+// deadLetter writes m to <topic>.dlq with the reason and waits for the ack,
+// retrying until it succeeds or the generation ends: a record is never
+// skipped silently.
+func (w *worker) deadLetter(ctx, gctx context.Context, m kafkago.Message, reason string) error {
+	if !w.s.cfg.DLQ || w.s.o.DLQ == nil {
+		return fmt.Errorf("record at offset %d is bad (%s) and the DLQ is disabled", m.Offset, reason)
+	}
+	dlq := w.topic + ".dlq"
+	headers := make([]kafkago.Header, 0, len(m.Headers)+5)
+	headers = append(headers, m.Headers...)
+	headers = append(headers,
+		kafkago.Header{Key: HeaderError, Value: []byte(reason)},
+		kafkago.Header{Key: HeaderStage, Value: []byte("s3-sink")},
+		kafkago.Header{Key: HeaderTopic, Value: []byte(w.topic)},
+		kafkago.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(w.partition))},
+		kafkago.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
+	)
+	msg := kafkago.Message{Topic: dlq, Key: m.Key, Value: m.Value, Headers: headers, Time: m.Time}
+	backoff := 100 * time.Millisecond
+	for {
+		err := w.s.ensureDLQ(ctx, dlq)
+		if err == nil {
+			err = w.s.o.DLQ.WriteMessages(ctx, msg)
+		}
+		if err == nil {
+			w.s.o.Metrics.dlqRecords.WithLabelValues(w.topic).Inc()
+			w.log.Warn("record sent to the DLQ", "offset", m.Offset, "dlq", dlq, "reason", reason)
+			return nil
+		}
+		w.log.Error("writing to the DLQ; retrying", "offset", m.Offset, "dlq", dlq, "err", err)
+		select {
+		case <-gctx.Done():
+			return gctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Sink) ensureDLQ(ctx context.Context, topic string) error {
+	s.dlqMu.Lock()
+	ok := s.dlqTopics[topic]
+	s.dlqMu.Unlock()
+	if ok {
+		return nil
+	}
+	if err := s.o.Admin.EnsureTopic(ctx, topic); err != nil {
+		return err
+	}
+	s.dlqMu.Lock()
+	s.dlqTopics[topic] = true
+	s.dlqMu.Unlock()
+	return nil
+}

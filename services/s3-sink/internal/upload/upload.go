@@ -1,0 +1,200 @@
+// Package upload streams one object to S3 from a bounded buffer: bytes
+// collect in memory until a part is full, full parts go up as a multipart
+// upload, and a small object is a single PutObject. Memory per object is
+// bounded by the part size, not the object size.
+package upload
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// API is the subset of *s3.Client an Upload uses.
+type API interface {
+	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
+	UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.Options)) (*s3.UploadPartOutput, error)
+	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+}
+
+// Observer is told about every request's latency (op is put, create, part,
+// complete or abort) and about buffer growth and release.
+type Observer interface {
+	Request(op string, d time.Duration, err error)
+	Buffered(delta int64)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Request(string, time.Duration, error) {}
+func (nopObserver) Buffered(int64)                       {}
+
+// Upload is one object being written. Write only appends to memory; Flush
+// and Complete do the I/O, so callers decide when to block. Not safe for
+// concurrent use.
+type Upload struct {
+	api         API
+	bucket, key string
+	contentType string
+	partSize    int
+	obs         Observer
+
+	buf      []byte
+	uploadID *string
+	parts    []types.CompletedPart
+	size     int64
+	done     bool
+}
+
+// New starts an object. partSize must be at least S3's 5 MiB minimum for
+// real S3; nothing is sent until a part fills or Complete is called.
+func New(api API, bucket, key, contentType string, partSize int, obs Observer) *Upload {
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	return &Upload{api: api, bucket: bucket, key: key, contentType: contentType, partSize: partSize, obs: obs}
+}
+
+// Key is the object key.
+func (u *Upload) Key() string { return u.key }
+
+// Size is the number of bytes written so far.
+func (u *Upload) Size() int64 { return u.size }
+
+// Buffered is the number of bytes held in memory.
+func (u *Upload) Buffered() int { return len(u.buf) }
+
+// Write appends p to the in-memory buffer. It never fails; it lets an
+// Upload be an io.Writer for encoders.
+func (u *Upload) Write(p []byte) (int, error) {
+	before := cap(u.buf)
+	u.buf = append(u.buf, p...)
+	u.size += int64(len(p))
+	if d := cap(u.buf) - before; d != 0 {
+		u.obs.Buffered(int64(d))
+	}
+	return len(p), nil
+}
+
+// Flush uploads every full part in the buffer, starting the multipart
+// upload on the first one.
+func (u *Upload) Flush(ctx context.Context) error {
+	for len(u.buf) >= u.partSize {
+		if err := u.uploadPart(ctx, u.buf[:u.partSize]); err != nil {
+			return err
+		}
+		n := copy(u.buf, u.buf[u.partSize:])
+		u.buf = u.buf[:n]
+	}
+	return nil
+}
+
+func (u *Upload) uploadPart(ctx context.Context, b []byte) error {
+	if u.uploadID == nil {
+		start := time.Now()
+		out, err := u.api.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+			Bucket: &u.bucket, Key: &u.key, ContentType: aws.String(u.contentType),
+		})
+		u.obs.Request("create", time.Since(start), err)
+		if err != nil {
+			return fmt.Errorf("starting multipart upload of %s: %w", u.key, err)
+		}
+		u.uploadID = out.UploadId
+	}
+	num := int32(len(u.parts) + 1)
+	start := time.Now()
+	out, err := u.api.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket: &u.bucket, Key: &u.key, UploadId: u.uploadID, PartNumber: &num,
+		Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
+	})
+	u.obs.Request("part", time.Since(start), err)
+	if err != nil {
+		return fmt.Errorf("uploading part %d of %s: %w", num, u.key, err)
+	}
+	u.parts = append(u.parts, types.CompletedPart{ETag: out.ETag, PartNumber: &num})
+	return nil
+}
+
+// ErrDone is returned when an Upload is used after Complete or Abort.
+var ErrDone = errors.New("upload already completed or aborted")
+
+// Complete makes the object visible: a PutObject when everything fit in one
+// buffer, else the last part and CompleteMultipartUpload. On failure the
+// multipart upload is aborted and the error returned; the caller must not
+// commit offsets the object covers.
+func (u *Upload) Complete(ctx context.Context) error {
+	if u.done {
+		return ErrDone
+	}
+	defer u.release()
+	if u.uploadID == nil {
+		start := time.Now()
+		_, err := u.api.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: &u.bucket, Key: &u.key, ContentType: aws.String(u.contentType),
+			Body: bytes.NewReader(u.buf), ContentLength: aws.Int64(int64(len(u.buf))),
+		})
+		u.obs.Request("put", time.Since(start), err)
+		if err != nil {
+			return fmt.Errorf("putting %s: %w", u.key, err)
+		}
+		return nil
+	}
+	if len(u.buf) > 0 {
+		if err := u.uploadPart(ctx, u.buf); err != nil {
+			u.abort(ctx)
+			return err
+		}
+	}
+	start := time.Now()
+	_, err := u.api.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: &u.bucket, Key: &u.key, UploadId: u.uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: u.parts},
+	})
+	u.obs.Request("complete", time.Since(start), err)
+	if err != nil {
+		u.abort(ctx)
+		return fmt.Errorf("completing multipart upload of %s: %w", u.key, err)
+	}
+	return nil
+}
+
+// Abort drops the object: buffered bytes are released and a started
+// multipart upload is aborted (best effort; the bucket's lifecycle rule
+// cleans up what an abort could not reach).
+func (u *Upload) Abort(ctx context.Context) {
+	if u.done {
+		return
+	}
+	defer u.release()
+	u.abort(ctx)
+}
+
+func (u *Upload) abort(ctx context.Context) {
+	if u.uploadID == nil {
+		return
+	}
+	// The caller's context may be the one that just ended; aborting must
+	// still reach S3.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := u.api.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &u.bucket, Key: &u.key, UploadId: u.uploadID})
+	u.obs.Request("abort", time.Since(start), err)
+	u.uploadID = nil
+}
+
+func (u *Upload) release() {
+	u.done = true
+	if c := cap(u.buf); c > 0 {
+		u.obs.Buffered(-int64(c))
+	}
+	u.buf = nil
+}
