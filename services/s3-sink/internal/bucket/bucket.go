@@ -92,7 +92,9 @@ func describeLifecycle(r *types.LifecycleRule) []string {
 		return nil
 	}
 	var out []string
-	add := func(k string, v any) { out = append(out, fmt.Sprintf("lifecycle %s: %s = %v", aws.ToString(r.ID), k, v)) }
+	add := func(k string, v any) {
+		out = append(out, fmt.Sprintf("lifecycle %s: %s = %v", aws.ToString(r.ID), k, v))
+	}
 	add("status", r.Status)
 	if r.Filter != nil && r.Filter.Prefix != nil {
 		add("prefix", *r.Filter.Prefix)
@@ -120,7 +122,9 @@ func describeReplication(role string, r *types.ReplicationRule) []string {
 		return nil
 	}
 	var out []string
-	add := func(k string, v any) { out = append(out, fmt.Sprintf("replication %s: %s = %v", aws.ToString(r.ID), k, v)) }
+	add := func(k string, v any) {
+		out = append(out, fmt.Sprintf("replication %s: %s = %v", aws.ToString(r.ID), k, v))
+	}
 	add("role", role)
 	add("status", r.Status)
 	add("priority", aws.ToInt32(r.Priority))

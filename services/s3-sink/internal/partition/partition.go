@@ -292,4 +292,3 @@ func FieldTime(v any, path []string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("field %s: %T is not a time", name, f)
 	}
 }
-

@@ -34,12 +34,12 @@ func Key(prefix, topic, path string, partition int, offset int64) string {
 
 // openFile is one object being written for a (path, schema id).
 type openFile struct {
-	f         *ocf.File
-	schemaID  int
-	start     int64     // first offset
-	window    int64     // record-time window of the first record (ROTATE_INTERVAL)
-	opened    time.Time // wall clock, for ROTATE_MAX_OPEN
-	lastTS    time.Time // timestamp of the last record
+	f        *ocf.File
+	schemaID int
+	start    int64     // first offset
+	window   int64     // record-time window of the first record (ROTATE_INTERVAL)
+	opened   time.Time // wall clock, for ROTATE_MAX_OPEN
+	lastTS   time.Time // timestamp of the last record
 }
 
 // worker consumes one partition for one generation.
