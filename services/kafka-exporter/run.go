@@ -2,34 +2,93 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/service"
+	"github.com/sluicehq/sluice/services/kafka-exporter/internal/collector"
 	"github.com/sluicehq/sluice/services/kafka-exporter/internal/config"
+	ikafka "github.com/sluicehq/sluice/services/kafka-exporter/internal/kafka"
+	"github.com/sluicehq/sluice/services/kafka-exporter/internal/probe"
+	"github.com/sluicehq/sluice/services/kafka-exporter/internal/prom"
 )
 
 // run wires the service explicitly and blocks until shutdown.
 func run(ctx context.Context, args []string) error {
-	cfg, err := config.Load(args, os.LookupEnv)
+	cfg, ignored, err := config.Load(args, os.LookupEnv)
 	if err != nil {
 		return err
 	}
 	log := service.NewLogger(os.Stderr, "kafka-exporter", cfg.Service.LogLevel)
+	if len(ignored) > 0 {
+		log.Info("kafka_exporter flags accepted without effect", "flags", ignored)
+	}
 	app := service.New("kafka-exporter", cfg.Service, log)
 	kc, err := kafka.New(cfg.Kafka)
 	if err != nil {
 		return fmt.Errorf("building kafka clients: %w", err)
 	}
 	app.OnClose("kafka", func(context.Context) error { kc.Close(); return nil })
+	admin, err := ikafka.New(cfg.Kafka, ikafka.Options{ConnsPerBroker: cfg.Concurrency})
+	if err != nil {
+		return fmt.Errorf("building kafka admin client: %w", err)
+	}
+	app.OnClose("kafka-admin", func(context.Context) error { admin.Close(); return nil })
+
+	tf, te, gf, ge := cfg.Regexps()
+	opts := collector.Options{
+		Interval: cfg.Interval, Timeout: cfg.Timeout,
+		TopicFilter: tf, TopicExclude: te, GroupFilter: gf, GroupExclude: ge,
+		Concurrency: cfg.Concurrency, LagPoints: cfg.LagPoints, StatusWindow: cfg.StatusWindow,
+		Render: prom.Render, Logger: log, Registry: app.Metrics(),
+	}
+	if !cfg.TopicConfigs {
+		opts.TopicConfigs = []string{}
+	}
+	col := collector.New(admin, opts)
+	app.Go("collector", col.Run)
+
 	app.ReadyCheck("kafka", func(ctx context.Context) error { return kc.Ping(ctx, 2*time.Second) })
+	app.ReadyCheck("snapshot", func(context.Context) error {
+		if col.Current() == nil {
+			return errors.New("no collection has completed yet")
+		}
+		return nil
+	})
+	if cfg.ProbeEnabled {
+		pr := probe.New(kc, admin, probe.Options{
+			Topic: cfg.ProbeTopic, Interval: cfg.ProbeInterval, Timeout: cfg.ProbeTimeout,
+			ReplicationFactor: cfg.ProbeReplication, Registry: app.Metrics(), Logger: log,
+		})
+		app.Go("probe", pr.Run)
+	}
 
 	ln, err := service.Listen(ctx, cfg.AdminAddr)
 	if err != nil {
 		return err
 	}
-	app.ServeHTTP("admin", service.AdminServer(app), ln)
+	app.ServeHTTP("admin", &http.Server{Handler: routes(app, col, cfg), ReadHeaderTimeout: 10 * time.Second}, ln)
 	return app.Run(ctx)
+}
+
+// routes serves the snapshot at the telemetry path and the health routes.
+func routes(app *service.App, col *collector.Collector, cfg *config.Config) http.Handler {
+	mux := http.NewServeMux()
+	admin := app.AdminRoutes()
+	mux.Handle("/healthz", admin)
+	mux.Handle("/readyz", admin)
+	mux.Handle(cfg.TelemetryPath, &prom.Handler{
+		Snapshot: col.Current, Gatherer: app.Metrics(), MaxAge: cfg.MaxStaleness, Log: app.Logger(),
+	})
+	if cfg.TelemetryPath != "/" {
+		mux.Handle("/{$}", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprintf(w, "<html><head><title>Kafka Exporter</title></head><body><h1>Kafka Exporter</h1><p><a href=%q>Metrics</a></p></body></html>\n", cfg.TelemetryPath)
+		}))
+	}
+	return mux
 }

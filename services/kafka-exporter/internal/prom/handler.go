@@ -1,0 +1,75 @@
+package prom
+
+import (
+	"bytes"
+	"compress/gzip"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/sluicehq/sluice/services/kafka-exporter/internal/collector"
+)
+
+// contentType is the text exposition format every scrape gets.
+const contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+// Handler serves the latest snapshot's pre-rendered bytes followed by the
+// process registry (exporter, probe, Go and process metrics). It never
+// queries Kafka.
+type Handler struct {
+	Snapshot func() *collector.Snapshot
+	Gatherer prometheus.Gatherer
+	// MaxAge stops serving Kafka metrics from a snapshot older than this
+	// (0: always serve), so a dead cluster does not look healthy forever;
+	// sluice_exporter_up and the snapshot age keep reporting.
+	MaxAge time.Duration
+	Now    func() time.Time
+	Log    *slog.Logger
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var own bytes.Buffer
+	if h.Gatherer != nil {
+		mfs, err := h.Gatherer.Gather()
+		if err != nil && h.Log != nil {
+			h.Log.Warn("gathering process metrics", "err", err)
+		}
+		enc := expfmt.NewEncoder(&own, expfmt.NewFormat(expfmt.TypeTextPlain))
+		for _, mf := range mfs {
+			if err := enc.Encode(mf); err != nil && h.Log != nil {
+				h.Log.Warn("encoding metric family", "family", mf.GetName(), "err", err)
+			}
+		}
+	}
+	s := h.Snapshot()
+	if s != nil && h.MaxAge > 0 {
+		now := time.Now
+		if h.Now != nil {
+			now = h.Now
+		}
+		if now().Sub(s.Time) > h.MaxAge {
+			s = nil
+		}
+	}
+	w.Header().Set("Content-Type", contentType)
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		w.Header().Set("Content-Encoding", "gzip")
+		if s != nil {
+			_, _ = w.Write(s.Gzipped)
+		}
+		// A second gzip member; readers decode concatenated members as one
+		// stream.
+		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+		_, _ = zw.Write(own.Bytes())
+		_ = zw.Close()
+		return
+	}
+	if s != nil {
+		_, _ = w.Write(s.Rendered)
+	}
+	_, _ = w.Write(own.Bytes())
+}
