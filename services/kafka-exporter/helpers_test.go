@@ -194,4 +194,3 @@ func eventually(t testing.TB, d time.Duration, fn func() error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
