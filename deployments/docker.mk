@@ -1,0 +1,26 @@
+# Container image targets. Included from the top-level Makefile
+# (`include deployments/docker.mk`); every image builds with the repository
+# root as its context, so run these from the root.
+DOCKER         ?= docker
+IMAGE_REGISTRY ?= ghcr.io/sluicehq
+IMAGE_TAG      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+IMAGE_CREATED  ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+DOCKER_BUILD_FLAGS ?=
+DOCKER_SERVICES := ingest-gateway schema-registry s3-sink search-sink kafka-exporter
+
+.PHONY: docker
+docker: $(addprefix docker-,$(DOCKER_SERVICES)) ## build every service image ($(IMAGE_REGISTRY)/<service>:$(IMAGE_TAG))
+
+.PHONY: $(addprefix docker-,$(DOCKER_SERVICES))
+$(addprefix docker-,$(DOCKER_SERVICES)): docker-%:
+	DOCKER_BUILDKIT=1 $(DOCKER) build -f services/$*/Dockerfile \
+		--build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$(IMAGE_REVISION) --build-arg CREATED=$(IMAGE_CREATED) \
+		-t $(IMAGE_REGISTRY)/$*:$(IMAGE_TAG) $(DOCKER_BUILD_FLAGS) .
+
+.PHONY: chart-rules
+chart-rules: ## copy deployments/prometheus rule files into helm/sluice/files/rules (the chart cannot read outside itself)
+	@mkdir -p helm/sluice/files/rules
+	@rm -f helm/sluice/files/rules/*.yml
+	@for f in deployments/prometheus/*.yml; do case $$f in *_test.yml|*test*.yml) ;; *) cp $$f helm/sluice/files/rules/ ;; esac; done
+	@ls helm/sluice/files/rules
