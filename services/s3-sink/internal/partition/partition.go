@@ -166,6 +166,11 @@ func ParseFormat(format string) ([]token, error) {
 	if strings.HasPrefix(format, "/") || strings.HasSuffix(format, "/") || strings.Contains(format, "//") {
 		return nil, fmt.Errorf("path format %q: no leading, trailing or doubled '/'", format)
 	}
+	for _, seg := range strings.Split(format, "/") {
+		if seg == "." || seg == ".." {
+			return nil, fmt.Errorf("path format %q: segment %q is not allowed", format, seg)
+		}
+	}
 	var out []token
 	var lit strings.Builder
 	verbs := 0
