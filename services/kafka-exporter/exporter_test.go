@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -182,5 +183,69 @@ func TestScrapeNeverQueriesKafka(t *testing.T) {
 	}
 	if got := series(mfs, "sluice_exporter_collections_total")["result=error"]; got != 1 {
 		t.Fatalf("error collections = %v, want 1", got)
+	}
+}
+
+// TestLagSecondsAndStatus drives collections with a controlled clock: the
+// time lag is interpolated from the observed log end offsets, and a group
+// whose offset never moves while its topic grows turns to STOP.
+func TestLagSecondsAndStatus(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.Start(t)
+	c.CreateTopic("events", 1, nil)
+	f := newFixture(t, c, "-exporter-status-window=3")
+	url := f.srv.URL + "/metrics"
+	t0 := f.now.t
+
+	produce(t, f.kc, "events", 0, 100)
+	commit(t, f.kc, "g-stuck", "events", map[int]int64{0: 50})
+	if err := f.refresh(t); err != nil { // end 100 at t0
+		t.Fatal(err)
+	}
+	mfs := scrape(t, url, false)
+	if got := series(mfs, "kafka_consumergroup_lag_seconds"); len(got) != 0 {
+		t.Fatalf("lag seconds from a single point: %v", got)
+	}
+	if got := series(mfs, "kafka_consumergroup_status")["consumergroup=g-stuck,status=OK"]; got != 1 {
+		t.Fatalf("status before the window fills = %v, want OK", series(mfs, "kafka_consumergroup_status"))
+	}
+
+	f.now.t = t0.Add(10 * time.Second)
+	produce(t, f.kc, "events", 0, 100)
+	if err := f.refresh(t); err != nil { // end 200 at t0+10s
+		t.Fatal(err)
+	}
+	commit(t, f.kc, "g-mid", "events", map[int]int64{0: 150})
+	f.now.t = t0.Add(20 * time.Second)
+	produce(t, f.kc, "events", 0, 50)
+	if err := f.refresh(t); err != nil { // end 250 at t0+20s
+		t.Fatal(err)
+	}
+	mfs = scrape(t, url, false)
+	lagSec := series(mfs, "kafka_consumergroup_lag_seconds")
+	// g-mid at 150: written halfway between end 100 (t0) and end 200
+	// (t0+10s), so 5s after t0; seen at t0+20s: 15s behind.
+	if got := lagSec["consumergroup=g-mid,partition=0,topic=events"]; got != 15 {
+		t.Errorf("g-mid lag seconds = %v, want 15 (all: %v)", got, lagSec)
+	}
+	// g-stuck at 50 is older than the table: extrapolated back from
+	// (100, t0) at the table's rate (150 offsets in 20s): written at
+	// t0-6.67s, 26.67s behind.
+	if got := lagSec["consumergroup=g-stuck,partition=0,topic=events"]; math.Abs(got-80.0/3) > 1e-6 {
+		t.Errorf("g-stuck lag seconds = %v, want 26.67", got)
+	}
+	if got := series(mfs, "kafka_consumergroup_lag_seconds_max")["consumergroup=g-stuck,topic=events"]; math.Abs(got-80.0/3) > 1e-6 {
+		t.Errorf("g-stuck max lag seconds = %v, want 26.67", got)
+	}
+	st := series(mfs, "kafka_consumergroup_status")
+	if st["consumergroup=g-stuck,status=STOP"] != 1 || st["consumergroup=g-stuck,status=OK"] != 0 {
+		t.Errorf("g-stuck status = %v, want STOP", st)
+	}
+	if got := series(mfs, "kafka_consumergroup_status_code")["consumergroup=g-stuck"]; got != 3 {
+		t.Errorf("g-stuck status code = %v, want 3", got)
+	}
+	// g-mid has two observations in a window of three: still OK.
+	if st["consumergroup=g-mid,status=OK"] != 1 {
+		t.Errorf("g-mid status = %v, want OK", st)
 	}
 }

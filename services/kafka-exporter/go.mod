@@ -2,12 +2,11 @@ module github.com/sluicehq/sluice/services/kafka-exporter
 
 go 1.26.0
 
-require github.com/sluicehq/sluice/pkg v0.0.0
-
 require (
-	github.com/twmb/franz-go v1.22.2 // indirect
-	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c // indirect
-	github.com/twmb/franz-go/pkg/kmsg v1.15.0 // indirect
+	github.com/sluicehq/sluice/pkg v0.0.0
+	github.com/twmb/franz-go v1.22.2
+	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
+	github.com/twmb/franz-go/pkg/kmsg v1.15.0
 )
 
 require (

@@ -33,6 +33,7 @@ type fixture struct {
 	app     *service.App
 	srv     *httptest.Server
 	now     *fakeClock
+	admin   *ikafka.Client
 }
 
 type fakeClock struct{ t time.Time }
@@ -64,7 +65,7 @@ func newFixture(t testing.TB, c *kafkatest.Cluster, args ...string) *fixture {
 	})
 	srv := httptest.NewServer(routes(app, col, cfg))
 	t.Cleanup(srv.Close)
-	return &fixture{cluster: c, kc: c.Clients(), col: col, app: app, srv: srv, now: clock}
+	return &fixture{cluster: c, kc: c.Clients(), col: col, app: app, srv: srv, now: clock, admin: admin}
 }
 
 // refresh runs one collection now.
