@@ -220,6 +220,12 @@ func (s *Sink) runGroup(ctx context.Context, topics []string) error {
 	var current *generation
 	for {
 		gen, err := cg.Next(loopCtx)
+		if err != nil && loopCtx.Err() == nil && !errors.Is(err, kafkago.ErrGroupClosed) {
+			// Join/sync errors (unknown member, rebalance in progress,
+			// coordinator moves) are reported here and retried by kafka-go.
+			s.log.Warn("consumer group", "group", s.cfg.GroupID, "err", err)
+			continue
+		}
 		if err != nil {
 			cause := context.Cause(loopCtx)
 			if errors.Is(cause, errStopped) && current != nil {
@@ -232,9 +238,6 @@ func (s *Sink) runGroup(ctx context.Context, topics []string) error {
 			}
 			if cause != nil {
 				return cause
-			}
-			if errors.Is(err, kafkago.ErrGroupClosed) {
-				return errStopped
 			}
 			return fmt.Errorf("consumer group %s: %w", s.cfg.GroupID, err)
 		}
