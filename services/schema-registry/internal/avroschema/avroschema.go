@@ -44,8 +44,20 @@ func Validate(schema string, refs []string) error {
 		fmt.Fprintf(&b, `{"name":"main","type":%s}]}`, schema)
 		spec = b.String()
 	}
-	if _, err := goavro.NewCodec(spec); err != nil {
-		return trimGoavro(err)
+	return newCodec(spec)
+}
+
+// newCodec runs goavro's parser, turning its panics (it has some on
+// hostile recursive defaults) into errors: a schema must never take the
+// registry down.
+func newCodec(spec string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("schema cannot be parsed (parser failure: %v)", p)
+		}
+	}()
+	if _, cerr := goavro.NewCodec(spec); cerr != nil {
+		return trimGoavro(cerr)
 	}
 	return nil
 }

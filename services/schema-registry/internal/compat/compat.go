@@ -171,6 +171,13 @@ func (p *parser) parseObject(m map[string]any) (*Schema, error) {
 		case "enum":
 			s.Kind = Enum
 			s.Symbols = strs(m["symbols"])
+			seen := map[string]bool{}
+			for _, sym := range s.Symbols {
+				if seen[sym] {
+					return nil, fmt.Errorf("enum %s has duplicate symbol %q", name, sym)
+				}
+				seen[sym] = true
+			}
 			_, s.HasEnumDef = m["default"]
 		case "fixed":
 			s.Kind = Fixed
@@ -179,9 +186,14 @@ func (p *parser) parseObject(m map[string]any) (*Schema, error) {
 		default:
 			s.Kind = Record
 			fields, _ := m["fields"].([]any)
+			seen := map[string]bool{}
 			for _, f := range fields {
 				fm, _ := f.(map[string]any)
 				fname, _ := fm["name"].(string)
+				if seen[fname] {
+					return nil, fmt.Errorf("record %s has duplicate field %q", name, fname)
+				}
+				seen[fname] = true
 				ft, err := p.parse(fm["type"])
 				if err != nil {
 					return nil, fmt.Errorf("field %s.%s: %w", name, fname, err)
