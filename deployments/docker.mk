@@ -19,8 +19,8 @@ $(addprefix docker-,$(DOCKER_SERVICES)): docker-%:
 		-t $(IMAGE_REGISTRY)/$*:$(IMAGE_TAG) $(DOCKER_BUILD_FLAGS) .
 
 .PHONY: chart-rules
-chart-rules: ## copy deployments/prometheus rule files into helm/sluice/files/rules (the chart cannot read outside itself)
+chart-rules: ## copy deployments/prometheus/rules into helm/sluice/files/rules (a chart cannot read outside itself)
 	@mkdir -p helm/sluice/files/rules
 	@rm -f helm/sluice/files/rules/*.yml
-	@for f in deployments/prometheus/*.yml; do case $$f in *_test.yml|*test*.yml) ;; *) cp $$f helm/sluice/files/rules/ ;; esac; done
+	@cp deployments/prometheus/rules/*.yml helm/sluice/files/rules/
 	@ls helm/sluice/files/rules

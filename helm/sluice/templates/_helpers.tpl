@@ -6,7 +6,7 @@ KEDA may scale on lag. deployments/checks fails when a name here is not one
 the service reads.
 */}}
 {{- define "sluice.components" -}}
-ingest-gateway:  {httpAddr: GATEWAY_ADMIN_ADDR, grpcAddr: "", groupVar: "", registry: true, sink: false}
+ingest-gateway:  {httpAddr: GATEWAY_HTTP_ADDR, grpcAddr: GATEWAY_GRPC_ADDR, groupVar: "", registry: true, sink: false}
 schema-registry: {httpAddr: SCHEMA_REGISTRY_HTTP_ADDR, grpcAddr: SCHEMA_REGISTRY_GRPC_ADDR, groupVar: "", registry: false, sink: false}
 s3-sink:         {httpAddr: S3_SINK_ADMIN_ADDR, grpcAddr: "", groupVar: S3_SINK_GROUP_ID, registry: true, sink: true}
 search-sink:     {httpAddr: SEARCH_SINK_ADMIN_ADDR, grpcAddr: "", groupVar: "", registry: true, sink: true}
@@ -124,6 +124,9 @@ Call with (dict "root" $ "name" $name "svc" $svc).
 {{- end }}
 {{- if $kafka.sasl.mechanism }}{{ $_ := set $env "KAFKA_SASL_MECHANISM" $kafka.sasl.mechanism }}{{ end }}
 {{- if $c.registry }}{{ $_ := set $env "REGISTRY_URL" (include "sluice.registryURL" $root) }}{{ end }}
+{{- range $m := .svc.secretMounts }}
+{{- range $k, $file := $m.env }}{{ $_ := set $env $k (printf "/etc/sluice/secrets/%s/%s" $m.name $file) }}{{ end }}
+{{- end }}
 {{- range $k, $v := .svc.env }}{{ $_ := set $env $k (toString $v) }}{{ end }}
 {{- range $k := keys $env | sortAlpha }}
 {{ $k }}: {{ index $env $k | quote }}

@@ -1,0 +1,402 @@
+package checks
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// kubeVersions brackets what the chart supports: its kubeVersion floor and
+// the newest Kubernetes whose API types deployments/checks decodes into.
+var kubeVersions = []string{"1.27.0", "1.34.0"}
+
+// valuesMatrix is every values file the chart must render cleanly with.
+var valuesMatrix = []struct{ name, file string }{
+	{"defaults", ""},
+	{"all-on", "ci/all-on-values.yaml"},
+	{"minimal", "ci/minimal-values.yaml"},
+	{"aws", "values-aws.yaml"},
+	{"local", "values-local.yaml"},
+}
+
+func chartDir(tb testing.TB) string { return repoPath(tb, "helm", "sluice") }
+
+// helmTemplate renders the chart; args are extra flags (-f, --set).
+func helmTemplate(tb testing.TB, chart, kubeVersion string, args ...string) (string, string, error) {
+	tb.Helper()
+	full := append([]string{"template", "sluice", chart, "--namespace", "sluice", "--kube-version", kubeVersion}, args...)
+	return run(tb, chart, tool(tb, "helm"), full...)
+}
+
+func valuesArgs(chart, file string) []string {
+	if file == "" {
+		return nil
+	}
+	return []string{"-f", filepath.Join(chart, file)}
+}
+
+func TestHelmLint(t *testing.T) {
+	t.Parallel()
+	chart := chartDir(t)
+	for _, v := range valuesMatrix {
+		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"lint", "--strict", chart, "--kube-version", kubeVersions[len(kubeVersions)-1]}, valuesArgs(chart, v.file)...)
+			out, stderr, err := run(t, chart, tool(t, "helm"), args...)
+			if err != nil || strings.Contains(out, "[WARNING]") || strings.Contains(out, "[ERROR]") {
+				t.Fatalf("helm lint --strict: %v\n%s%s", err, out, stderr)
+			}
+		})
+	}
+}
+
+// TestHelmLintCatchesDefect: a chart copy with a broken template must fail lint.
+func TestHelmLintCatchesDefect(t *testing.T) {
+	t.Parallel()
+	chart := filepath.Join(t.TempDir(), "sluice")
+	copyTree(t, chartDir(t), chart)
+	bad := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Values.nope.missing }}\n"
+	if err := os.WriteFile(filepath.Join(chart, "templates", "broken.yaml"), []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, chart, tool(t, "helm"), "lint", "--strict", chart, "--kube-version", kubeVersions[0])
+	if err == nil || !strings.Contains(out, "[ERROR]") {
+		t.Fatalf("lint passed a template reading a missing value:\n%s", out)
+	}
+}
+
+func TestHelmTemplate(t *testing.T) {
+	t.Parallel()
+	chart := chartDir(t)
+	envs := serviceEnvs(t)
+	for _, kv := range kubeVersions {
+		for _, v := range valuesMatrix {
+			t.Run(v.name+"/"+kv, func(t *testing.T) {
+				t.Parallel()
+				out, stderr, err := helmTemplate(t, chart, kv, valuesArgs(chart, v.file)...)
+				if err != nil {
+					t.Fatalf("helm template: %v\n%s", err, stderr)
+				}
+				if strings.TrimSpace(stderr) != "" {
+					t.Errorf("helm template printed warnings:\n%s", stderr)
+				}
+				docs, errs := decodeManifests(out)
+				for _, e := range errs {
+					t.Errorf("strict decode: %v", e)
+				}
+				if len(docs) == 0 {
+					t.Fatal("nothing rendered")
+				}
+				for _, p := range checkManifests(docs, envs) {
+					t.Error(p)
+				}
+			})
+		}
+	}
+}
+
+// renderDefaults renders the default values and decodes them.
+func renderDefaults(t *testing.T, args ...string) []manifest {
+	t.Helper()
+	out, stderr, err := helmTemplate(t, chartDir(t), kubeVersions[len(kubeVersions)-1], args...)
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, stderr)
+	}
+	docs, errs := decodeManifests(out)
+	if len(errs) > 0 {
+		t.Fatalf("decode: %v", errs)
+	}
+	return docs
+}
+
+func findDoc[T any](t *testing.T, docs []manifest, name string) T {
+	t.Helper()
+	for _, d := range docs {
+		if o, ok := d.Obj.(T); ok && strings.HasSuffix(d.Name, name) {
+			return o
+		}
+	}
+	var zero T
+	t.Fatalf("no %T named *%s rendered", zero, name)
+	return zero
+}
+
+// TestManifestDefectsCaught injects one defect at a time into the real
+// rendered output and requires checkManifests to name it.
+func TestManifestDefectsCaught(t *testing.T) {
+	t.Parallel()
+	envs := serviceEnvs(t)
+	cases := []struct {
+		name   string
+		values []string
+		mutate func(t *testing.T, docs []manifest)
+		want   string
+	}{
+		{"no readiness probe", nil, func(t *testing.T, d []manifest) {
+			findDoc[*appsv1.Deployment](t, d, "s3-sink").Spec.Template.Spec.Containers[0].ReadinessProbe = nil
+		}, "no readiness probe"},
+		{"liveness on wrong path", nil, func(t *testing.T, d []manifest) {
+			findDoc[*appsv1.Deployment](t, d, "ingest-gateway").Spec.Template.Spec.Containers[0].LivenessProbe.HTTPGet.Path = "/"
+		}, "liveness probe GETs /"},
+		{"selector does not match pods", nil, func(t *testing.T, d []manifest) {
+			findDoc[*appsv1.Deployment](t, d, "search-sink").Spec.Template.Labels["app.kubernetes.io/component"] = "search"
+		}, "does not match its pod labels"},
+		{"service selects nothing", nil, func(t *testing.T, d []manifest) {
+			findDoc[*corev1.Service](t, d, "schema-registry").Spec.Selector["app.kubernetes.io/instance"] = "other"
+		}, "matches no Deployment's pods"},
+		{"writable root filesystem", nil, func(t *testing.T, d []manifest) {
+			f := false
+			findDoc[*appsv1.Deployment](t, d, "kafka-exporter").Spec.Template.Spec.Containers[0].SecurityContext.ReadOnlyRootFilesystem = &f
+		}, "readOnlyRootFilesystem is not true"},
+		{"capabilities kept", nil, func(t *testing.T, d []manifest) {
+			findDoc[*appsv1.Deployment](t, d, "kafka-exporter").Spec.Template.Spec.Containers[0].SecurityContext.Capabilities.Drop = nil
+		}, "capabilities must drop ALL"},
+		{"no memory limit", nil, func(t *testing.T, d []manifest) {
+			delete(findDoc[*appsv1.Deployment](t, d, "s3-sink").Spec.Template.Spec.Containers[0].Resources.Limits, corev1.ResourceMemory)
+		}, "limits needs memory"},
+		{"env var no service reads", nil, func(t *testing.T, d []manifest) {
+			findDoc[*corev1.ConfigMap](t, d, "ingest-gateway").Data["GATEWAY_MAX_RECORDZ"] = "5"
+		}, "sets GATEWAY_MAX_RECORDZ, which ingest-gateway does not read"},
+		{"another service's variable", nil, func(t *testing.T, d []manifest) {
+			findDoc[*corev1.ConfigMap](t, d, "kafka-exporter").Data["S3_SINK_ADMIN_ADDR"] = ":9102"
+		}, "sets S3_SINK_ADMIN_ADDR, which kafka-exporter does not read"},
+		{"listen port not declared", nil, func(t *testing.T, d []manifest) {
+			cm := findDoc[*corev1.ConfigMap](t, d, "s3-sink")
+			for k := range cm.Data {
+				if strings.HasSuffix(k, "_ADDR") {
+					cm.Data[k] = ":9999"
+				}
+			}
+		}, "listens on a port the container does not declare"},
+		{"port differs from DESIGN.md", nil, func(t *testing.T, d []manifest) {
+			findDoc[*appsv1.Deployment](t, d, "search-sink").Spec.Template.Spec.Containers[0].Ports[0].ContainerPort = 9200
+		}, "no container port http=9103"},
+		{"HPA and replicas", nil, func(t *testing.T, d []manifest) {
+			n := int32(3)
+			findDoc[*appsv1.Deployment](t, d, "ingest-gateway").Spec.Replicas = &n
+		}, "sets replicas although an HPA scales it"},
+		{"service monitor on a missing port", []string{"--set", "serviceMonitor.enabled=true"}, func(t *testing.T, d []manifest) {
+			findDoc[*monitoringv1.ServiceMonitor](t, d, "s3-sink").Spec.Endpoints[0].Port = "metrics"
+		}, `endpoint port "metrics"`},
+		{"KEDA watches another group", []string{"--set", "services.s3-sink.autoscaling.enabled=false", "--set", "services.s3-sink.keda.enabled=true"}, func(t *testing.T, d []manifest) {
+			findDoc[*scaledObject](t, d, "s3-sink").Spec.Triggers[0].Metadata["consumerGroup"] = "other"
+		}, "watches group"},
+		{"KEDA parameter typo", []string{"--set", "services.search-sink.autoscaling.enabled=false", "--set", "services.search-sink.keda.enabled=true"}, func(t *testing.T, d []manifest) {
+			findDoc[*scaledObject](t, d, "search-sink").Spec.Triggers[0].Metadata["lagTreshold"] = "10"
+		}, `unknown kafka trigger parameter "lagTreshold"`},
+		{"test pod as root", nil, func(t *testing.T, d []manifest) {
+			var zero int64
+			p := findDoc[*corev1.Pod](t, d, "test-produce")
+			p.Spec.Containers[0].SecurityContext.RunAsUser = &zero
+		}, "runs as uid 0"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			docs := renderDefaults(t, tc.values...)
+			if p := checkManifests(docs, envs); len(p) > 0 {
+				t.Fatalf("clean render already has problems: %q", p)
+			}
+			tc.mutate(t, docs)
+			p := checkManifests(docs, envs)
+			if !slices.ContainsFunc(p, func(s string) bool { return strings.Contains(s, tc.want) }) {
+				t.Fatalf("want a problem containing %q, got %q", tc.want, p)
+			}
+		})
+	}
+}
+
+// TestStrictDecodeCatchesDefects: unknown or misspelled fields and unknown
+// kinds in rendered YAML fail decoding instead of being dropped silently.
+func TestStrictDecodeCatchesDefects(t *testing.T) {
+	t.Parallel()
+	docs := renderDefaults(t)
+	dep := findDoc[*appsv1.Deployment](t, docs, "ingest-gateway")
+	good := renderYAML(dep)
+	if _, errs := decodeManifests(good); len(errs) > 0 {
+		t.Fatalf("re-encoded Deployment does not decode: %v", errs)
+	}
+	cases := map[string]string{
+		"unknown top-level spec field": strings.Replace(good, "\nspec:\n", "\nspec:\n  replica: 2\n", 1),
+		"misspelled container field":   strings.Replace(good, "livenessProbe:", "livenesProbe:", 1),
+		"duplicate field":              strings.Replace(good, "\nspec:\n", "\nspec:\n  revisionHistoryLimit: 1\n  revisionHistoryLimit: 2\n", 1),
+		"unknown kind":                 "apiVersion: apps/v1\nkind: Deploymnet\nmetadata:\n  name: x\n",
+		"removed API version":          "apiVersion: autoscaling/v2beta1\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: x\n",
+		"KEDA unknown field":           "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: x\nspec:\n  scaleTargetRef: {name: x}\n  maxReplicas: 3\n  triggers: []\n",
+	}
+	for name, text := range cases {
+		if text == good {
+			t.Fatalf("%s: injection did not change the document", name)
+		}
+		if _, errs := decodeManifests(text); len(errs) == 0 {
+			t.Errorf("%s: decoded without error", name)
+		}
+	}
+}
+
+// TestValuesSchemaRejects: values.schema.json (and the chart's own guards)
+// stop bad values at install time with a message naming the value.
+func TestValuesSchemaRejects(t *testing.T) {
+	t.Parallel()
+	chart := chartDir(t)
+	cases := []struct{ name, set, want string }{
+		{"broker without port", "kafka.brokers[0]=kafka", "/kafka/brokers/0"},
+		{"unknown service key", "services.s3-sink.replicas=3", "'replicas' not allowed"},
+		{"unknown top-level key", "kafkaa.brokers[0]=x:1", "'kafkaa' not allowed"},
+		{"bad log level", "logLevel=verbose", "/logLevel"},
+		{"port out of range", "services.ingest-gateway.ports.http=70000", "/services/ingest-gateway/ports/http"},
+		{"negative replicas", "services.search-sink.replicaCount=-1", "/services/search-sink/replicaCount"},
+		{"bad SASL mechanism", "kafka.sasl.mechanism=SCRAM-SHA-1", "/kafka/sasl/mechanism"},
+		{"bad duration", "shutdownTimeout=30", "/shutdownTimeout"},
+		{"lowercase env name", "services.s3-sink.env.s3_bucket=x", "invalid propertyName 's3_bucket'"},
+		{"KEDA on the gateway", "services.ingest-gateway.keda.enabled=true", "'keda' not allowed"},
+		{"CPU target over 100", "services.ingest-gateway.autoscaling.targetCPUUtilizationPercentage=150", "targetCPUUtilizationPercentage"},
+		{"HPA and KEDA together", "services.s3-sink.keda.enabled=true", "mutually exclusive"},
+		{"SASL without secret", "kafka.sasl.mechanism=SCRAM-SHA-512", "kafka.sasl.existingSecret is required"},
+		{"bad image digest", "services.s3-sink.image.digest=latest", "/services/s3-sink/image/digest"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, stderr, err := helmTemplate(t, chart, kubeVersions[0], "--set", tc.set)
+			if err == nil {
+				t.Fatalf("--set %s rendered without error", tc.set)
+			}
+			if !strings.Contains(stderr, tc.want) {
+				t.Fatalf("--set %s: error does not mention %q:\n%s", tc.set, tc.want, stderr)
+			}
+		})
+	}
+	// The kube-version floor is enforced too.
+	if _, stderr, err := helmTemplate(t, chart, "1.25.0"); err == nil || !strings.Contains(stderr, "kubeVersion") {
+		t.Errorf("Kubernetes 1.25 accepted: %v %s", err, stderr)
+	}
+}
+
+// TestHelmTestHook: the test hook posts a record to the gateway's Service
+// on its HTTP port and registers the schema with the registry first.
+func TestHelmTestHook(t *testing.T) {
+	t.Parallel()
+	docs := renderDefaults(t)
+	pod := findDoc[*corev1.Pod](t, docs, "test-produce")
+	gw := findDoc[*corev1.Service](t, docs, "ingest-gateway")
+	env := map[string]string{}
+	for _, e := range pod.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	if want := "http://" + gw.Name + ":8080"; env["GATEWAY"] != want {
+		t.Errorf("test hook targets %q, want %q", env["GATEWAY"], want)
+	}
+	script := strings.Join(pod.Spec.Containers[0].Args, "\n")
+	for _, s := range []string{"$GATEWAY/v1/topics/$TOPIC/records", "$REGISTRY/subjects/$TOPIC-value/versions", "exit 1"} {
+		if !strings.Contains(script, s) {
+			t.Errorf("test hook script lacks %q", s)
+		}
+	}
+	if len(renderDefaults(t, "--set", "tests.enabled=false")) >= len(docs) {
+		t.Error("tests.enabled=false still renders the test hook")
+	}
+}
+
+// ruleSources are the rule files of deployments/prometheus/rules, which the
+// chart ships (its promtool unit tests live in deployments/prometheus/tests).
+func ruleSources(t *testing.T) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	matches, _ := filepath.Glob(repoPath(t, "deployments", "prometheus", "rules", "*.yml"))
+	for _, m := range matches {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(m)] = b
+	}
+	return out
+}
+
+// rulesDrift compares the chart's copy with the source rule files.
+func rulesDrift(src, chart map[string][]byte) []string {
+	var problems []string
+	for name, b := range src {
+		c, ok := chart[name]
+		switch {
+		case !ok:
+			problems = append(problems, name+": missing from helm/sluice/files/rules")
+		case !bytes.Equal(b, c):
+			problems = append(problems, name+": helm/sluice/files/rules copy differs")
+		}
+	}
+	for name := range chart {
+		if _, ok := src[name]; !ok {
+			problems = append(problems, name+": in the chart but not in deployments/prometheus")
+		}
+	}
+	slices.Sort(problems)
+	return problems
+}
+
+// TestChartRulesInSync: the PrometheusRule ships exactly deployments/prometheus.
+func TestChartRulesInSync(t *testing.T) {
+	t.Parallel()
+	src := ruleSources(t)
+	chart := map[string][]byte{}
+	matches, _ := filepath.Glob(filepath.Join(chartDir(t), "files", "rules", "*.yml"))
+	for _, m := range matches {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chart[filepath.Base(m)] = b
+	}
+	for _, p := range rulesDrift(src, chart) {
+		t.Errorf("%s (run make chart-rules)", p)
+	}
+	// The rendered PrometheusRule carries every group of every file.
+	if len(src) == 0 {
+		return
+	}
+	docs := renderDefaults(t, "--set", "prometheusRule.enabled=true")
+	rule := findDoc[*monitoringv1.PrometheusRule](t, docs, "sluice")
+	var want []string
+	for _, b := range src {
+		var f struct {
+			Groups []struct {
+				Name string `json:"name"`
+			} `json:"groups"`
+		}
+		if err := yaml.Unmarshal(b, &f); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range f.Groups {
+			want = append(want, g.Name)
+		}
+	}
+	var got []string
+	for _, g := range rule.Spec.Groups {
+		got = append(got, g.Name)
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("PrometheusRule groups %v, want %v", got, want)
+	}
+}
+
+func TestRulesDriftCaught(t *testing.T) {
+	t.Parallel()
+	src := map[string][]byte{"alerts.yml": []byte("groups: []\n"), "records.yml": []byte("groups: []\n")}
+	chart := map[string][]byte{"alerts.yml": []byte("groups: [x]\n"), "old.yml": nil}
+	got := rulesDrift(src, chart)
+	want := []string{"alerts.yml: helm/sluice/files/rules copy differs", "old.yml: in the chart but not in deployments/prometheus", "records.yml: missing from helm/sluice/files/rules"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("rulesDrift = %q, want %q", got, want)
+	}
+}
