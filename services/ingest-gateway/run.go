@@ -2,13 +2,29 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
 	"github.com/sluicehq/sluice/pkg/kafka"
+	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/service"
+	"github.com/sluicehq/sluice/services/ingest-gateway/internal/auth"
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/config"
+	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
+	"github.com/sluicehq/sluice/services/ingest-gateway/internal/grpcapi"
+	"github.com/sluicehq/sluice/services/ingest-gateway/internal/httpapi"
 )
 
 // run wires the service explicitly and blocks until shutdown.
@@ -19,17 +35,120 @@ func run(ctx context.Context, args []string) error {
 	}
 	log := service.NewLogger(os.Stderr, "ingest-gateway", cfg.Service.LogLevel)
 	app := service.New("ingest-gateway", cfg.Service, log)
+
+	var keys *auth.Keys
+	if cfg.APIKeysFile != "" {
+		if keys, err = auth.Load(cfg.APIKeysFile); err != nil {
+			return service.Invalid("GATEWAY_API_KEYS_FILE", "%v", err)
+		}
+		app.Go("api-keys", func(ctx context.Context) error { return keys.Watch(ctx, 10*time.Second, log) })
+	} else {
+		log.Warn("GATEWAY_API_KEYS_FILE is empty: API key authentication is off")
+	}
+	var tlsCfg *tls.Config
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return service.Invalid("GATEWAY_TLS_CERT_FILE", "loading certificate and key: %v", err)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+
 	kc, err := kafka.New(cfg.Kafka)
 	if err != nil {
 		return fmt.Errorf("building kafka clients: %w", err)
 	}
 	app.OnClose("kafka", func(context.Context) error { kc.Close(); return nil })
-	app.ReadyCheck("kafka", func(ctx context.Context) error { return kc.Ping(ctx, 2*time.Second) })
+	reg := registry.New(cfg.Registry)
 
-	ln, err := service.Listen(ctx, cfg.AdminAddr)
+	eng := gateway.New(gateway.Config{
+		Topics:         gateway.TopicPolicy{Allow: cfg.Topics, DeadLetter: cfg.DeadLetterTopics},
+		AutoCreate:     cfg.AutoCreateTopics,
+		Partitions:     cfg.TopicPartitions,
+		MaxRecordBytes: cfg.MaxRecordBytes,
+		MaxRecords:     cfg.MaxRecords,
+		InflightBytes:  cfg.InflightBytes,
+		ProduceTimeout: cfg.ProduceTimeout,
+		BatchTimeout:   cfg.BatchTimeout,
+		BatchSize:      cfg.BatchSize,
+		BatchBytes:     cfg.BatchBytes,
+	}, log, kc, reg, app.Metrics())
+
+	app.ReadyCheck("kafka", func(ctx context.Context) error { return kc.Ping(ctx, 2*time.Second) })
+	app.ReadyCheck("schema-registry", reg.Ping)
+
+	api := httpapi.New(eng, keys, httpapi.Options{
+		MaxRequestBytes: cfg.MaxRequestBytes,
+		MaxRecordBytes:  cfg.MaxRecordBytes,
+		MaxRecords:      cfg.MaxRecords,
+		StreamChunk:     cfg.StreamChunk,
+		RetryAfter:      cfg.RetryAfter,
+		ClusterID:       cfg.ClusterID,
+	}, log, app.Metrics())
+	httpLn, err := service.Listen(ctx, cfg.HTTPAddr)
 	if err != nil {
 		return err
 	}
-	app.ServeHTTP("admin", service.AdminServer(app), ln)
+	if tlsCfg != nil {
+		httpLn = tls.NewListener(httpLn, tlsCfg)
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(func(m interface{ Handle(string, http.Handler) }) { app.MountAdmin(m) }),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+
+	// Shutdown order (pkg/service runs OnStop hooks in order after /readyz
+	// turns 503): refuse new produce calls and end streams at their next
+	// chunk, drain HTTP and gRPC, then wait for every Kafka ack and close
+	// the writer.
+	app.OnStop("refuse-new", func(context.Context) error { eng.Stopping(); return nil })
+	app.ServeHTTP("http", srv, httpLn)
+
+	if cfg.GRPCAddr != "" {
+		gs, hs := newGRPCServer(eng, keys, cfg, tlsCfg, app.Metrics(), log)
+		app.OnStop("grpc-health", func(context.Context) error { hs.Shutdown(); return nil })
+		grpcLn, err := service.Listen(ctx, cfg.GRPCAddr)
+		if err != nil {
+			return err
+		}
+		app.ServeGRPC("grpc", gs, grpcLn)
+	}
+	app.OnStop("kafka-writer", eng.Close)
 	return app.Run(ctx)
+}
+
+func newGRPCServer(eng *gateway.Engine, keys *auth.Keys, cfg *config.Config, tlsCfg *tls.Config, reg prometheus.Registerer, log *slog.Logger) (*grpc.Server, *health.Server) {
+	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_gateway_grpc_requests_total",
+		Help: "gRPC calls by method and status code.",
+	}, []string{"method", "code"})
+	reg.MustRegister(calls)
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
+		grpc.ChainUnaryInterceptor(
+			func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				resp, err := h(ctx, req)
+				calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+				return resp, err
+			},
+			grpcapi.Timeout(cfg.ProduceTimeout+5*time.Second),
+		),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			err := h(srv, ss)
+			calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+			return err
+		}),
+	}
+	if tlsCfg != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	gs := grpc.NewServer(opts...)
+	grpcapi.New(eng, keys, cfg.StreamChunk, log).Register(gs)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus("sluice.ingest.v1.IngestService", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	return gs, hs
 }

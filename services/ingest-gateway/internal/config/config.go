@@ -1,23 +1,107 @@
 // Package config holds the ingest-gateway configuration, loaded from GATEWAY_*
-// and shared KAFKA_* environment variables (or the matching flags).
+// and shared KAFKA_* / REGISTRY_* environment variables (or the matching flags).
 package config
 
 import (
+	"os"
+	"path"
+	"time"
+
 	"github.com/sluicehq/sluice/pkg/kafka"
+	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/service"
 )
 
 // Config is everything ingest-gateway reads at start.
 type Config struct {
-	Service   service.Options
-	Kafka     kafka.Config
-	AdminAddr string `env:"GATEWAY_ADMIN_ADDR" default:":8080" help:"listen address for /metrics, /healthz and /readyz"`
+	Service  service.Options
+	Kafka    kafka.Config
+	Registry registry.Config
+
+	HTTPAddr string `env:"GATEWAY_HTTP_ADDR" default:":8080" help:"listen address of the HTTP API, which also serves /metrics, /healthz and /readyz"`
+	GRPCAddr string `env:"GATEWAY_GRPC_ADDR" default:":9090" help:"listen address of the gRPC IngestService (empty disables gRPC)"`
+
+	Topics           []string `env:"GATEWAY_TOPICS" help:"comma-separated topics or glob patterns producers may write to; '*' allows every topic except internal ones (leading '_' or '__')"`
+	DeadLetterTopics []string `env:"GATEWAY_DEAD_LETTER_TOPICS" help:"topics or glob patterns whose invalid records go to <topic>.dlq instead of being rejected"`
+	AutoCreateTopics bool     `env:"GATEWAY_AUTO_CREATE_TOPICS" default:"false" help:"create an allowed topic that does not exist yet (otherwise 404 40401)"`
+	TopicPartitions  int      `env:"GATEWAY_TOPIC_PARTITIONS" default:"3" help:"partitions of auto-created topics and dead-letter topics"`
+
+	MaxRequestBytes int64         `env:"GATEWAY_MAX_REQUEST_BYTES" default:"16777216" help:"largest request body accepted (413 beyond); NDJSON streams are bounded per line instead"`
+	MaxRecordBytes  int           `env:"GATEWAY_MAX_RECORD_BYTES" default:"1000000" help:"largest encoded record (key + value + headers)"`
+	MaxRecords      int           `env:"GATEWAY_MAX_RECORDS" default:"10000" help:"most records in one request or gRPC batch"`
+	InflightBytes   int64         `env:"GATEWAY_INFLIGHT_BYTES" default:"268435456" help:"budget of request bytes held by all in-flight requests together; 429 with Retry-After when exhausted"`
+	ProduceTimeout  time.Duration `env:"GATEWAY_PRODUCE_TIMEOUT" default:"10s" help:"how long a request waits for Kafka acks before answering 503 with Retry-After"`
+	RetryAfter      time.Duration `env:"GATEWAY_RETRY_AFTER" default:"1s" help:"Retry-After sent with 429 and 503"`
+	StreamChunk     int           `env:"GATEWAY_STREAM_CHUNK" default:"500" help:"records per produce call when streaming NDJSON or v3 records"`
+
+	BatchTimeout time.Duration `env:"GATEWAY_BATCH_TIMEOUT" default:"2ms" help:"how long the Kafka writer waits to fill a batch"`
+	BatchSize    int           `env:"GATEWAY_BATCH_SIZE" default:"2000" help:"most records in one Kafka produce batch per partition"`
+	BatchBytes   int64         `env:"GATEWAY_BATCH_BYTES" default:"1048576" help:"largest Kafka produce batch per partition (keep at or below the brokers' max.message.bytes)"`
+
+	APIKeysFile string `env:"GATEWAY_API_KEYS_FILE" help:"JSON file of API keys (hashed secrets and topic patterns), e.g. a mounted Kubernetes secret; empty disables authentication"`
+
+	TLSCertFile string `env:"GATEWAY_TLS_CERT_FILE" help:"PEM certificate for TLS on the HTTP and gRPC listeners"`
+	TLSKeyFile  string `env:"GATEWAY_TLS_KEY_FILE" help:"PEM key for GATEWAY_TLS_CERT_FILE"`
+
+	ClusterID string `env:"GATEWAY_CLUSTER_ID" default:"sluice" help:"cluster id accepted and reported by the Confluent v3 API"`
 }
 
 // Validate checks values that the field types alone cannot.
 func (c *Config) Validate() error {
-	if c.AdminAddr == "" {
-		return service.Invalid("GATEWAY_ADMIN_ADDR", "must not be empty")
+	if c.HTTPAddr == "" {
+		return service.Invalid("GATEWAY_HTTP_ADDR", "must not be empty")
+	}
+	if len(c.Topics) == 0 {
+		return service.Invalid("GATEWAY_TOPICS", "list at least one topic or pattern ('*' in development)")
+	}
+	for _, p := range append(append([]string{}, c.Topics...), c.DeadLetterTopics...) {
+		if _, err := path.Match(p, "x"); err != nil {
+			return service.Invalid("GATEWAY_TOPICS", "bad pattern %q: %v", p, err)
+		}
+	}
+	if c.TopicPartitions <= 0 {
+		return service.Invalid("GATEWAY_TOPIC_PARTITIONS", "must be positive")
+	}
+	if c.MaxRecordBytes <= 0 || int64(c.MaxRecordBytes) >= c.BatchBytes {
+		return service.Invalid("GATEWAY_MAX_RECORD_BYTES", "must be positive and below GATEWAY_BATCH_BYTES (%d)", c.BatchBytes)
+	}
+	if c.MaxRequestBytes <= 0 {
+		return service.Invalid("GATEWAY_MAX_REQUEST_BYTES", "must be positive")
+	}
+	if c.InflightBytes < c.MaxRequestBytes {
+		return service.Invalid("GATEWAY_INFLIGHT_BYTES", "must be at least GATEWAY_MAX_REQUEST_BYTES (%d)", c.MaxRequestBytes)
+	}
+	if c.MaxRecords <= 0 {
+		return service.Invalid("GATEWAY_MAX_RECORDS", "must be positive")
+	}
+	if c.StreamChunk <= 0 || c.StreamChunk > c.MaxRecords {
+		return service.Invalid("GATEWAY_STREAM_CHUNK", "must be between 1 and GATEWAY_MAX_RECORDS")
+	}
+	if c.ProduceTimeout <= 0 {
+		return service.Invalid("GATEWAY_PRODUCE_TIMEOUT", "must be positive")
+	}
+	if c.RetryAfter < time.Second {
+		return service.Invalid("GATEWAY_RETRY_AFTER", "must be at least 1s (Retry-After has whole seconds)")
+	}
+	if c.BatchTimeout <= 0 {
+		return service.Invalid("GATEWAY_BATCH_TIMEOUT", "must be positive")
+	}
+	if c.BatchSize <= 0 {
+		return service.Invalid("GATEWAY_BATCH_SIZE", "must be positive")
+	}
+	if c.APIKeysFile != "" {
+		if _, err := os.Stat(c.APIKeysFile); err != nil {
+			return service.Invalid("GATEWAY_API_KEYS_FILE", "cannot read: %v", err)
+		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		if c.TLSCertFile == "" {
+			return service.Invalid("GATEWAY_TLS_CERT_FILE", "required when GATEWAY_TLS_KEY_FILE is set")
+		}
+		return service.Invalid("GATEWAY_TLS_KEY_FILE", "required when GATEWAY_TLS_CERT_FILE is set")
+	}
+	if c.ClusterID == "" {
+		return service.Invalid("GATEWAY_CLUSTER_ID", "must not be empty")
 	}
 	return nil
 }

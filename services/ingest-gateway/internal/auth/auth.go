@@ -1,0 +1,189 @@
+// Package auth checks gateway API keys: secrets stored as SHA-256 hashes in
+// a JSON file (a mounted Kubernetes secret), each key allowed a list of
+// topic patterns, presented as Bearer tokens or Basic credentials (HTTP) or
+// the same "authorization" value in gRPC metadata.
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Key is one API key as stored in the keys file.
+type Key struct {
+	ID     string   `json:"id"`
+	SHA256 string   `json:"sha256"` // hex SHA-256 of the secret
+	Topics []string `json:"topics"` // exact names or path.Match globs; "*" is any non-internal topic
+
+	hash [32]byte
+}
+
+// AllowsTopic reports whether the key may produce to topic.
+func (k *Key) AllowsTopic(topic string) bool {
+	for _, p := range k.Topics {
+		if p == topic {
+			return true
+		}
+		if strings.HasPrefix(topic, "_") {
+			continue
+		}
+		if ok, _ := path.Match(p, topic); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// File is the keys file format: {"keys":[{"id":..,"sha256":..,"topics":[..]}]}.
+type File struct {
+	Keys []Key `json:"keys"`
+}
+
+// HashSecret returns the hex SHA-256 of a secret, for writing keys files.
+// API keys are long random strings, so a fast hash is enough; the file
+// never holds a usable secret.
+func HashSecret(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+type keySet struct {
+	byHash map[[32]byte]*Key
+	byID   map[string]*Key
+	raw    []byte
+}
+
+// Keys is a reloadable set of API keys; a nil *Keys means authentication is off.
+type Keys struct {
+	path string
+	set  atomic.Pointer[keySet]
+}
+
+// Load reads the keys file.
+func Load(file string) (*Keys, error) {
+	k := &Keys{path: file}
+	if _, err := k.reload(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func parse(b []byte) (*keySet, error) {
+	var f File
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("parsing API keys: %w", err)
+	}
+	s := &keySet{byHash: map[[32]byte]*Key{}, byID: map[string]*Key{}, raw: b}
+	for i := range f.Keys {
+		k := &f.Keys[i]
+		if k.ID == "" {
+			return nil, fmt.Errorf("API key %d has no id", i)
+		}
+		h, err := hex.DecodeString(k.SHA256)
+		if err != nil || len(h) != 32 {
+			return nil, fmt.Errorf("API key %s: sha256 must be 64 hex digits", k.ID)
+		}
+		copy(k.hash[:], h)
+		for _, p := range k.Topics {
+			if _, err := path.Match(p, "x"); err != nil {
+				return nil, fmt.Errorf("API key %s: bad topic pattern %q", k.ID, p)
+			}
+		}
+		if _, dup := s.byID[k.ID]; dup {
+			return nil, fmt.Errorf("API key id %s appears twice", k.ID)
+		}
+		s.byID[k.ID] = k
+		s.byHash[k.hash] = k
+	}
+	return s, nil
+}
+
+func (k *Keys) reload() (bool, error) {
+	b, err := os.ReadFile(k.path)
+	if err != nil {
+		return false, fmt.Errorf("reading API keys file: %w", err)
+	}
+	if cur := k.set.Load(); cur != nil && string(cur.raw) == string(b) {
+		return false, nil
+	}
+	s, err := parse(b)
+	if err != nil {
+		return false, err
+	}
+	k.set.Store(s)
+	return true, nil
+}
+
+// Watch reloads the file every interval until ctx ends; a broken file keeps
+// the previous keys and is logged.
+func (k *Keys) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			changed, err := k.reload()
+			if err != nil {
+				log.Error("API keys not reloaded; keeping the previous set", "err", err)
+			} else if changed {
+				log.Info("API keys reloaded", "keys", len(k.set.Load().byID))
+			}
+		}
+	}
+}
+
+// Errors Authenticate returns.
+var (
+	ErrMissing = errors.New("missing API key: send Authorization: Bearer <key> or Basic <id:key>")
+	ErrInvalid = errors.New("invalid API key")
+)
+
+// Authenticate checks an Authorization header value.
+func (k *Keys) Authenticate(authorization string) (*Key, error) {
+	s := k.set.Load()
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(authorization), " ")
+	if !ok || cred == "" {
+		return nil, ErrMissing
+	}
+	switch strings.ToLower(scheme) {
+	case "bearer":
+		h := sha256.Sum256([]byte(strings.TrimSpace(cred)))
+		if key, ok := s.byHash[h]; ok {
+			return key, nil
+		}
+		return nil, ErrInvalid
+	case "basic":
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+		if err != nil {
+			return nil, ErrInvalid
+		}
+		id, secret, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return nil, ErrInvalid
+		}
+		key, found := s.byID[id]
+		h := sha256.Sum256([]byte(secret))
+		if !found {
+			return nil, ErrInvalid
+		}
+		if subtle.ConstantTimeCompare(h[:], key.hash[:]) != 1 {
+			return nil, ErrInvalid
+		}
+		return key, nil
+	}
+	return nil, ErrMissing
+}

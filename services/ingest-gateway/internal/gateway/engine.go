@@ -1,0 +1,741 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/pkg/avro"
+	"github.com/sluicehq/sluice/pkg/kafka"
+	"github.com/sluicehq/sluice/pkg/registry"
+	"github.com/sluicehq/sluice/pkg/wire"
+)
+
+// Registry is the part of pkg/registry the engine uses.
+type Registry interface {
+	SchemaByID(ctx context.Context, id int) (*registry.Schema, error)
+	Latest(ctx context.Context, subject string) (*registry.Schema, error)
+	ByVersion(ctx context.Context, subject string, version int) (*registry.Schema, error)
+	Register(ctx context.Context, subject, schemaType, schema string, refs []registry.Reference) (int, error)
+}
+
+// Format says how record values (and JSON keys) are written in a request.
+type Format uint8
+
+// Value formats.
+const (
+	FormatJSON       Format = iota // plain JSON, unions inferred
+	FormatAvroJSON                 // Avro JSON encoding, unions wrapped
+	FormatAvroBinary               // Avro binary, validated by decoding
+)
+
+// SchemaRef selects a schema: by global id, by version of the subject, as
+// inline schema text (registered under the subject, REST Proxy v2), or the
+// subject's latest when all are zero.
+type SchemaRef struct {
+	ID      int
+	Version int
+	Schema  string
+}
+
+// Record is one record of a request.
+type Record struct {
+	// Key is the raw key (nil: no key) when KeyJSON is nil.
+	Key []byte
+	// KeyJSON is a key given as JSON: Avro-encoded when <topic>-key has a
+	// schema (or Batch.KeySchema is set), else a JSON string's text or the
+	// JSON text itself.
+	KeyJSON json.RawMessage
+	// Value is JSON text (JSON formats; nil means null) or Avro binary.
+	Value     []byte
+	Headers   []kafkago.Header
+	Time      time.Time // zero: the gateway's receive time
+	Partition int32     // -1: by key hash (murmur2, as Java clients)
+}
+
+// Batch is one produce call for one topic.
+type Batch struct {
+	Topic     string
+	Value     SchemaRef
+	KeySchema *SchemaRef // explicit key schema (REST Proxy v2); nil: <topic>-key if it exists
+	Format    Format
+	// KeyFormat is the format of KeyJSON keys (defaults to Format; binary
+	// formats use plain JSON keys).
+	KeyFormat Format
+	Records   []Record
+	// Async answers once the records are handed to the writer (202).
+	Async bool
+	// AllOrNothing fails the whole request (nothing produced) when a record
+	// is invalid, as Confluent's REST Proxy does; dead-letter topics still
+	// take invalid records.
+	AllOrNothing bool
+	// Hold is the in-flight budget taken for this batch; Produce releases it
+	// once Kafka has answered for every record, whatever happens.
+	Hold *Hold
+}
+
+// Result is the outcome of one record.
+type Result struct {
+	Partition    int32
+	Offset       int64
+	Time         time.Time
+	SchemaID     int
+	KeySchemaID  int
+	DeadLettered bool
+	Err          *Error // nil on success (and for dead-lettered records, the reason is in Err too)
+}
+
+// Config tunes the engine.
+type Config struct {
+	Topics         TopicPolicy
+	AutoCreate     bool
+	Partitions     int // for auto-created and dead-letter topics
+	MaxRecordBytes int
+	MaxRecords     int
+	InflightBytes  int64
+	ProduceTimeout time.Duration
+	BatchTimeout   time.Duration
+	BatchSize      int
+	BatchBytes     int64
+}
+
+// Engine validates, encodes and produces records. Safe for concurrent use.
+type Engine struct {
+	cfg     Config
+	log     *slog.Logger
+	kc      *kafka.Clients
+	reg     Registry
+	codecs  *avro.Codecs
+	writer  *kafkago.Writer
+	metrics *Metrics
+	topics  *topicCache
+
+	inflight atomic.Int64
+	closing  atomic.Bool
+	pending  sync.WaitGroup // batches whose acks have not all arrived
+
+	mu       sync.Mutex
+	noKey    map[string]time.Time // subjects known to have no key schema, until
+	inline   map[string]int       // subject + schema text -> registered id
+	inlineMu sync.Mutex
+}
+
+// New builds an engine; Close flushes it.
+func New(cfg Config, log *slog.Logger, kc *kafka.Clients, reg Registry, metrics prometheus.Registerer) *Engine {
+	e := &Engine{
+		cfg:    cfg,
+		log:    log,
+		kc:     kc,
+		reg:    reg,
+		codecs: avro.NewCodecs(reg),
+		topics: &topicCache{kc: kc, autoCreate: cfg.AutoCreate, partitions: cfg.Partitions, m: map[string]topicEntry{}},
+		noKey:  map[string]time.Time{},
+		inline: map[string]int{},
+	}
+	e.metrics = newMetrics(metrics, func() float64 { return float64(e.inflight.Load()) })
+	e.writer = kc.NewWriter(kafka.WriterOptions{
+		Balancer:     &balancer{},
+		BatchSize:    cfg.BatchSize,
+		BatchBytes:   cfg.BatchBytes,
+		BatchTimeout: cfg.BatchTimeout,
+		Completion:   e.complete,
+	})
+	return e
+}
+
+// Metrics returns the engine's collectors.
+func (e *Engine) Metrics() *Metrics { return e.metrics }
+
+// Inflight returns the bytes currently reserved.
+func (e *Engine) Inflight() int64 { return e.inflight.Load() }
+
+// Hold is a reservation of in-flight bytes.
+type Hold struct {
+	e    *Engine
+	n    int64
+	once sync.Once
+}
+
+// Release returns the bytes to the budget; later calls do nothing.
+func (h *Hold) Release() {
+	if h == nil {
+		return
+	}
+	h.once.Do(func() { h.e.inflight.Add(-h.n) })
+}
+
+// Reserve takes n bytes of the shared in-flight budget, or fails with
+// KindBusy when that would exceed it.
+func (e *Engine) Reserve(n int64) (*Hold, *Error) {
+	if n < 0 {
+		n = 0
+	}
+	for {
+		cur := e.inflight.Load()
+		if cur+n > e.cfg.InflightBytes && cur > 0 {
+			return nil, Errorf(KindBusy, "gateway busy: %d bytes in flight, budget %d; retry later", cur, e.cfg.InflightBytes)
+		}
+		if e.inflight.CompareAndSwap(cur, cur+n) {
+			return &Hold{e: e, n: n}, nil
+		}
+	}
+}
+
+// Stopping makes new produce calls fail with KindShuttingDown.
+func (e *Engine) Stopping() { e.closing.Store(true) }
+
+// Close waits until every record handed to the writer has been answered by
+// Kafka (or ctx ends), then closes the writer, which flushes what is left.
+func (e *Engine) Close(ctx context.Context) error {
+	e.closing.Store(true)
+	done := make(chan struct{})
+	go func() { e.pending.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("waiting for kafka acks: %w", ctx.Err())
+	}
+	if cerr := e.writer.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("closing kafka writer: %w", cerr))
+	}
+	return err
+}
+
+// Authorized is implemented by API-key principals.
+type Authorized interface {
+	AllowsTopic(topic string) bool
+}
+
+// Check resolves a batch's topic and value schema without producing, so
+// streaming APIs can refuse a request before reading its body.
+func (e *Engine) Check(ctx context.Context, b *Batch) *Error {
+	if e.closing.Load() {
+		return Errorf(KindShuttingDown, "gateway is shutting down; retry against another instance")
+	}
+	if _, err := e.CheckTopic(ctx, b.Topic); err != nil {
+		return err
+	}
+	_, err := e.valueCodec(ctx, b)
+	return err
+}
+
+// ReserveWait is Reserve that waits (up to the produce timeout) for budget,
+// for streams, where backpressure beats failing records.
+func (e *Engine) ReserveWait(ctx context.Context, n int64) (*Hold, *Error) {
+	deadline := time.Now().Add(e.cfg.ProduceTimeout)
+	for {
+		h, err := e.Reserve(n)
+		if err == nil {
+			return h, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+		t := time.NewTimer(5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+// CheckTopic answers whether a topic may be used and exists, with its
+// partition count.
+func (e *Engine) CheckTopic(ctx context.Context, topic string) (int, *Error) {
+	if !e.cfg.Topics.Allowed(topic) {
+		return 0, Errorf(KindUnknownTopic, "Topic %s not found.", topic)
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ProduceTimeout)
+	defer cancel()
+	return e.topics.lookup(ctx, topic, e.cfg.AutoCreate)
+}
+
+// slot carries one message's routing and receives its delivery report.
+type slot struct {
+	partition int32 // explicit partition, -1 for the balancer
+	tr        *tracker
+	index     int
+	dlq       bool
+
+	// written by the writer's completion callback, published by done
+	gotPartition int32
+	offset       int64
+	time         time.Time
+	err          error
+	done         atomic.Bool
+	size         int
+}
+
+// tracker counts a batch's outstanding messages and releases its budget
+// when the last one is answered.
+type tracker struct {
+	e         *Engine
+	topic     string
+	hold      *Hold
+	remaining atomic.Int64
+	async     bool
+	finished  chan struct{}
+	once      sync.Once
+}
+
+func (t *tracker) finish() {
+	t.once.Do(func() {
+		t.hold.Release()
+		close(t.finished)
+		t.e.pending.Done()
+	})
+}
+
+type balancer struct{ murmur kafkago.Murmur2Balancer }
+
+func (b *balancer) Balance(msg kafkago.Message, partitions ...int) int {
+	if s, ok := msg.WriterData.(*slot); ok && s.partition >= 0 {
+		return int(s.partition)
+	}
+	return b.murmur.Balance(msg, partitions...)
+}
+
+// complete is the writer's delivery callback.
+func (e *Engine) complete(msgs []kafkago.Message, err error) {
+	for i := range msgs {
+		s, ok := msgs[i].WriterData.(*slot)
+		if !ok {
+			continue
+		}
+		s.gotPartition = int32(msgs[i].Partition)
+		s.offset = msgs[i].Offset
+		s.time = msgs[i].Time
+		s.err = err
+		s.done.Store(true)
+		if s.tr.async {
+			e.countAsync(s)
+		}
+		if s.tr.remaining.Add(-1) == 0 {
+			s.tr.finish()
+		}
+	}
+}
+
+func (e *Engine) countAsync(s *slot) {
+	topic := s.tr.topic
+	switch {
+	case s.err != nil:
+		e.metrics.Records.WithLabelValues(topic, "rejected").Inc()
+		e.metrics.RecordErrors.WithLabelValues(topic, KindUnavailable.reason()).Inc()
+		e.log.Error("async record not produced", "topic", topic, "err", s.err)
+	case s.dlq:
+		e.metrics.Records.WithLabelValues(topic, "dead_lettered").Inc()
+		e.metrics.Bytes.WithLabelValues(topic, "dead_lettered").Add(float64(s.size))
+	default:
+		e.metrics.Records.WithLabelValues(topic, "accepted").Inc()
+		e.metrics.Bytes.WithLabelValues(topic, "accepted").Add(float64(s.size))
+	}
+}
+
+// Produce validates, encodes and produces a batch. A returned error is a
+// request-level *Error (unknown topic, no schema, ...); otherwise there is
+// one Result per record, in order. With Async, results carry no offsets.
+func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
+	owned := true
+	defer func() {
+		if owned {
+			b.Hold.Release()
+		}
+	}()
+	if e.closing.Load() {
+		return nil, Errorf(KindShuttingDown, "gateway is shutting down; retry against another instance")
+	}
+	if len(b.Records) > e.cfg.MaxRecords {
+		return nil, Errorf(KindRequestTooLarge, "request has %d records, more than the limit of %d", len(b.Records), e.cfg.MaxRecords)
+	}
+	partitions, terr := e.CheckTopic(ctx, b.Topic)
+	if terr != nil {
+		return nil, terr
+	}
+	vc, err := e.valueCodec(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	kc, err := e.keyCodec(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	dlq := e.cfg.Topics.DeadLetters(b.Topic)
+	if dlq {
+		if _, derr := e.ensureDLQ(ctx, b.Topic); derr != nil {
+			return nil, derr
+		}
+	}
+	e.metrics.BatchRecords.Observe(float64(len(b.Records)))
+
+	now := time.Now()
+	results := make([]Result, len(b.Records))
+	slots := make([]slot, len(b.Records))
+	msgs := make([]kafkago.Message, 0, len(b.Records))
+	tr := &tracker{e: e, topic: b.Topic, hold: b.Hold, async: b.Async, finished: make(chan struct{})}
+	rejected := 0
+	for i := range b.Records {
+		r := &b.Records[i]
+		results[i].SchemaID = vc.ID
+		s := &slots[i]
+		s.tr, s.index, s.partition = tr, i, -1
+		msg, rerr := e.encode(b, r, vc, kc, partitions, now)
+		if rerr == nil {
+			if kc != nil {
+				results[i].KeySchemaID = kc.ID
+			}
+			s.partition = r.Partition
+			s.size = msgSize(&msg)
+			msg.WriterData = s
+			msgs = append(msgs, msg)
+			continue
+		}
+		results[i].Err = rerr
+		if rerr.Kind == KindInvalidRecord && dlq {
+			s.dlq = true
+			m := e.deadLetter(b.Topic, r, vc.ID, rerr, now)
+			s.size = msgSize(&m)
+			m.WriterData = s
+			msgs = append(msgs, m)
+			continue
+		}
+		rejected++
+		e.metrics.Records.WithLabelValues(b.Topic, "rejected").Inc()
+		e.metrics.RecordErrors.WithLabelValues(b.Topic, rerr.Kind.reason()).Inc()
+	}
+	if rejected > 0 && b.AllOrNothing {
+		for i := range results {
+			if err := results[i].Err; err != nil && !slots[i].dlq {
+				return nil, &Error{Kind: err.Kind, Message: fmt.Sprintf("records[%d]: %s", i, err.Message), Field: err.Field}
+			}
+		}
+	}
+	if len(msgs) == 0 {
+		return results, nil
+	}
+	tr.remaining.Store(int64(len(msgs)))
+	e.pending.Add(1)
+	owned = false // the tracker releases the hold from here on
+
+	if b.Async {
+		go e.writeAsync(msgs, tr)
+		return results, nil
+	}
+
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, e.cfg.ProduceTimeout)
+	werr := e.writer.WriteMessages(wctx, msgs...)
+	cancel()
+	e.metrics.ProduceDuration.Observe(time.Since(start).Seconds())
+	if werr != nil {
+		e.afterWriteError(werr, tr)
+	}
+	for _, m := range msgs {
+		s := m.WriterData.(*slot)
+		res := &results[s.index]
+		if !s.done.Load() {
+			res.Err = Errorf(KindUnavailable, "Kafka did not acknowledge the record within %s (it may still be written); retry later", e.cfg.ProduceTimeout)
+			e.metrics.Records.WithLabelValues(b.Topic, "rejected").Inc()
+			e.metrics.RecordErrors.WithLabelValues(b.Topic, KindUnavailable.reason()).Inc()
+			continue
+		}
+		if s.err != nil {
+			res.Err = Errorf(KindUnavailable, "Kafka error: %v", s.err)
+			e.metrics.Records.WithLabelValues(b.Topic, "rejected").Inc()
+			e.metrics.RecordErrors.WithLabelValues(b.Topic, KindUnavailable.reason()).Inc()
+			continue
+		}
+		res.Partition, res.Offset, res.Time = s.gotPartition, s.offset, s.time
+		if s.dlq {
+			res.DeadLettered = true
+			e.metrics.Records.WithLabelValues(b.Topic, "dead_lettered").Inc()
+			e.metrics.Bytes.WithLabelValues(b.Topic, "dead_lettered").Add(float64(s.size))
+			e.metrics.RecordErrors.WithLabelValues(b.Topic, res.Err.Kind.reason()).Inc()
+		} else {
+			e.metrics.Records.WithLabelValues(b.Topic, "accepted").Inc()
+			e.metrics.Bytes.WithLabelValues(b.Topic, "accepted").Add(float64(s.size))
+		}
+	}
+	return results, nil
+}
+
+func (e *Engine) writeAsync(msgs []kafkago.Message, tr *tracker) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*e.cfg.ProduceTimeout)
+	defer cancel()
+	if err := e.writer.WriteMessages(ctx, msgs...); err != nil {
+		e.afterWriteError(err, tr)
+	}
+}
+
+// afterWriteError makes sure the batch's budget is released even when the
+// writer never took the messages (closed writer, metadata failure) or the
+// wait timed out and acks will arrive later or never.
+func (e *Engine) afterWriteError(err error, tr *tracker) {
+	var we kafkago.WriteErrors
+	if errors.As(err, &we) {
+		return // every message got its completion
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		// Possibly enqueued: completions may still come; release at the
+		// latest after the writer's retries are surely over.
+		go func() {
+			t := time.NewTimer(2*e.cfg.ProduceTimeout + 30*time.Second)
+			defer t.Stop()
+			select {
+			case <-tr.finished:
+			case <-t.C:
+				tr.finish()
+			}
+		}()
+		return
+	}
+	e.log.Warn("kafka writer refused a batch", "topic", tr.topic, "err", err)
+	tr.finish()
+}
+
+func msgSize(m *kafkago.Message) int {
+	n := len(m.Key) + len(m.Value)
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+func (e *Engine) encode(b *Batch, r *Record, vc, kc *avro.Codec, partitions int, now time.Time) (kafkago.Message, *Error) {
+	var msg kafkago.Message
+	if r.Partition >= 0 && int(r.Partition) >= partitions {
+		return msg, &Error{Kind: KindUnknownPartition, Message: fmt.Sprintf("Partition %d not found: topic %s has %d partitions.", r.Partition, b.Topic, partitions), Field: "partition"}
+	}
+	value, err := encodeValue(vc, b.Format, r.Value, "value")
+	if err != nil {
+		return msg, err
+	}
+	key, err := e.encodeKey(b, r, kc)
+	if err != nil {
+		return msg, err
+	}
+	msg = kafkago.Message{Topic: b.Topic, Key: key, Value: value, Headers: r.Headers, Time: r.Time}
+	if msg.Time.IsZero() {
+		msg.Time = now
+	}
+	if n := msgSize(&msg); n > e.cfg.MaxRecordBytes {
+		return msg, &Error{Kind: KindRecordTooLarge, Message: fmt.Sprintf("record is %d bytes encoded, more than the limit of %d", n, e.cfg.MaxRecordBytes)}
+	}
+	return msg, nil
+}
+
+func encodeValue(c *avro.Codec, f Format, data []byte, root string) ([]byte, *Error) {
+	out := make([]byte, 0, len(data)+5)
+	out = wire.AppendHeader(out, uint32(c.ID))
+	if f == FormatAvroBinary {
+		_, rest, err := c.NativeFromBinary(data)
+		if err != nil {
+			return nil, &Error{Kind: KindInvalidRecord, Message: fmt.Sprintf("%s: not valid Avro binary for schema id %d: %v", root, c.ID, err), Field: root}
+		}
+		if len(rest) > 0 {
+			return nil, &Error{Kind: KindInvalidRecord, Message: fmt.Sprintf("%s: %d bytes after the Avro datum of schema id %d", root, len(rest), c.ID), Field: root}
+		}
+		return append(out, data...), nil
+	}
+	if data == nil {
+		data = []byte("null")
+	}
+	mode := avro.PlainJSON
+	if f == FormatAvroJSON {
+		mode = avro.AvroJSON
+	}
+	out, err := c.BinaryFromJSON(out, data, avro.Options{Mode: mode, Root: root})
+	if err != nil {
+		var fe *avro.FieldError
+		if errors.As(err, &fe) {
+			return nil, &Error{Kind: KindInvalidRecord, Message: fe.Error(), Field: fe.Path}
+		}
+		return nil, &Error{Kind: KindInvalidRecord, Message: err.Error(), Field: root}
+	}
+	return out, nil
+}
+
+func (e *Engine) encodeKey(b *Batch, r *Record, kc *avro.Codec) ([]byte, *Error) {
+	if r.KeyJSON == nil {
+		return r.Key, nil
+	}
+	if kc != nil {
+		f := b.KeyFormat
+		if f == FormatAvroBinary {
+			f = FormatJSON
+		}
+		return encodeValue(kc, f, r.KeyJSON, "key")
+	}
+	var s string
+	if len(r.KeyJSON) > 0 && r.KeyJSON[0] == '"' && json.Unmarshal(r.KeyJSON, &s) == nil {
+		return []byte(s), nil
+	}
+	if string(r.KeyJSON) == "null" {
+		return nil, nil
+	}
+	return []byte(r.KeyJSON), nil
+}
+
+func (e *Engine) deadLetter(topic string, r *Record, schemaID int, rerr *Error, now time.Time) kafkago.Message {
+	key := r.Key
+	if r.KeyJSON != nil {
+		key = []byte(r.KeyJSON)
+	}
+	hs := make([]kafkago.Header, 0, len(r.Headers)+7)
+	hs = append(hs, r.Headers...)
+	hs = append(hs,
+		kafkago.Header{Key: "sluice-error", Value: []byte(rerr.Message)},
+		kafkago.Header{Key: "sluice-error-field", Value: []byte(rerr.Field)},
+		kafkago.Header{Key: "sluice-stage", Value: []byte("ingest-gateway")},
+		kafkago.Header{Key: "sluice-source-topic", Value: []byte(topic)},
+		kafkago.Header{Key: "sluice-source-partition", Value: []byte("-1")},
+		kafkago.Header{Key: "sluice-source-offset", Value: []byte("-1")},
+		kafkago.Header{Key: "sluice-schema-id", Value: []byte(strconv.Itoa(schemaID))},
+	)
+	t := r.Time
+	if t.IsZero() {
+		t = now
+	}
+	return kafkago.Message{Topic: DeadLetterTopic(topic), Key: key, Value: r.Value, Headers: hs, Time: t}
+}
+
+// DeadLetterTopic names the dead-letter topic of topic.
+func DeadLetterTopic(topic string) string { return topic + ".dlq" }
+
+func (e *Engine) ensureDLQ(ctx context.Context, topic string) (int, *Error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ProduceTimeout)
+	defer cancel()
+	return e.topics.lookup(ctx, DeadLetterTopic(topic), true)
+}
+
+func registryError(err error, what string) *Error {
+	if registry.IsNotFound(err) {
+		return Errorf(KindNoSchema, "%s: %v", what, err)
+	}
+	var re *registry.Error
+	if errors.As(err, &re) && re.Status == 422 {
+		return Errorf(KindInvalidSchema, "%s: %s", what, re.Message)
+	}
+	if errors.As(err, &re) && re.Status == 409 {
+		return Errorf(KindInvalidSchema, "%s: schema is incompatible with the subject's earlier versions: %s", what, re.Message)
+	}
+	if errors.As(err, &re) && re.Status < 500 {
+		return Errorf(KindBadRequest, "%s: %v", what, err)
+	}
+	return Errorf(KindRegistryUnavailable, "%s: schema registry unavailable: %v", what, err)
+}
+
+func (e *Engine) resolve(ctx context.Context, subject string, ref SchemaRef) (*avro.Codec, *Error) {
+	id := ref.ID
+	switch {
+	case id > 0:
+	case ref.Schema != "":
+		key := subject + "\x00" + ref.Schema
+		e.inlineMu.Lock()
+		cached, ok := e.inline[key]
+		e.inlineMu.Unlock()
+		if ok {
+			id = cached
+			break
+		}
+		if _, err := avro.NewCodec(0, ref.Schema); err != nil {
+			return nil, Errorf(KindInvalidSchema, "Invalid schema: %v", err)
+		}
+		got, err := e.reg.Register(ctx, subject, "AVRO", ref.Schema, nil)
+		if err != nil {
+			return nil, registryError(err, "registering schema under "+subject)
+		}
+		e.inlineMu.Lock()
+		if len(e.inline) > 10000 {
+			clear(e.inline)
+		}
+		e.inline[key] = got
+		e.inlineMu.Unlock()
+		id = got
+	case ref.Version > 0:
+		s, err := e.reg.ByVersion(ctx, subject, ref.Version)
+		if err != nil {
+			return nil, registryError(err, fmt.Sprintf("version %d of subject %s", ref.Version, subject))
+		}
+		id = s.ID
+	default:
+		s, err := e.reg.Latest(ctx, subject)
+		if err != nil {
+			if registry.IsNotFound(err) {
+				return nil, Errorf(KindNoSchema, "subject %s has no registered schema", subject)
+			}
+			return nil, registryError(err, "latest schema of "+subject)
+		}
+		id = s.ID
+	}
+	c, err := e.codecs.ByID(ctx, id)
+	if err != nil {
+		if registry.IsNotFound(err) {
+			return nil, Errorf(KindNoSchema, "schema id %d not found", id)
+		}
+		var re *registry.Error
+		if errors.As(err, &re) {
+			return nil, registryError(err, fmt.Sprintf("schema id %d", id))
+		}
+		var ue *url.Error
+		if ctx.Err() != nil || errors.As(err, &ue) {
+			return nil, Errorf(KindRegistryUnavailable, "schema id %d: schema registry unavailable: %v", id, err)
+		}
+		return nil, Errorf(KindInvalidSchema, "schema id %d cannot be used: %v", id, err)
+	}
+	return c, nil
+}
+
+func (e *Engine) valueCodec(ctx context.Context, b *Batch) (*avro.Codec, *Error) {
+	return e.resolve(ctx, b.Topic+"-value", b.Value)
+}
+
+// keyCodec returns the key schema for JSON keys: an explicit one, or the
+// latest of <topic>-key when that subject exists (remembered absent for a
+// short while).
+func (e *Engine) keyCodec(ctx context.Context, b *Batch) (*avro.Codec, *Error) {
+	subject := b.Topic + "-key"
+	if b.KeySchema != nil {
+		return e.resolve(ctx, subject, *b.KeySchema)
+	}
+	hasJSONKey := false
+	for i := range b.Records {
+		if b.Records[i].KeyJSON != nil {
+			hasJSONKey = true
+			break
+		}
+	}
+	if !hasJSONKey {
+		return nil, nil
+	}
+	e.mu.Lock()
+	until, absent := e.noKey[subject]
+	e.mu.Unlock()
+	if absent && time.Now().Before(until) {
+		return nil, nil
+	}
+	s, err := e.reg.Latest(ctx, subject)
+	if err != nil {
+		if registry.IsNotFound(err) {
+			e.mu.Lock()
+			e.noKey[subject] = time.Now().Add(30 * time.Second)
+			e.mu.Unlock()
+			return nil, nil
+		}
+		return nil, registryError(err, "latest schema of "+subject)
+	}
+	return e.resolve(ctx, subject, SchemaRef{ID: s.ID})
+}

@@ -1,0 +1,159 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Kind classifies an error; each API surface maps it to its status and code.
+type Kind uint8
+
+// Error kinds.
+const (
+	KindInvalidRecord    Kind = iota + 1 // the record does not fit the schema
+	KindRecordTooLarge                   // one encoded record exceeds GATEWAY_MAX_RECORD_BYTES
+	KindBadRequest                       // malformed request (not a record problem)
+	KindRequestTooLarge                  // request body or record count over the limit
+	KindUnknownTopic                     // not allowed or not existing
+	KindUnknownPartition                 // explicit partition out of range
+	KindNoSchema                         // the subject has no schema / unknown schema id or version
+	KindInvalidSchema                    // an inline schema (REST Proxy v2) is not valid Avro
+	KindUnauthorized                     // missing or bad API key
+	KindForbidden                        // key not allowed for the topic
+	KindBusy                             // in-flight byte budget exhausted
+	KindUnavailable                      // Kafka did not acknowledge in time, or is down
+	KindRegistryUnavailable              // the schema registry did not answer
+	KindShuttingDown                     // the gateway is stopping
+)
+
+// Error is a gateway error with a stable kind and, for record errors, the
+// path of the offending field.
+type Error struct {
+	Kind    Kind
+	Message string
+	Field   string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf builds an *Error.
+func Errorf(k Kind, format string, args ...any) *Error {
+	return &Error{Kind: k, Message: fmt.Sprintf(format, args...)}
+}
+
+// AsError returns err as *Error, wrapping unknown errors as unavailable.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Kind: KindUnavailable, Message: err.Error()}
+}
+
+// Native API codes (also used over gRPC), Confluent style: HTTP status
+// times 100 plus a sequence number.
+const (
+	CodeBadRequest          = 40001
+	CodeUnauthorized        = 40101
+	CodeForbidden           = 40301
+	CodeUnknownTopic        = 40401
+	CodeUnknownPartition    = 40402
+	CodeNoSchema            = 40403
+	CodeRequestTooLarge     = 41301
+	CodeInvalidRecord       = 42201
+	CodeRecordTooLarge      = 42202
+	CodeInvalidSchema       = 42205
+	CodeBusy                = 42901
+	CodeKafkaUnavailable    = 50301
+	CodeRegistryUnavailable = 50302
+	CodeShuttingDown        = 50303
+)
+
+// Status returns the HTTP status of a request-level error of this kind.
+func (k Kind) Status() int {
+	switch k {
+	case KindInvalidRecord, KindRecordTooLarge, KindInvalidSchema:
+		return http.StatusUnprocessableEntity
+	case KindBadRequest:
+		return http.StatusBadRequest
+	case KindRequestTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case KindUnknownTopic, KindUnknownPartition, KindNoSchema:
+		return http.StatusNotFound
+	case KindUnauthorized:
+		return http.StatusUnauthorized
+	case KindForbidden:
+		return http.StatusForbidden
+	case KindBusy:
+		return http.StatusTooManyRequests
+	}
+	return http.StatusServiceUnavailable
+}
+
+// Code returns the native API error code of this kind.
+func (k Kind) Code() int {
+	switch k {
+	case KindInvalidRecord:
+		return CodeInvalidRecord
+	case KindRecordTooLarge:
+		return CodeRecordTooLarge
+	case KindBadRequest:
+		return CodeBadRequest
+	case KindRequestTooLarge:
+		return CodeRequestTooLarge
+	case KindUnknownTopic:
+		return CodeUnknownTopic
+	case KindUnknownPartition:
+		return CodeUnknownPartition
+	case KindNoSchema:
+		return CodeNoSchema
+	case KindInvalidSchema:
+		return CodeInvalidSchema
+	case KindUnauthorized:
+		return CodeUnauthorized
+	case KindForbidden:
+		return CodeForbidden
+	case KindBusy:
+		return CodeBusy
+	case KindRegistryUnavailable:
+		return CodeRegistryUnavailable
+	case KindShuttingDown:
+		return CodeShuttingDown
+	}
+	return CodeKafkaUnavailable
+}
+
+// Retryable reports whether the client should retry later (429/503).
+func (k Kind) Retryable() bool {
+	switch k {
+	case KindBusy, KindUnavailable, KindRegistryUnavailable, KindShuttingDown:
+		return true
+	}
+	return false
+}
+
+// reason is the metric label of a record error.
+func (k Kind) reason() string {
+	switch k {
+	case KindInvalidRecord:
+		return "invalid"
+	case KindRecordTooLarge:
+		return "too_large"
+	case KindUnknownPartition:
+		return "unknown_partition"
+	case KindUnavailable:
+		return "kafka_unavailable"
+	}
+	return "other"
+}
+
+// RetryAfterSeconds renders a Retry-After value.
+func RetryAfterSeconds(d time.Duration) string {
+	s := int(d.Round(time.Second) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return fmt.Sprint(s)
+}

@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"context"
+)
+
+// Group is what consecutive stream items must share to be produced in one
+// call.
+type Group struct {
+	Topic        string
+	Value        SchemaRef
+	Format       Format
+	KeyFormat    Format
+	KeySchema    SchemaRef
+	HasKeySchema bool
+}
+
+// StreamItem is one record of a stream, or a record already failed while
+// parsing (Pre), which keeps its place in the answer order.
+type StreamItem struct {
+	Group  Group
+	Record Record
+	Size   int
+	Pre    *Error
+	Tag    any // the caller's correlation data (e.g. a gRPC sequence number)
+}
+
+// RunStream produces the items read from in, in order, batching runs of
+// items that share a Group (up to chunk records, without waiting for more
+// to arrive), and calls emit once per item, in input order. Memory is
+// bounded by the channel's capacity plus one chunk. It returns when in is
+// closed and drained, or emit fails.
+func (e *Engine) RunStream(ctx context.Context, in <-chan StreamItem, chunk int, emit func(it *StreamItem, res Result) error) error {
+	var carry *StreamItem
+	for {
+		var first StreamItem
+		if carry != nil {
+			first, carry = *carry, nil
+		} else {
+			it, ok := <-in
+			if !ok {
+				return nil
+			}
+			first = it
+		}
+		items := []StreamItem{first}
+		var g *Group
+		if first.Pre == nil {
+			g = &first.Group
+		}
+	drain:
+		for len(items) < chunk {
+			select {
+			case it, ok := <-in:
+				if !ok {
+					break drain
+				}
+				if it.Pre == nil {
+					if g == nil {
+						g = &it.Group
+					} else if it.Group != *g {
+						carry = &it
+						break drain
+					}
+				}
+				items = append(items, it)
+			default:
+				break drain
+			}
+		}
+		if g == nil {
+			g = &Group{}
+		}
+		if err := e.produceChunk(ctx, *g, items, emit); err != nil {
+			return err
+		}
+	}
+}
+
+func (e *Engine) produceChunk(ctx context.Context, g Group, items []StreamItem, emit func(*StreamItem, Result) error) error {
+	b := &Batch{Topic: g.Topic, Value: g.Value, Format: g.Format, KeyFormat: g.KeyFormat}
+	if g.HasKeySchema {
+		ks := g.KeySchema
+		b.KeySchema = &ks
+	}
+	var size int64
+	for i := range items {
+		if items[i].Pre == nil {
+			b.Records = append(b.Records, items[i].Record)
+			size += int64(items[i].Size)
+		}
+	}
+	var (
+		results []Result
+		reqErr  *Error
+	)
+	if len(b.Records) > 0 {
+		hold, herr := e.ReserveWait(ctx, size)
+		if herr != nil {
+			reqErr = herr
+		} else {
+			b.Hold = hold
+			res, err := e.Produce(ctx, b)
+			if err != nil {
+				reqErr = AsError(err)
+			}
+			results = res
+		}
+	}
+	j := 0
+	for i := range items {
+		var r Result
+		switch {
+		case items[i].Pre != nil:
+			r.Err = items[i].Pre
+		case reqErr != nil:
+			r.Err = reqErr
+		default:
+			r = results[j]
+			j++
+		}
+		if err := emit(&items[i], r); err != nil {
+			return err
+		}
+	}
+	return nil
+}

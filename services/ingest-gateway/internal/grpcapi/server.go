@@ -1,0 +1,236 @@
+// Package grpcapi serves sluice.ingest.v1.IngestService: Produce (batch)
+// and ProduceStream (bidirectional, answers in request order).
+package grpcapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sort"
+	"strconv"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ingestv1 "github.com/sluicehq/sluice/pkg/gen/sluice/ingest/v1"
+	"github.com/sluicehq/sluice/services/ingest-gateway/internal/auth"
+	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
+)
+
+// Server implements IngestService.
+type Server struct {
+	ingestv1.UnimplementedIngestServiceServer
+	eng   *gateway.Engine
+	keys  *auth.Keys
+	chunk int
+	log   *slog.Logger
+}
+
+// New builds the service.
+func New(eng *gateway.Engine, keys *auth.Keys, streamChunk int, log *slog.Logger) *Server {
+	return &Server{eng: eng, keys: keys, chunk: streamChunk, log: log}
+}
+
+// Register adds the service to gs.
+func (s *Server) Register(gs *grpc.Server) { ingestv1.RegisterIngestServiceServer(gs, s) }
+
+// statusOf maps a request-level error to a gRPC status whose ErrorInfo
+// carries the gateway's numeric code (reason) for programs.
+func statusOf(e *gateway.Error) error {
+	c := codes.Unavailable
+	switch e.Kind {
+	case gateway.KindInvalidRecord, gateway.KindRecordTooLarge, gateway.KindBadRequest, gateway.KindInvalidSchema:
+		c = codes.InvalidArgument
+	case gateway.KindUnknownTopic, gateway.KindUnknownPartition, gateway.KindNoSchema:
+		c = codes.NotFound
+	case gateway.KindRequestTooLarge, gateway.KindBusy:
+		c = codes.ResourceExhausted
+	case gateway.KindUnauthorized:
+		c = codes.Unauthenticated
+	case gateway.KindForbidden:
+		c = codes.PermissionDenied
+	}
+	st := status.New(c, e.Message)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: strconv.Itoa(e.Kind.Code()), Domain: "sluice.ingest.v1"}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+func (s *Server) authorize(ctx context.Context, topic string) *gateway.Error {
+	if s.keys == nil {
+		return nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	var header string
+	if v := md.Get("authorization"); len(v) > 0 {
+		header = v[0]
+	}
+	key, err := s.keys.Authenticate(header)
+	if err != nil {
+		return gateway.Errorf(gateway.KindUnauthorized, "%v", err)
+	}
+	if !key.AllowsTopic(topic) {
+		return gateway.Errorf(gateway.KindForbidden, "API key %s may not produce to topic %s", key.ID, topic)
+	}
+	return nil
+}
+
+func format(f ingestv1.ValueFormat) gateway.Format {
+	switch f {
+	case ingestv1.ValueFormat_VALUE_FORMAT_AVRO_JSON:
+		return gateway.FormatAvroJSON
+	case ingestv1.ValueFormat_VALUE_FORMAT_AVRO_BINARY:
+		return gateway.FormatAvroBinary
+	}
+	return gateway.FormatJSON
+}
+
+func toRecord(r *ingestv1.Record) gateway.Record {
+	rec := gateway.Record{Key: r.GetKey(), Value: r.GetValue(), Partition: -1}
+	if r.GetKeyJson() != "" {
+		rec.KeyJSON = []byte(r.GetKeyJson())
+	}
+	if r.Timestamp != nil {
+		rec.Time = r.Timestamp.AsTime()
+	}
+	if r.Partition != nil {
+		rec.Partition = r.GetPartition()
+	}
+	if len(r.Headers) > 0 {
+		keys := make([]string, 0, len(r.Headers))
+		for k := range r.Headers {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			rec.Headers = append(rec.Headers, kafkago.Header{Key: k, Value: r.Headers[k]})
+		}
+	}
+	return rec
+}
+
+func toResult(r gateway.Result, async bool) *ingestv1.RecordResult {
+	out := &ingestv1.RecordResult{SchemaId: int32(r.SchemaID), DeadLettered: r.DeadLettered}
+	if r.Err != nil {
+		out.Error = &ingestv1.Error{Code: int32(r.Err.Kind.Code()), Message: r.Err.Message, Field: r.Err.Field}
+	}
+	if (r.Err == nil || r.DeadLettered) && !async {
+		out.Partition, out.Offset = r.Partition, r.Offset
+		out.Timestamp = timestamppb.New(r.Time)
+	}
+	return out
+}
+
+// Produce validates and produces a batch; one result per record, in order.
+func (s *Server) Produce(ctx context.Context, req *ingestv1.ProduceRequest) (*ingestv1.ProduceResponse, error) {
+	if err := s.authorize(ctx, req.GetTopic()); err != nil {
+		return nil, statusOf(err)
+	}
+	hold, herr := s.eng.Reserve(int64(proto.Size(req)))
+	if herr != nil {
+		return nil, statusOf(herr)
+	}
+	f := format(req.GetFormat())
+	b := &gateway.Batch{
+		Topic:     req.GetTopic(),
+		Value:     gateway.SchemaRef{ID: int(req.GetSchemaId()), Version: int(req.GetSchemaVersion())},
+		Format:    f,
+		KeyFormat: f,
+		Async:     req.GetAsync(),
+		Hold:      hold,
+		Records:   make([]gateway.Record, len(req.GetRecords())),
+	}
+	for i, r := range req.GetRecords() {
+		b.Records[i] = toRecord(r)
+	}
+	results, err := s.eng.Produce(ctx, b)
+	if err != nil {
+		return nil, statusOf(gateway.AsError(err))
+	}
+	out := &ingestv1.ProduceResponse{Results: make([]*ingestv1.RecordResult, len(results))}
+	for i := range results {
+		out.Results[i] = toResult(results[i], b.Async)
+	}
+	return out, nil
+}
+
+// ProduceStream answers every request once, in the order received; records
+// that arrive together are produced together.
+func (s *Server) ProduceStream(stream grpc.BidiStreamingServer[ingestv1.ProduceStreamRequest, ingestv1.ProduceStreamResponse]) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	items := make(chan gateway.StreamItem, s.chunk)
+	recvErr := make(chan error, 1)
+	go func() {
+		defer close(items)
+		authorized := map[string]*gateway.Error{}
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					recvErr <- err
+				}
+				return
+			}
+			topic := req.GetTopic()
+			aerr, seen := authorized[topic]
+			if !seen {
+				aerr = s.authorize(ctx, topic)
+				authorized[topic] = aerr
+			}
+			f := format(req.GetFormat())
+			it := gateway.StreamItem{
+				Group: gateway.Group{Topic: topic, Value: gateway.SchemaRef{ID: int(req.GetSchemaId()), Version: int(req.GetSchemaVersion())}, Format: f, KeyFormat: f},
+				Size:  proto.Size(req),
+				Tag:   req.GetSequence(),
+				Pre:   aerr,
+			}
+			if req.GetRecord() == nil && aerr == nil {
+				it.Pre = gateway.Errorf(gateway.KindBadRequest, "request %d has no record", req.GetSequence())
+			} else if aerr == nil {
+				it.Record = toRecord(req.GetRecord())
+			}
+			select {
+			case items <- it:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	err := s.eng.RunStream(ctx, items, s.chunk, func(it *gateway.StreamItem, res gateway.Result) error {
+		return stream.Send(&ingestv1.ProduceStreamResponse{Sequence: it.Tag.(uint64), Result: toResult(res, false)})
+	})
+	if err != nil {
+		cancel()
+		for range items { //nolint:revive // drain so the receiver exits
+		}
+		return err
+	}
+	select {
+	case err := <-recvErr:
+		if status.Code(err) == codes.Canceled || ctx.Err() != nil {
+			return nil
+		}
+		return err
+	default:
+	}
+	return nil
+}
+
+// Timeout returns a unary interceptor bounding each call.
+func Timeout(d time.Duration) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return h(ctx, req)
+	}
+}

@@ -1,0 +1,354 @@
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
+)
+
+// Content types of the native API.
+const (
+	ContentJSON     = "application/json"
+	ContentAvroJSON = "application/vnd.sluice.avro+json"
+	ContentNDJSON   = "application/x-ndjson"
+)
+
+// NativeRequest is the body of POST /v1/topics/{topic}/records.
+type NativeRequest struct {
+	Records       []NativeRecord `json:"records"`
+	SchemaID      int            `json:"schema_id,omitempty"`
+	SchemaVersion int            `json:"schema_version,omitempty"`
+	// Format is "json" (default: plain JSON, unions inferred) or
+	// "avro_json" (Avro's JSON encoding, unions wrapped).
+	Format string `json:"format,omitempty"`
+	Async  bool   `json:"async,omitempty"`
+}
+
+// NativeRecord is one record of a native request (or one NDJSON line).
+type NativeRecord struct {
+	Key       json.RawMessage   `json:"key,omitempty"`
+	Value     json.RawMessage   `json:"value"`
+	Headers   map[string]string `json:"headers,omitempty"`
+	Timestamp json.RawMessage   `json:"timestamp,omitempty"`
+	Partition *int32            `json:"partition,omitempty"`
+}
+
+// NativeResult is the outcome of one record.
+type NativeResult struct {
+	Topic        string `json:"topic,omitempty"` // set for dead-lettered records: the .dlq topic
+	Partition    *int32 `json:"partition,omitempty"`
+	Offset       *int64 `json:"offset,omitempty"`
+	Timestamp    string `json:"timestamp,omitempty"`
+	SchemaID     int    `json:"schema_id,omitempty"`
+	Queued       bool   `json:"queued,omitempty"`
+	DeadLettered bool   `json:"dead_lettered,omitempty"`
+	ErrorCode    int    `json:"error_code,omitempty"`
+	Message      string `json:"message,omitempty"`
+	Field        string `json:"field,omitempty"`
+}
+
+// NativeResponse is the answer to a native batch.
+type NativeResponse struct {
+	Topic   string         `json:"topic"`
+	Results []NativeResult `json:"results"`
+}
+
+func parseFormat(s string) (gateway.Format, error) {
+	switch s {
+	case "", "json":
+		return gateway.FormatJSON, nil
+	case "avro_json", "avro-json":
+		return gateway.FormatAvroJSON, nil
+	}
+	return 0, fmt.Errorf("unknown format %q (want json or avro_json)", s)
+}
+
+// toRecord converts a native record; the error names the bad field.
+func toRecord(nr *NativeRecord, prefix string) (gateway.Record, *gateway.Error) {
+	rec := gateway.Record{Value: nr.Value, Partition: -1}
+	if len(nr.Key) > 0 && string(nr.Key) != "null" {
+		rec.KeyJSON = nr.Key
+	}
+	if len(nr.Value) == 0 {
+		rec.Value = nil
+	}
+	t, err := parseTimestamp(nr.Timestamp)
+	if err != nil {
+		return rec, &gateway.Error{Kind: gateway.KindInvalidRecord, Message: fmt.Sprintf("%stimestamp: %v", prefix, err), Field: "timestamp"}
+	}
+	rec.Time = t
+	if nr.Partition != nil {
+		if *nr.Partition < 0 {
+			return rec, &gateway.Error{Kind: gateway.KindInvalidRecord, Message: fmt.Sprintf("%spartition: must not be negative", prefix), Field: "partition"}
+		}
+		rec.Partition = *nr.Partition
+	}
+	if len(nr.Headers) > 0 {
+		keys := make([]string, 0, len(nr.Headers))
+		for k := range nr.Headers {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			rec.Headers = append(rec.Headers, kafkago.Header{Key: k, Value: []byte(nr.Headers[k])})
+		}
+	}
+	return rec, nil
+}
+
+func nativeResult(topic string, r gateway.Result, async bool) NativeResult {
+	var out NativeResult
+	if r.Err != nil {
+		out.ErrorCode, out.Message, out.Field = r.Err.Kind.Code(), r.Err.Message, r.Err.Field
+	}
+	if r.Err != nil && !r.DeadLettered {
+		return out
+	}
+	if async {
+		out.Queued = true
+		out.DeadLettered = r.DeadLettered
+		return out
+	}
+	p, o := r.Partition, r.Offset
+	out.Partition, out.Offset = &p, &o
+	out.Timestamp = r.Time.UTC().Format(time.RFC3339Nano)
+	if r.DeadLettered {
+		out.DeadLettered = true
+		out.Topic = gateway.DeadLetterTopic(topic)
+	} else {
+		out.SchemaID = r.SchemaID
+	}
+	return out
+}
+
+// batchStatus is 200 when every record made it (dead-lettered included),
+// 207 when some did, and the failures' status when none did.
+func batchStatus(results []gateway.Result, async bool) (int, *gateway.Error) {
+	ok := 0
+	var firstErr, retryErr *gateway.Error
+	for i := range results {
+		r := &results[i]
+		if r.Err == nil || r.DeadLettered {
+			ok++
+			continue
+		}
+		if firstErr == nil {
+			firstErr = r.Err
+		}
+		if retryErr == nil && r.Err.Kind.Retryable() {
+			retryErr = r.Err
+		}
+	}
+	switch {
+	case ok == len(results) && async:
+		return http.StatusAccepted, nil
+	case ok == len(results):
+		return http.StatusOK, nil
+	case ok > 0:
+		return http.StatusMultiStatus, retryErr
+	case retryErr != nil:
+		return retryErr.Kind.Status(), retryErr
+	}
+	return firstErr.Kind.Status(), nil
+}
+
+func (s *Server) native(w http.ResponseWriter, r *http.Request) {
+	topic := chi.URLParam(r, "topic")
+	if err := s.authorize(r, topic); err != nil {
+		s.fail(w, err)
+		return
+	}
+	ct := mediaType(r)
+	if ct == ContentNDJSON {
+		s.nativeStream(w, r, topic)
+		return
+	}
+	if ct != "" && ct != ContentJSON && ct != ContentAvroJSON {
+		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Code: 41501, Message: fmt.Sprintf("unsupported Content-Type %q: use %s, %s or %s", ct, ContentJSON, ContentAvroJSON, ContentNDJSON)})
+		return
+	}
+	body, hold, gerr := s.readBody(r)
+	if gerr != nil {
+		s.fail(w, gerr)
+		return
+	}
+	req, gerr := parseNative(body, s.opt.MaxRecords)
+	if gerr != nil {
+		hold.Release()
+		s.fail(w, gerr)
+		return
+	}
+	format, err := parseFormat(req.Format)
+	if err != nil {
+		hold.Release()
+		s.fail(w, gateway.Errorf(gateway.KindBadRequest, "format: %v", err))
+		return
+	}
+	if ct == ContentAvroJSON && req.Format == "" {
+		format = gateway.FormatAvroJSON
+	}
+	async := req.Async || r.URL.Query().Get("async") == "true"
+	b := &gateway.Batch{Topic: topic, Value: gateway.SchemaRef{ID: req.SchemaID, Version: req.SchemaVersion}, Format: format, KeyFormat: format, Async: async, Hold: hold}
+	pre := make([]*gateway.Error, len(req.Records))
+	b.Records = make([]gateway.Record, 0, len(req.Records))
+	for i := range req.Records {
+		rec, rerr := toRecord(&req.Records[i], fmt.Sprintf("records[%d].", i))
+		if rerr != nil {
+			pre[i] = rerr
+			continue
+		}
+		b.Records = append(b.Records, rec)
+	}
+	results, perr := s.eng.Produce(r.Context(), b)
+	if perr != nil {
+		s.fail(w, gateway.AsError(perr))
+		return
+	}
+	all := make([]gateway.Result, len(req.Records))
+	j := 0
+	for i := range all {
+		if pre[i] != nil {
+			all[i].Err = pre[i]
+			continue
+		}
+		all[i] = results[j]
+		j++
+	}
+	status, retry := batchStatus(all, async)
+	if retry != nil {
+		w.Header().Set("Retry-After", gateway.RetryAfterSeconds(s.opt.RetryAfter))
+	}
+	resp := NativeResponse{Topic: topic, Results: make([]NativeResult, len(all))}
+	for i := range all {
+		resp.Results[i] = nativeResult(topic, all[i], async)
+	}
+	writeJSON(w, status, resp)
+}
+
+// parseNative decodes a native batch body strictly (unknown envelope fields
+// are errors, so a typo does not silently produce nulls).
+func parseNative(body []byte, maxRecords int) (*NativeRequest, *gateway.Error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var req NativeRequest
+	if err := dec.Decode(&req); err != nil {
+		return nil, gateway.Errorf(gateway.KindBadRequest, "malformed JSON request: %v", err)
+	}
+	if dec.More() {
+		return nil, gateway.Errorf(gateway.KindBadRequest, "malformed JSON request: data after the request object")
+	}
+	if len(req.Records) == 0 {
+		return nil, gateway.Errorf(gateway.KindBadRequest, "request has no records")
+	}
+	if len(req.Records) > maxRecords {
+		return nil, gateway.Errorf(gateway.KindRequestTooLarge, "request has %d records, more than the limit of %d", len(req.Records), maxRecords)
+	}
+	return &req, nil
+}
+
+// parseLine decodes one NDJSON line into a record.
+func parseLine(line []byte, n int) (gateway.Record, *gateway.Error) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	var nr NativeRecord
+	if err := dec.Decode(&nr); err != nil {
+		return gateway.Record{}, &gateway.Error{Kind: gateway.KindInvalidRecord, Message: fmt.Sprintf("line %d: malformed JSON: %v", n, err)}
+	}
+	if dec.More() {
+		return gateway.Record{}, &gateway.Error{Kind: gateway.KindInvalidRecord, Message: fmt.Sprintf("line %d: malformed JSON: more than one value on the line", n)}
+	}
+	return toRecord(&nr, fmt.Sprintf("line %d: ", n))
+}
+
+// nativeStream handles application/x-ndjson: one record per line in, one
+// result line per record out, in order, while the body is still arriving.
+// Memory stays bounded: one chunk being produced plus one being read.
+func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic string) {
+	q := r.URL.Query()
+	format, err := parseFormat(q.Get("format"))
+	if err != nil {
+		s.fail(w, gateway.Errorf(gateway.KindBadRequest, "format: %v", err))
+		return
+	}
+	id, _ := strconv.Atoi(q.Get("schema_id"))
+	version, _ := strconv.Atoi(q.Get("schema_version"))
+	g := gateway.Group{Topic: topic, Value: gateway.SchemaRef{ID: id, Version: version}, Format: format, KeyFormat: format}
+	if gerr := s.eng.Check(r.Context(), &gateway.Batch{Topic: topic, Value: g.Value}); gerr != nil {
+		s.fail(w, gerr)
+		return
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.EnableFullDuplex()
+	w.Header().Set("Content-Type", ContentNDJSON)
+	sw := &streamWriter{w: w, rc: rc, status: http.StatusOK}
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	items := make(chan gateway.StreamItem, s.opt.StreamChunk)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(items)
+		lr := &lineReader{r: bufio.NewReaderSize(r.Body, 64<<10), max: s.opt.MaxRecordBytes + 64<<10}
+		n := 0
+		for {
+			line, err := lr.next()
+			if err != nil && err != errLineTooLong {
+				if !errors.Is(err, io.EOF) {
+					readErr <- err
+				}
+				return
+			}
+			n++
+			it := gateway.StreamItem{Group: g, Size: len(line)}
+			if err == errLineTooLong {
+				it.Pre = &gateway.Error{Kind: gateway.KindRecordTooLarge, Message: fmt.Sprintf("line %d: longer than %d bytes", n, lr.max)}
+			} else if len(line) == 0 {
+				n--
+				continue
+			} else {
+				it.Record, it.Pre = parseLine(line, n)
+			}
+			select {
+			case items <- it:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	emit := func(_ *gateway.StreamItem, res gateway.Result) error {
+		b, _ := json.Marshal(nativeResult(topic, res, false))
+		sw.buf = append(sw.buf, b...)
+		sw.buf = append(sw.buf, '\n')
+		if len(items) == 0 || len(sw.buf) > 32<<10 {
+			return sw.flush()
+		}
+		return nil
+	}
+	if err := s.eng.RunStream(ctx, items, s.opt.StreamChunk, emit); err != nil {
+		s.log.Info("ndjson stream ended early", "topic", topic, "err", err)
+		cancel()
+		for range items { //nolint:revive // drain so the reader goroutine exits
+		}
+		return
+	}
+	select {
+	case err := <-readErr:
+		b, _ := json.Marshal(NativeResult{ErrorCode: gateway.CodeBadRequest, Message: "reading request body: " + err.Error()})
+		sw.buf = append(append(sw.buf, b...), '\n')
+	default:
+	}
+	_ = sw.flush()
+}

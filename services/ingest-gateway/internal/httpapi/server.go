@@ -1,0 +1,297 @@
+// Package httpapi serves the gateway's HTTP APIs: the native
+// /v1/topics/{topic}/records (JSON batches and NDJSON streams), and
+// Confluent REST Proxy v2 and v3 compatible produce endpoints.
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/services/ingest-gateway/internal/auth"
+	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
+)
+
+// Options are the HTTP limits.
+type Options struct {
+	MaxRequestBytes int64
+	MaxRecordBytes  int
+	MaxRecords      int
+	StreamChunk     int
+	RetryAfter      time.Duration
+	ClusterID       string
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	eng  *gateway.Engine
+	keys *auth.Keys // nil: no authentication
+	opt  Options
+	log  *slog.Logger
+
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// New builds the server and registers its metrics.
+func New(eng *gateway.Engine, keys *auth.Keys, opt Options, log *slog.Logger, reg prometheus.Registerer) *Server {
+	s := &Server{
+		eng: eng, keys: keys, opt: opt, log: log,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_gateway_http_requests_total",
+			Help: "HTTP requests by route pattern and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_gateway_request_duration_seconds",
+			Help:    "HTTP request latency by route pattern.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route"}),
+	}
+	reg.MustRegister(s.requests, s.duration)
+	return s
+}
+
+// Handler returns the router; admin mounts /metrics, /healthz and /readyz.
+func (s *Server) Handler(admin func(interface{ Handle(string, http.Handler) })) http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.instrument)
+	if admin != nil {
+		admin(r)
+	}
+	r.Post("/v1/topics/{topic}/records", s.native)
+	r.Post("/topics/{topic}", s.v2)
+	r.Post("/topics/{topic}/partitions/{partition}", s.v2)
+	r.Post("/v3/clusters/{cluster}/topics/{topic}/records", s.v3)
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{Code: 404, Message: "HTTP 404 Not Found"})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Code: 405, Message: "HTTP 405 Method Not Allowed"})
+	})
+	return r
+}
+
+// recorder captures the status; Unwrap keeps Flush and full duplex working.
+type recorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &recorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		route := "other"
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			route = rc.RoutePattern()
+		}
+		if rec.code == 0 {
+			rec.code = http.StatusOK
+		}
+		s.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+		s.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+type errorBody struct {
+	Code    int    `json:"error_code"`
+	Message string `json:"message"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error_code":50001,"message":"encoding response failed"}`)
+	}
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// fail writes a request-level error with the native code.
+func (s *Server) fail(w http.ResponseWriter, e *gateway.Error) {
+	s.eng.Metrics().Rejected.WithLabelValues(gateway.RejectReason(e.Kind)).Inc()
+	if e.Kind.Retryable() {
+		w.Header().Set("Retry-After", gateway.RetryAfterSeconds(s.opt.RetryAfter))
+	}
+	writeJSON(w, e.Kind.Status(), errorBody{Code: e.Kind.Code(), Message: e.Message})
+}
+
+// authorize checks the API key for topic.
+func (s *Server) authorize(r *http.Request, topic string) *gateway.Error {
+	if s.keys == nil {
+		return nil
+	}
+	key, err := s.keys.Authenticate(r.Header.Get("Authorization"))
+	if err != nil {
+		return gateway.Errorf(gateway.KindUnauthorized, "%v", err)
+	}
+	if !key.AllowsTopic(topic) {
+		return gateway.Errorf(gateway.KindForbidden, "API key %s may not produce to topic %s", key.ID, topic)
+	}
+	return nil
+}
+
+// readBody reads a whole (non-streamed) body under the request limit and
+// reserves its size from the in-flight budget.
+func (s *Server) readBody(r *http.Request) ([]byte, *gateway.Hold, *gateway.Error) {
+	if r.ContentLength > s.opt.MaxRequestBytes {
+		return nil, nil, gateway.Errorf(gateway.KindRequestTooLarge, "request body of %d bytes is over the limit of %d", r.ContentLength, s.opt.MaxRequestBytes)
+	}
+	var hold *gateway.Hold
+	if r.ContentLength > 0 {
+		h, err := s.eng.Reserve(r.ContentLength)
+		if err != nil {
+			return nil, nil, err
+		}
+		hold = h
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, max(r.ContentLength, 512)))
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, s.opt.MaxRequestBytes+1))
+	if err != nil {
+		hold.Release()
+		return nil, nil, gateway.Errorf(gateway.KindBadRequest, "reading request body: %v", err)
+	}
+	if n > s.opt.MaxRequestBytes {
+		hold.Release()
+		return nil, nil, gateway.Errorf(gateway.KindRequestTooLarge, "request body is over the limit of %d bytes", s.opt.MaxRequestBytes)
+	}
+	if hold == nil {
+		h, rerr := s.eng.Reserve(n)
+		if rerr != nil {
+			return nil, nil, rerr
+		}
+		hold = h
+	}
+	return buf.Bytes(), hold, nil
+}
+
+// mediaType returns the lower-cased media type without parameters.
+func mediaType(r *http.Request) string {
+	ct := r.Header.Get("Content-Type")
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.ToLower(strings.TrimSpace(ct))
+}
+
+// parseTimestamp reads an RFC 3339 string or epoch milliseconds.
+func parseTimestamp(raw json.RawMessage) (time.Time, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return time.Time{}, nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return time.Time{}, err
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("want RFC 3339 or epoch milliseconds, got %q", s)
+		}
+		return t, nil
+	}
+	ms, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("want RFC 3339 or epoch milliseconds, got %s", raw)
+	}
+	return time.UnixMilli(ms), nil
+}
+
+// streamWriter writes result lines, flushing after each chunk of results.
+type streamWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	started bool
+	status  int
+	buf     []byte
+}
+
+func (sw *streamWriter) start() {
+	if !sw.started {
+		sw.started = true
+		sw.w.WriteHeader(sw.status)
+	}
+}
+
+func (sw *streamWriter) flush() error {
+	sw.start()
+	if len(sw.buf) == 0 {
+		return nil
+	}
+	if _, err := sw.w.Write(sw.buf); err != nil {
+		return err
+	}
+	sw.buf = sw.buf[:0]
+	return sw.rc.Flush()
+}
+
+// lineReader yields lines of at most max bytes; longer lines are reported
+// as too long and skipped, so one bad line does not end the stream.
+type lineReader struct {
+	r   *bufio.Reader
+	max int
+}
+
+var errLineTooLong = errors.New("line too long")
+
+func (l *lineReader) next() ([]byte, error) {
+	var line []byte
+	tooLong := false
+	for {
+		chunk, err := l.r.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(chunk) > l.max {
+				tooLong, line = true, nil
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		if err == nil || (errors.Is(err, io.EOF) && (len(line) > 0 || tooLong)) {
+			if tooLong {
+				return nil, errLineTooLong
+			}
+			return bytes.TrimSpace(line), nil
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return nil, err
+	}
+}
