@@ -12,20 +12,20 @@ type Kind uint8
 
 // Error kinds.
 const (
-	KindInvalidRecord    Kind = iota + 1 // the record does not fit the schema
-	KindRecordTooLarge                   // one encoded record exceeds GATEWAY_MAX_RECORD_BYTES
-	KindBadRequest                       // malformed request (not a record problem)
-	KindRequestTooLarge                  // request body or record count over the limit
-	KindUnknownTopic                     // not allowed or not existing
-	KindUnknownPartition                 // explicit partition out of range
-	KindNoSchema                         // the subject has no schema / unknown schema id or version
-	KindInvalidSchema                    // an inline schema (REST Proxy v2) is not valid Avro
-	KindUnauthorized                     // missing or bad API key
-	KindForbidden                        // key not allowed for the topic
-	KindBusy                             // in-flight byte budget exhausted
-	KindUnavailable                      // Kafka did not acknowledge in time, or is down
-	KindRegistryUnavailable              // the schema registry did not answer
-	KindShuttingDown                     // the gateway is stopping
+	KindInvalidRecord       Kind = iota + 1 // the record does not fit the schema
+	KindRecordTooLarge                      // one encoded record exceeds GATEWAY_MAX_RECORD_BYTES
+	KindBadRequest                          // malformed request (not a record problem)
+	KindRequestTooLarge                     // request body or record count over the limit
+	KindUnknownTopic                        // not allowed or not existing
+	KindUnknownPartition                    // explicit partition out of range
+	KindNoSchema                            // the subject has no schema / unknown schema id or version
+	KindInvalidSchema                       // an inline schema (REST Proxy v2) is not valid Avro
+	KindUnauthorized                        // missing or bad API key
+	KindForbidden                           // key not allowed for the topic
+	KindBusy                                // in-flight byte budget exhausted
+	KindUnavailable                         // Kafka did not acknowledge in time, or is down
+	KindRegistryUnavailable                 // the schema registry did not answer
+	KindShuttingDown                        // the gateway is stopping
 )
 
 // Error is a gateway error with a stable kind and, for record errors, the
