@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -97,7 +98,8 @@ type prepared struct {
 }
 
 func storeErr(err error) *Error {
-	if errors.Is(err, store.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+	var ne net.Error
+	if errors.Is(err, store.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return ErrTimeout(err)
 	}
 	return ErrStore(err)
