@@ -546,7 +546,7 @@ func TestReferences(t *testing.T) {
 	var byID struct {
 		References []map[string]any `json:"references"`
 	}
-	c.get("/schemas/ids/" + strconv.Itoa(out.ID)).json(t, &byID)
+	c.get("/schemas/ids/"+strconv.Itoa(out.ID)).json(t, &byID)
 	if len(byID.References) != 1 || byID.References[0]["subject"] != "address-value" {
 		t.Fatalf("references by id = %v", byID.References)
 	}
