@@ -27,3 +27,4 @@ goinstall() { # binary module@version
 }
 goinstall protoc-gen-go      google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 goinstall protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+goinstall helm               helm.sh/helm/v3/cmd/helm@v3.19.0   # deployments/checks: helm lint/template
