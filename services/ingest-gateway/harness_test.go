@@ -99,6 +99,8 @@ func startEnv(tb testing.TB, kafka *kafkatest.Cluster, reg *registrytest.Registr
 		}
 		select {
 		case err := <-e.done:
+			e.cancel()
+			e.cancel = nil
 			tb.Fatalf("gateway exited during start: %v", err)
 		default:
 		}

@@ -74,8 +74,11 @@ func (c *Config) Validate() error {
 	if c.MaxRecords <= 0 {
 		return service.Invalid("GATEWAY_MAX_RECORDS", "must be positive")
 	}
-	if c.StreamChunk <= 0 || c.StreamChunk > c.MaxRecords {
-		return service.Invalid("GATEWAY_STREAM_CHUNK", "must be between 1 and GATEWAY_MAX_RECORDS")
+	if c.StreamChunk <= 0 {
+		return service.Invalid("GATEWAY_STREAM_CHUNK", "must be positive")
+	}
+	if c.StreamChunk > c.MaxRecords {
+		c.StreamChunk = c.MaxRecords
 	}
 	if c.ProduceTimeout <= 0 {
 		return service.Invalid("GATEWAY_PRODUCE_TIMEOUT", "must be positive")

@@ -252,6 +252,10 @@ func (e *Engine) ReserveWait(ctx context.Context, n int64) (*Hold, *Error) {
 	}
 }
 
+// TopicAllowed reports whether the configuration allows topic, so APIs can
+// answer 404 before telling an API key it may not use the topic.
+func (e *Engine) TopicAllowed(topic string) bool { return e.cfg.Topics.Allowed(topic) }
+
 // CheckTopic answers whether a topic may be used and exists, with its
 // partition count.
 func (e *Engine) CheckTopic(ctx context.Context, topic string) (int, *Error) {

@@ -78,6 +78,9 @@ func (s *Server) authorize(ctx context.Context, topic string) *gateway.Error {
 	if err != nil {
 		return gateway.Errorf(gateway.KindUnauthorized, "%v", err)
 	}
+	if !s.eng.TopicAllowed(topic) {
+		return gateway.Errorf(gateway.KindUnknownTopic, "Topic %s not found.", topic)
+	}
 	if !key.AllowsTopic(topic) {
 		return gateway.Errorf(gateway.KindForbidden, "API key %s may not produce to topic %s", key.ID, topic)
 	}
