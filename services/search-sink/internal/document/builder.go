@@ -1,0 +1,251 @@
+package document
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/linkedin/goavro/v2"
+
+	"github.com/sluicehq/sluice/pkg/kafka"
+	"github.com/sluicehq/sluice/pkg/registry"
+	"github.com/sluicehq/sluice/pkg/wire"
+)
+
+// IDMode selects how document ids are derived.
+type IDMode string
+
+// ID modes.
+const (
+	IDOffset IDMode = "offset" // <topic>+<partition>+<offset>
+	IDKey    IDMode = "key"    // the record key, external version = offset
+)
+
+// Codec is a compiled schema with the schema text it came from.
+type Codec struct {
+	ID     int
+	Schema string
+	*goavro.Codec
+}
+
+// CodecSource resolves schema ids to compiled codecs; run.go adapts
+// pkg/avro.Codecs to it.
+type CodecSource interface {
+	Codec(ctx context.Context, id int) (*Codec, error)
+}
+
+// Options configure a Builder.
+type Options struct {
+	Namer       *Namer
+	IDMode      IDMode
+	Decimal     DecimalMode
+	MetaField   string // "_kafka" by default; empty disables
+	DateNanos   bool   // reserved
+	TimestampAt string // document field for the record timestamp, "@timestamp"
+}
+
+// Builder decodes records into documents. Safe for concurrent use.
+type Builder struct {
+	codecs CodecSource
+	opt    Options
+
+	mu    sync.RWMutex
+	nodes map[int]*Node
+}
+
+// NewBuilder returns a Builder over codecs.
+func NewBuilder(codecs CodecSource, opt Options) *Builder {
+	if opt.TimestampAt == "" {
+		opt.TimestampAt = "@timestamp"
+	}
+	return &Builder{codecs: codecs, opt: opt, nodes: map[int]*Node{}}
+}
+
+// Action is the bulk operation for a document.
+type Action string
+
+// Bulk actions.
+const (
+	ActionIndex  Action = "index"
+	ActionCreate Action = "create"
+	ActionDelete Action = "delete"
+)
+
+// Doc is one record ready for the bulk API.
+type Doc struct {
+	Index    string
+	ID       string
+	Action   Action
+	Version  int64 // external version (key mode), or -1
+	Body     []byte
+	Fields   map[string]any // normalised record fields (for rules); nil for non-records
+	Time     time.Time
+	SchemaID int
+}
+
+// PermanentError marks a record that can never be decoded (bad framing,
+// unknown schema id, corrupt payload): it goes to the DLQ.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// IsPermanent reports whether err is a PermanentError.
+func IsPermanent(err error) bool {
+	var pe *PermanentError
+	return errors.As(err, &pe)
+}
+
+// Build decodes m into a document. Errors are *PermanentError when retrying
+// cannot help; others (registry unreachable) are transient.
+func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
+	d := &Doc{Time: m.Time, Version: -1}
+	d.Index = b.opt.Namer.Name(m.Topic, m.Time)
+	d.ID = kafka.PartitionKey(m.Topic, m.Partition, m.Offset)
+	d.Action = ActionIndex
+	if b.opt.Namer.Mode() == ModeDataStream {
+		d.Action = ActionCreate
+	}
+	if b.opt.IDMode == IDKey && len(m.Key) > 0 {
+		d.ID = KeyID(m.Key)
+		d.Version = m.Offset
+	}
+	if m.Value == nil {
+		if b.opt.IDMode == IDKey && len(m.Key) > 0 {
+			d.Action = ActionDelete // tombstone: delete the key's document
+			return d, nil
+		}
+		return nil, nil // tombstone without a key: nothing to index
+	}
+	id, payload, err := wire.Decode(m.Value)
+	if err != nil {
+		return nil, &PermanentError{fmt.Errorf("decoding confluent framing: %w", err)}
+	}
+	d.SchemaID = int(id)
+	codec, err := b.codecs.Codec(ctx, int(id))
+	if err != nil {
+		if registry.IsNotFound(err) {
+			return nil, &PermanentError{fmt.Errorf("schema id %d: %w", id, err)}
+		}
+		var re *registry.Error
+		if errors.As(err, &re) && re.Status < 500 && re.Status != 429 {
+			return nil, &PermanentError{fmt.Errorf("schema id %d: %w", id, err)}
+		}
+		if ctx.Err() == nil && isCompileError(err) {
+			return nil, &PermanentError{fmt.Errorf("schema id %d: %w", id, err)}
+		}
+		return nil, fmt.Errorf("looking up schema id %d: %w", id, err)
+	}
+	node, err := b.node(codec)
+	if err != nil {
+		return nil, &PermanentError{err}
+	}
+	native, rest, err := codec.NativeFromBinary(payload)
+	if err != nil {
+		return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %w", id, err)}
+	}
+	if len(rest) != 0 {
+		return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %d trailing bytes", id, len(rest))}
+	}
+	v := Normalize(node, native, b.opt.Decimal)
+	fields, ok := v.(map[string]any)
+	if !ok {
+		fields = map[string]any{"value": v}
+	} else {
+		d.Fields = fields
+	}
+	// The document is the record's fields plus @timestamp and metadata. We
+	// add them to the (owned) map and restore afterwards so rules see only
+	// the record.
+	prevTS, hadTS := fields[b.opt.TimestampAt]
+	fields[b.opt.TimestampAt] = m.Time.UTC()
+	var prevMeta any
+	var hadMeta bool
+	if b.opt.MetaField != "" {
+		prevMeta, hadMeta = fields[b.opt.MetaField]
+		meta := map[string]any{"topic": m.Topic, "partition": m.Partition, "offset": m.Offset}
+		if len(m.Key) > 0 {
+			meta["key"] = KeyString(m.Key)
+		}
+		fields[b.opt.MetaField] = meta
+	}
+	d.Body, err = json.Marshal(fields)
+	if hadTS {
+		fields[b.opt.TimestampAt] = prevTS
+	} else {
+		delete(fields, b.opt.TimestampAt)
+	}
+	if b.opt.MetaField != "" {
+		if hadMeta {
+			fields[b.opt.MetaField] = prevMeta
+		} else {
+			delete(fields, b.opt.MetaField)
+		}
+	}
+	if err != nil {
+		return nil, &PermanentError{fmt.Errorf("encoding document: %w", err)}
+	}
+	return d, nil
+}
+
+func isCompileError(err error) bool {
+	return err != nil && (containsAny(err.Error(), "compiling schema", "not AVRO"))
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if len(sub) <= len(s) {
+			for i := 0; i+len(sub) <= len(s); i++ {
+				if s[i:i+len(sub)] == sub {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func (b *Builder) node(c *Codec) (*Node, error) {
+	b.mu.RLock()
+	n, ok := b.nodes[c.ID]
+	b.mu.RUnlock()
+	if ok {
+		return n, nil
+	}
+	n, err := ParseSchema(c.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("schema id %d: %w", c.ID, err)
+	}
+	b.mu.Lock()
+	b.nodes[c.ID] = n
+	b.mu.Unlock()
+	return n, nil
+}
+
+// KeyString renders a key for metadata: UTF-8 as is, anything else base64.
+func KeyString(k []byte) string {
+	if utf8.Valid(k) {
+		return string(k)
+	}
+	return base64.StdEncoding.EncodeToString(k)
+}
+
+// KeyID renders a key as a document id: Elasticsearch ids are at most 512
+// bytes, so longer (or binary) keys are hashed.
+func KeyID(k []byte) string {
+	s := KeyString(k)
+	if len(s) <= 512 {
+		return s
+	}
+	h := sha256.Sum256(k)
+	return "sha256:" + hex.EncodeToString(h[:])
+}

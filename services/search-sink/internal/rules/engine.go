@@ -1,0 +1,584 @@
+package rules
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Alert is one fired rule.
+type Alert struct {
+	Rule        string            `json:"rule"`
+	Type        string            `json:"type"`
+	Severity    string            `json:"severity"`
+	Topic       string            `json:"topic,omitempty"`
+	Key         string            `json:"key,omitempty"`
+	Group       map[string]string `json:"group,omitempty"`
+	Value       float64           `json:"value"`
+	Threshold   float64           `json:"threshold"`
+	Message     string            `json:"message"`
+	WindowStart time.Time         `json:"window_start,omitzero"`
+	WindowEnd   time.Time         `json:"window_end,omitzero"`
+	RecordTime  time.Time         `json:"record_time"`
+	FiredAt     time.Time         `json:"fired_at"`
+	Notify      []string          `json:"-"`
+}
+
+// ID is stable for one rule, key and time: the alerts index uses it as _id.
+func (a *Alert) ID() string {
+	return a.Rule + "|" + a.Key + "|" + strconv.FormatInt(a.RecordTime.UnixMilli(), 10)
+}
+
+// Stats counts what the engine did, for metrics.
+type Stats interface {
+	Fired(rule string)
+	Suppressed(rule string)
+	Late(rule string)
+}
+
+type noStats struct{}
+
+func (noStats) Fired(string)      {}
+func (noStats) Suppressed(string) {}
+func (noStats) Late(string)       {}
+
+// Engine evaluates rules on records. Observe is safe for concurrent use
+// (each rule has its own lock) and never blocks on delivery: emit must
+// hand alerts off without waiting.
+type Engine struct {
+	rules []*rule
+	emit  func(Alert)
+	stats Stats
+	now   func() time.Time
+}
+
+// NewEngine compiles f's rules.
+func NewEngine(f *File, emit func(Alert), stats Stats) *Engine {
+	if stats == nil {
+		stats = noStats{}
+	}
+	e := &Engine{emit: emit, stats: stats, now: time.Now}
+	for i := range f.Rules {
+		e.rules = append(e.rules, compile(&f.Rules[i]))
+	}
+	return e
+}
+
+// SetClock replaces time.Now for FiredAt (tests).
+func (e *Engine) SetClock(now func() time.Time) { e.now = now }
+
+// Rules returns the number of rules.
+func (e *Engine) Rules() int { return len(e.rules) }
+
+// Observe feeds one record of topic at record time t.
+func (e *Engine) Observe(topic string, t time.Time, fields map[string]any) {
+	for _, r := range e.rules {
+		if r.cfg.Topic != "" && r.cfg.Topic != topic {
+			continue
+		}
+		r.observe(e, topic, t, fields)
+	}
+}
+
+// Flush closes every window that the watermark allows as if the stream
+// had advanced to t (used at shutdown and in tests).
+func (e *Engine) Flush(t time.Time) {
+	for _, r := range e.rules {
+		r.mu.Lock()
+		if r.windowed() && t.UnixNano() > r.maxTime {
+			r.maxTime = t.UnixNano()
+			r.closeWindows(e)
+		}
+		r.mu.Unlock()
+	}
+}
+
+type path []string
+
+func compilePath(s string) path {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ".")
+}
+
+func (p path) get(m map[string]any) (any, bool) {
+	var v any = m
+	for _, k := range p {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		v, ok = mm[k]
+		if !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case int64:
+		return float64(x), true
+	case int32:
+		return float64(x), true
+	case int:
+		return float64(x), true
+	case float32:
+		return float64(x), true
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	case string:
+		f, err := strconv.ParseFloat(x, 64)
+		return f, err == nil
+	case bool:
+		if x {
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
+}
+
+func toString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case nil:
+		return ""
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case int32:
+		return strconv.FormatInt(int64(x), 10)
+	case int:
+		return strconv.Itoa(x)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	case json.Number:
+		return string(x)
+	case time.Time:
+		return x.Format(time.RFC3339Nano)
+	}
+	return fmt.Sprint(v)
+}
+
+type rule struct {
+	cfg     *Rule
+	field   path
+	groups  []path
+	op      func(a, b float64) bool
+	window  int64 // nanoseconds
+	late    int64
+	realert int64
+	ring    int // windows kept open per series
+
+	mu      sync.Mutex
+	maxTime int64 // highest record time seen (ns)
+	closed  int64 // windows ending at or before this are closed (ns)
+	series  map[string]*series
+	fired   map[string]int64 // dedup key -> record time of last alert
+}
+
+type bucket struct {
+	start int64
+	count int64
+	sum   float64
+	terms map[string]struct{}
+}
+
+type series struct {
+	group   []string
+	buckets []bucket // ring by window index
+	history []float64
+	hist    int   // values recorded in history
+	lastAct int64 // window start of the latest record
+	first   int64 // window start of the first record
+	// outlier
+	n         int
+	mean, vr  float64
+	terms     map[string]struct{}
+	termCount int
+}
+
+func compile(c *Rule) *rule {
+	r := &rule{cfg: c, field: compilePath(c.Field), op: ops[c.Op], series: map[string]*series{}, fired: map[string]int64{},
+		window: int64(c.Window), late: int64(*c.AllowedLateness), realert: int64(*c.Realert)}
+	for _, g := range c.GroupBy {
+		r.groups = append(r.groups, compilePath(g))
+	}
+	if r.window > 0 {
+		r.ring = int(r.late/r.window) + 2
+	}
+	r.closed = math.MinInt64
+	return r
+}
+
+func (r *rule) windowed() bool {
+	switch r.cfg.Type {
+	case "spike", "drop", "flatline", "cardinality":
+		return true
+	case "threshold":
+		return r.window > 0
+	}
+	return false
+}
+
+// key builds the group key; one group field costs no allocation.
+func (r *rule) key(fields map[string]any) (string, bool) {
+	switch len(r.groups) {
+	case 0:
+		return "", true
+	case 1:
+		v, ok := r.groups[0].get(fields)
+		if !ok {
+			return "", false
+		}
+		if s, ok := v.(string); ok {
+			return s, true
+		}
+		return toString(v), true
+	}
+	var b strings.Builder
+	for i, g := range r.groups {
+		v, ok := g.get(fields)
+		if !ok {
+			return "", false
+		}
+		if i > 0 {
+			b.WriteByte(0x1f)
+		}
+		b.WriteString(toString(v))
+	}
+	return b.String(), true
+}
+
+func (r *rule) seriesFor(key string) *series {
+	s := r.series[key]
+	if s != nil {
+		return s
+	}
+	if len(r.series) >= r.cfg.MaxKeys {
+		return nil // bounded memory: new keys beyond max_keys are ignored
+	}
+	s = &series{}
+	if len(r.groups) > 0 {
+		s.group = strings.Split(key, "\x1f")
+	}
+	if r.window > 0 {
+		s.buckets = make([]bucket, r.ring)
+		for i := range s.buckets {
+			s.buckets[i].start = math.MinInt64
+		}
+		s.lastAct = math.MinInt64
+		s.first = math.MaxInt64
+	}
+	if n := r.cfg.ReferenceWindows; n > 0 {
+		s.history = make([]float64, n)
+	}
+	r.series[key] = s
+	return s
+}
+
+func (r *rule) observe(e *Engine, topic string, t time.Time, fields map[string]any) {
+	var num float64
+	var term string
+	switch r.cfg.Type {
+	case "threshold", "spike", "drop":
+		if r.cfg.Agg != "count" || r.window == 0 {
+			v, ok := r.field.get(fields)
+			if !ok {
+				return
+			}
+			if num, ok = toFloat(v); !ok {
+				return
+			}
+		}
+	case "outlier":
+		v, ok := r.field.get(fields)
+		if !ok {
+			return
+		}
+		if num, ok = toFloat(v); !ok {
+			return
+		}
+	case "new_term", "cardinality":
+		v, ok := r.field.get(fields)
+		if !ok {
+			return
+		}
+		term = toString(v)
+	}
+	key, ok := r.key(fields)
+	if !ok {
+		return
+	}
+	ts := t.UnixNano()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch r.cfg.Type {
+	case "threshold":
+		if r.window == 0 {
+			if r.op(num, *r.cfg.Value) {
+				s := r.seriesFor(key)
+				var g []string
+				if s != nil {
+					g = s.group
+				}
+				r.fire(e, topic, key, g, t, time.Time{}, num, fmt.Sprintf("%s = %s %s %s", r.cfg.Field, fmtNum(num), r.cfg.Op, fmtNum(*r.cfg.Value)))
+			}
+			return
+		}
+	case "outlier":
+		s := r.seriesFor(key)
+		if s == nil {
+			return
+		}
+		r.outlier(e, s, topic, key, t, num)
+		return
+	case "new_term":
+		s := r.seriesFor(key)
+		if s == nil {
+			return
+		}
+		if s.terms == nil {
+			s.terms = map[string]struct{}{}
+		}
+		if _, seen := s.terms[term]; !seen {
+			if len(s.terms) < 100000 {
+				s.terms[term] = struct{}{}
+			}
+			if s.termCount >= r.cfg.Warmup {
+				r.fire(e, topic, key+"\x1f"+term, s.group, t, time.Time{}, 1, fmt.Sprintf("new value %q of %s", term, r.cfg.Field))
+			}
+		}
+		s.termCount++
+		return
+	}
+	// Windowed rules.
+	if ts < r.closed {
+		e.stats.Late(r.cfg.Name) // its window is closed: beyond allowed lateness
+		return
+	}
+	s := r.seriesFor(key)
+	if s != nil {
+		start := ts - mod(ts, r.window)
+		b := &s.buckets[int(mod(start/r.window, int64(r.ring)))]
+		if b.start != start {
+			*b = bucket{start: start, terms: b.terms}
+			if b.terms != nil {
+				clear(b.terms)
+			}
+		}
+		b.count++
+		b.sum += num
+		if r.cfg.Type == "cardinality" {
+			if b.terms == nil {
+				b.terms = map[string]struct{}{}
+			}
+			if len(b.terms) < 1000000 {
+				b.terms[term] = struct{}{}
+			}
+		}
+		if start > s.lastAct {
+			s.lastAct = start
+		}
+		if start < s.first {
+			s.first = start
+		}
+	}
+	if ts > r.maxTime || r.closed == math.MinInt64 {
+		if r.closed == math.MinInt64 {
+			// First record: windows ending before it minus the allowed
+			// lateness are not observed.
+			r.closed = ts - r.late - mod(ts-r.late, r.window)
+			if ts > r.maxTime {
+				r.maxTime = ts
+			}
+		}
+		if ts > r.maxTime {
+			r.maxTime = ts
+		}
+		r.closeWindows(e)
+	}
+}
+
+func mod(a, b int64) int64 {
+	m := a % b
+	if m < 0 {
+		m += b
+	}
+	return m
+}
+
+// closeWindows evaluates every window that ends at or before the
+// watermark (max record time - allowed lateness).
+func (r *rule) closeWindows(e *Engine) {
+	wm := r.maxTime - r.late
+	limit := wm - mod(wm, r.window) // windows ending at or before this close
+	if limit <= r.closed {
+		return
+	}
+	if (limit-r.closed)/r.window > 1000 { // a jump: evaluate the last windows only
+		r.closed = limit - 1000*r.window
+	}
+	for start := r.closed; start < limit; start += r.window {
+		r.closeWindow(e, start)
+	}
+	r.closed = limit
+}
+
+func (r *rule) closeWindow(e *Engine, start int64) {
+	ws, we := time.Unix(0, start).UTC(), time.Unix(0, start+r.window).UTC()
+	idx := int(mod(start/r.window, int64(r.ring)))
+	expire := int64(r.cfg.ReferenceWindows+10) * r.window
+	for key, s := range r.series {
+		if s.first > start {
+			continue // the series did not exist yet
+		}
+		b := &s.buckets[idx]
+		var count int64
+		var sum float64
+		var distinct int
+		if b.start == start {
+			count, sum, distinct = b.count, b.sum, len(b.terms)
+			b.start = math.MinInt64
+		}
+		val := float64(count)
+		if r.cfg.Agg == "sum" {
+			val = sum
+		} else if r.cfg.Agg == "avg" {
+			if count == 0 {
+				val = math.NaN()
+			} else {
+				val = sum / float64(count)
+			}
+		}
+		switch r.cfg.Type {
+		case "threshold":
+			if !math.IsNaN(val) && r.op(val, *r.cfg.Value) {
+				r.fire(e, "", key, s.group, we, ws, val, fmt.Sprintf("%s = %s %s %s over %s", r.aggName(), fmtNum(val), r.cfg.Op, fmtNum(*r.cfg.Value), r.cfg.Window.D()))
+			}
+		case "cardinality":
+			if r.op(float64(distinct), *r.cfg.Value) {
+				r.fire(e, "", key, s.group, we, ws, float64(distinct), fmt.Sprintf("%d distinct %s %s %s over %s", distinct, r.cfg.Field, r.cfg.Op, fmtNum(*r.cfg.Value), r.cfg.Window.D()))
+			}
+		case "flatline":
+			if count < int64(r.cfg.MinCount) {
+				r.fire(e, "", key, s.group, we, ws, float64(count), fmt.Sprintf("only %d events in %s (minimum %d)", count, r.cfg.Window.D(), r.cfg.MinCount))
+			}
+		case "spike", "drop":
+			if math.IsNaN(val) {
+				val = 0
+			}
+			n := r.cfg.ReferenceWindows
+			if s.hist >= n {
+				var ref float64
+				for _, h := range s.history {
+					ref += h
+				}
+				ref /= float64(n)
+				if ref > 0 && ref >= r.cfg.MinReference {
+					up := val >= ref*r.cfg.Factor
+					down := val <= ref/r.cfg.Factor
+					dir := r.cfg.Direction
+					if (up && (dir == "up" || dir == "both")) || (down && (dir == "down" || dir == "both")) {
+						word := "spike"
+						if down {
+							word = "drop"
+						}
+						r.fire(e, "", key, s.group, we, ws, val, fmt.Sprintf("%s: %s = %s vs reference %s (factor %s) over %s", word, r.aggName(), fmtNum(val), fmtNum(ref), fmtNum(r.cfg.Factor), r.cfg.Window.D()))
+					}
+				}
+			}
+			copy(s.history, s.history[1:])
+			s.history[n-1] = val
+			s.hist++
+		}
+		if s.lastAct < start-expire && r.cfg.Type != "flatline" {
+			delete(r.series, key) // idle: free it
+		} else if r.cfg.Type == "flatline" && s.lastAct < start-int64(100)*r.window {
+			delete(r.series, key) // silent for 100 windows: stop alerting about it
+		}
+	}
+}
+
+func (r *rule) aggName() string {
+	if r.cfg.Agg == "count" || r.cfg.Agg == "" {
+		return "count"
+	}
+	return r.cfg.Agg + "(" + r.cfg.Field + ")"
+}
+
+func (r *rule) outlier(e *Engine, s *series, topic, key string, t time.Time, x float64) {
+	if s.n == 0 {
+		s.mean, s.vr, s.n = x, 0, 1
+		return
+	}
+	if s.n >= r.cfg.Warmup && s.vr > 0 {
+		z := (x - s.mean) / math.Sqrt(s.vr)
+		if math.Abs(z) > r.cfg.Z {
+			r.fire(e, topic, key, s.group, t, time.Time{}, x, fmt.Sprintf("%s = %s is an outlier: z = %.2f (mean %s, threshold %s)", r.cfg.Field, fmtNum(x), z, fmtNum(s.mean), fmtNum(r.cfg.Z)))
+		}
+	}
+	diff := x - s.mean
+	incr := r.cfg.Alpha * diff
+	s.mean += incr
+	s.vr = (1 - r.cfg.Alpha) * (s.vr + diff*incr)
+	s.n++
+}
+
+// fire de-duplicates per rule and key: within realert (record time) of
+// the last alert for the same key, the alert is suppressed.
+func (r *rule) fire(e *Engine, topic, key string, group []string, at, windowStart time.Time, val float64, msg string) {
+	ts := at.UnixNano()
+	if last, ok := r.fired[key]; ok && ts-last < r.realert && ts >= last {
+		e.stats.Suppressed(r.cfg.Name)
+		return
+	}
+	if len(r.fired) >= r.cfg.MaxKeys*2 {
+		clear(r.fired) // bounded: forgetting only risks an early re-alert
+	}
+	r.fired[key] = ts
+	a := Alert{Rule: r.cfg.Name, Type: r.cfg.Type, Severity: r.cfg.Severity, Topic: topic, Key: strings.ReplaceAll(key, "\x1f", ","),
+		Value: val, Message: msg, RecordTime: at.UTC(), FiredAt: e.now().UTC(), Notify: r.cfg.Notify}
+	if r.cfg.Topic != "" {
+		a.Topic = r.cfg.Topic
+	}
+	if r.cfg.Value != nil {
+		a.Threshold = *r.cfg.Value
+	} else if r.cfg.Factor != 0 {
+		a.Threshold = r.cfg.Factor
+	} else if r.cfg.Type == "flatline" {
+		a.Threshold = float64(r.cfg.MinCount)
+	} else if r.cfg.Type == "outlier" {
+		a.Threshold = r.cfg.Z
+	}
+	if len(group) > 0 {
+		a.Group = make(map[string]string, len(group))
+		for i, g := range r.cfg.GroupBy {
+			if i < len(group) {
+				a.Group[g] = group[i]
+			}
+		}
+	}
+	if !windowStart.IsZero() {
+		a.WindowStart, a.WindowEnd = windowStart, at.UTC()
+	}
+	e.stats.Fired(r.cfg.Name)
+	if e.emit != nil {
+		e.emit(a)
+	}
+}
+
+func fmtNum(f float64) string { return strconv.FormatFloat(f, 'g', 6, 64) }
