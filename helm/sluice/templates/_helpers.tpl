@@ -9,7 +9,7 @@ the service reads.
 ingest-gateway:  {httpAddr: GATEWAY_HTTP_ADDR, grpcAddr: GATEWAY_GRPC_ADDR, groupVar: "", registry: true, sink: false}
 schema-registry: {httpAddr: SCHEMA_REGISTRY_HTTP_ADDR, grpcAddr: SCHEMA_REGISTRY_GRPC_ADDR, groupVar: "", registry: false, sink: false}
 s3-sink:         {httpAddr: S3_SINK_ADMIN_ADDR, grpcAddr: "", groupVar: S3_SINK_GROUP_ID, registry: true, sink: true}
-search-sink:     {httpAddr: SEARCH_SINK_ADMIN_ADDR, grpcAddr: "", groupVar: "", registry: true, sink: true}
+search-sink:     {httpAddr: SEARCH_SINK_ADMIN_ADDR, grpcAddr: "", groupVar: SEARCH_SINK_GROUP_ID, registry: true, sink: true}
 kafka-exporter:  {httpAddr: EXPORTER_ADMIN_ADDR, grpcAddr: "", groupVar: "", registry: false, sink: false}
 {{- end }}
 
@@ -124,8 +124,8 @@ Call with (dict "root" $ "name" $name "svc" $svc).
 {{- end }}
 {{- if $kafka.sasl.mechanism }}{{ $_ := set $env "KAFKA_SASL_MECHANISM" $kafka.sasl.mechanism }}{{ end }}
 {{- if $c.registry }}{{ $_ := set $env "REGISTRY_URL" (include "sluice.registryURL" $root) }}{{ end }}
-{{- range $m := .svc.secretMounts }}
-{{- range $k, $file := $m.env }}{{ $_ := set $env $k (printf "/etc/sluice/secrets/%s/%s" $m.name $file) }}{{ end }}
+{{- range $m := .svc.fileMounts }}
+{{- range $k, $file := $m.env }}{{ $_ := set $env $k (printf "/etc/sluice/files/%s/%s" $m.name $file) }}{{ end }}
 {{- end }}
 {{- range $k, $v := .svc.env }}{{ $_ := set $env $k (toString $v) }}{{ end }}
 {{- range $k := keys $env | sortAlpha }}
