@@ -2,7 +2,13 @@ package gateway
 
 import (
 	"context"
+	"errors"
 )
+
+// ErrStopping ends a stream when the gateway shuts down: records already
+// answered are settled, the rest were never acknowledged and should be
+// sent again (to another instance).
+var ErrStopping = errors.New("gateway is shutting down; reconnect and resend unacknowledged records")
 
 // Group is what consecutive stream items must share to be produced in one
 // call.
@@ -33,6 +39,9 @@ type StreamItem struct {
 func (e *Engine) RunStream(ctx context.Context, in <-chan StreamItem, chunk int, emit func(it *StreamItem, res Result) error) error {
 	var carry *StreamItem
 	for {
+		if e.closing.Load() {
+			return ErrStopping
+		}
 		var first StreamItem
 		if carry != nil {
 			first, carry = *carry, nil

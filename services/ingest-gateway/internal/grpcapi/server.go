@@ -214,7 +214,8 @@ func (s *Server) ProduceStream(stream grpc.BidiStreamingServer[ingestv1.ProduceS
 	})
 	if err != nil {
 		cancel()
-		for range items { //nolint:revive // drain so the receiver exits
+		if errors.Is(err, gateway.ErrStopping) {
+			return status.Error(codes.Unavailable, err.Error())
 		}
 		return err
 	}

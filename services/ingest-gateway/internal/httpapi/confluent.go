@@ -505,8 +505,6 @@ func (s *Server) v3(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.eng.RunStream(ctx, items, s.opt.StreamChunk, emit); err != nil {
 		cancel()
-		for range items { //nolint:revive // drain so the reader goroutine exits
-		}
 		return
 	}
 	if count == 0 && !sw.started {

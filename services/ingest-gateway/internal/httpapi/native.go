@@ -340,8 +340,6 @@ func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic stri
 	if err := s.eng.RunStream(ctx, items, s.opt.StreamChunk, emit); err != nil {
 		s.log.Info("ndjson stream ended early", "topic", topic, "err", err)
 		cancel()
-		for range items { //nolint:revive // drain so the reader goroutine exits
-		}
 		return
 	}
 	select {

@@ -1,0 +1,401 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	ingestv1 "github.com/sluicehq/sluice/pkg/gen/sluice/ingest/v1"
+)
+
+// TestDeadLetterPolicy parks invalid records in <topic>.dlq with the
+// headers DESIGN.md names, and says so in the result.
+func TestDeadLetterPolicy(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil, "-gateway-dead-letter-topics", "events")
+	e.kafka.CreateTopic("events", 2, nil)
+	e.reg.Register(t, "events-value", orderSchema)
+	bad := strings.Replace(orderJSON(2), `"qty":`, `"qty":"many","x":`, 1)
+	body := []byte(`{"records":[{"value":` + orderJSON(1) + `},{"key":"bk","value":` + bad + `},{"value":` + orderJSON(3) + `}]}`)
+	res := post(t, e.httpURL+"/v1/topics/events/records", "application/json", body)
+	var out struct {
+		Results []struct {
+			Topic        string `json:"topic"`
+			Partition    *int32 `json:"partition"`
+			Offset       *int64 `json:"offset"`
+			DeadLettered bool   `json:"dead_lettered"`
+			Code         int    `json:"error_code"`
+			Field        string `json:"field"`
+		} `json:"results"`
+	}
+	res.json(t, &out)
+	if res.status != 200 || !out.Results[1].DeadLettered || out.Results[1].Topic != "events.dlq" || out.Results[1].Code != 42201 || out.Results[1].Field != "value.items[0].qty" || out.Results[1].Offset == nil {
+		t.Fatalf("dead-letter result: %d %s", res.status, res.body)
+	}
+	dlq := readTopic(t, e.kafka.Brokers(), "events.dlq", 1)
+	for _, r := range dlq {
+		if string(r.Value) != bad || string(r.Key) != `"bk"` {
+			t.Errorf("dlq record value %q key %q, want the original bytes", r.Value, r.Key)
+		}
+		want := map[string]string{
+			"sluice-stage": "ingest-gateway", "sluice-source-topic": "events", "sluice-source-partition": "-1",
+			"sluice-source-offset": "-1", "sluice-error-field": "value.items[0].qty",
+		}
+		for k, v := range want {
+			if r.Headers[k] != v {
+				t.Errorf("dlq header %s = %q, want %q", k, r.Headers[k], v)
+			}
+		}
+		if !strings.Contains(r.Headers["sluice-error"], `value.items[0].qty: expected int, got string "many"`) {
+			t.Errorf("sluice-error = %q", r.Headers["sluice-error"])
+		}
+	}
+	readTopic(t, e.kafka.Brokers(), "events", 2)
+}
+
+// TestStreamsAnswerWhileSending proves NDJSON and v3 streams answer each
+// record before the request body ends (full duplex, bounded memory).
+func TestStreamsAnswerWhileSending(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil)
+	e.kafka.CreateTopic("clicks", 1, nil)
+	e.reg.Register(t, "clicks-value", orderSchema)
+
+	cases := []struct {
+		name, path, contentType string
+		record                  func(i int) string
+		ok                      func(line string) bool
+	}{
+		{"ndjson", "/v1/topics/clicks/records", "application/x-ndjson",
+			func(i int) string { return `{"value":` + orderJSON(i) + "}\n" },
+			func(l string) bool { return strings.Contains(l, `"offset":`) }},
+		{"v3", "/v3/clusters/sluice/topics/clicks/records", "application/json",
+			func(i int) string { return `{"value":{"type":"JSON","data":` + orderJSON(i) + "}}" },
+			func(l string) bool { return strings.Contains(l, `"error_code":200`) }},
+	}
+	for _, tc := range cases {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest(http.MethodPost, e.httpURL+tc.path, pr)
+		req.Header.Set("Content-Type", tc.contentType)
+		type answer struct {
+			resp *http.Response
+			err  error
+		}
+		ch := make(chan answer, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			ch <- answer{resp, err}
+		}()
+		if _, err := io.WriteString(pw, tc.record(1)); err != nil {
+			t.Fatal(err)
+		}
+		var a answer
+		select {
+		case a = <-ch:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s: no response headers while the body is still open", tc.name)
+		}
+		if a.err != nil || a.resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", tc.name, a.err, a.resp)
+		}
+		lines := bufio.NewScanner(a.resp.Body)
+		for i := 1; i <= 3; i++ {
+			if i > 1 {
+				rec := tc.record(i)
+				if i == 2 {
+					rec = strings.Replace(rec, `"status":"PAID"`, `"status":"LOST"`, 1)
+				}
+				if _, err := io.WriteString(pw, rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !lines.Scan() {
+				t.Fatalf("%s: no answer for record %d: %v", tc.name, i, lines.Err())
+			}
+			l := lines.Text()
+			if i == 2 {
+				if !strings.Contains(l, `\"LOST\" is not a symbol of enum com.acme.Status`) {
+					t.Fatalf("%s: record 2 answer %s", tc.name, l)
+				}
+			} else if !tc.ok(l) {
+				t.Fatalf("%s: record %d answer %s", tc.name, i, l)
+			}
+		}
+		pw.Close()
+		if lines.Scan() {
+			t.Fatalf("%s: extra answer %q", tc.name, lines.Text())
+		}
+		a.resp.Body.Close()
+	}
+	readTopic(t, e.kafka.Brokers(), "clicks", 4)
+}
+
+// TestInflightBudget429 holds most of the shared budget with a slow
+// request (its Content-Length is reserved before the body arrives); a
+// second request gets 429 with Retry-After, and succeeds once the first
+// finished.
+func TestInflightBudget429(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil, "-gateway-max-request-bytes", "65536", "-gateway-inflight-bytes", "65536")
+	e.kafka.CreateTopic("budget", 1, nil)
+	e.reg.Register(t, "budget-value", orderSchema)
+
+	big := records(150, func(i int) string { return `{"value":` + orderJSON(i) + `}` })
+	if len(big) < 40000 || len(big) > 65536 {
+		t.Fatalf("slow body is %d bytes", len(big))
+	}
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest(http.MethodPost, e.httpURL+"/v1/topics/budget/records", pr)
+	req.ContentLength = int64(len(big))
+	req.Header.Set("Content-Type", "application/json")
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			close(done)
+			return
+		}
+		done <- resp
+	}()
+	if _, err := pw.Write(big[:100]); err != nil {
+		t.Fatal(err)
+	}
+	small := []byte(`{"records":[{"value":` + orderJSON(999) + `}]}` + strings.Repeat(" ", 30000))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res := post(t, e.httpURL+"/v1/topics/budget/records", "application/json", small)
+		if res.status == 429 {
+			if res.header.Get("Retry-After") == "" || !strings.Contains(string(res.body), `"error_code":42901`) {
+				t.Fatalf("429 without Retry-After or code: %v %s", res.header, res.body)
+			}
+			break
+		}
+		// The slow request may not have reserved yet.
+		if time.Now().After(deadline) {
+			t.Fatalf("never got 429; last %d %s", res.status, res.body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := pw.Write(big[100:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	resp := <-done
+	if resp == nil || resp.StatusCode != 200 {
+		t.Fatalf("slow request: %v", resp)
+	}
+	resp.Body.Close()
+	if res := post(t, e.httpURL+"/v1/topics/budget/records", "application/json", small); res.status != 200 {
+		t.Fatalf("after budget freed: %d %s", res.status, res.body)
+	}
+	readTopic(t, e.kafka.Brokers(), "budget", 151)
+}
+
+// TestGRPCAuthAndRecordErrors checks API keys in gRPC metadata and
+// per-record errors.
+func TestGRPCAuthAndRecordErrors(t *testing.T) {
+	t.Parallel()
+	secrets := map[string]string{"svc": "grpc-secret-1"}
+	e := startEnv(t, nil, nil, "-gateway-api-keys-file", keysFile(t, map[string][]string{"svc": {"metrics.*"}}, secrets), "-gateway-topics", "metrics.*,other")
+	e.kafka.CreateTopic("metrics.cpu", 1, nil)
+	e.kafka.CreateTopic("other", 1, nil)
+	e.reg.Register(t, "metrics.cpu-value", orderSchema)
+	client := ingestv1.NewIngestServiceClient(grpcConn(t, e.grpc))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req := &ingestv1.ProduceRequest{Topic: "metrics.cpu", Records: []*ingestv1.Record{
+		{Value: []byte(orderJSON(1))},
+		{Value: []byte(strings.Replace(orderJSON(2), `"day":"2024-05-01"`, `"day":"May 1st"`, 1))},
+	}}
+	check := func(name string, ctx context.Context, topic string, wantCode codes.Code, wantReason string) {
+		t.Helper()
+		r := &ingestv1.ProduceRequest{Topic: topic, Records: req.Records}
+		_, err := client.Produce(ctx, r)
+		st := status.Convert(err)
+		if st.Code() != wantCode {
+			t.Fatalf("%s: code %v, want %v (%v)", name, st.Code(), wantCode, err)
+		}
+		for _, d := range st.Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok && info.Reason == wantReason {
+				return
+			}
+		}
+		t.Fatalf("%s: no ErrorInfo reason %s in %v", name, wantReason, st.Details())
+	}
+	check("no key", ctx, "metrics.cpu", codes.Unauthenticated, "40101")
+	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+secrets["svc"])
+	check("wrong topic", authed, "other", codes.PermissionDenied, "40301")
+	check("unknown topic", authed, "nope", codes.NotFound, "40401")
+	resp, err := client.Produce(authed, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Results[0].Error != nil || resp.Results[1].Error == nil || resp.Results[1].Error.Code != 42201 || resp.Results[1].Error.Field != "value.day" {
+		t.Fatalf("results: %v", resp.Results)
+	}
+	readTopic(t, e.kafka.Brokers(), "metrics.cpu", 1)
+}
+
+// TestAsyncAccepted answers 202 once records are queued; they land.
+func TestAsyncAccepted(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil)
+	e.kafka.CreateTopic("async", 1, nil)
+	e.reg.Register(t, "async-value", orderSchema)
+	res := post(t, e.httpURL+"/v1/topics/async/records?async=true", "application/json", records(5, func(i int) string { return `{"value":` + orderJSON(i) + `}` }))
+	if res.status != 202 || strings.Count(string(res.body), `"queued":true`) != 5 {
+		t.Fatalf("async: %d %s", res.status, res.body)
+	}
+	readTopic(t, e.kafka.Brokers(), "async", 5)
+}
+
+// TestShutdownUnderLoad cancels run's context (what SIGTERM does) while
+// HTTP batches and a gRPC stream are producing: run returns cleanly and
+// every record acknowledged with a success is in Kafka.
+func TestShutdownUnderLoad(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil)
+	e.kafka.CreateTopic("load", 3, nil)
+	id := e.reg.Register(t, "load-value", orderSchema)
+
+	var (
+		mu    sync.Mutex
+		acked []sent
+		seq   atomic.Int64
+		wg    sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Timeout: 30 * time.Second}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				base := int(seq.Add(50)) - 50
+				body := records(50, func(j int) string { return `{"value":` + orderJSON(base+j) + `}` })
+				resp, err := client.Post(e.httpURL+"/v1/topics/load/records", "application/json", strings.NewReader(string(body)))
+				if err != nil {
+					return // listener closed
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 && resp.StatusCode != 207 {
+					continue
+				}
+				var out struct {
+					Results []struct {
+						Partition *int32 `json:"partition"`
+						Offset    *int64 `json:"offset"`
+					} `json:"results"`
+				}
+				if err := json.Unmarshal(b, &out); err != nil {
+					t.Errorf("bad 2xx body: %v", err)
+					return
+				}
+				mu.Lock()
+				for j, r := range out.Results {
+					if r.Partition != nil {
+						acked = append(acked, sent{i: base + j, partition: *r.Partition, offset: *r.Offset})
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		client := ingestv1.NewIngestServiceClient(grpcConn(t, e.grpc))
+		stream, err := client.ProduceStream(context.Background())
+		if err != nil {
+			return
+		}
+		pending := map[uint64]int{}
+		var pmu sync.Mutex
+		go func() {
+			for {
+				select {
+				case <-stop:
+					_ = stream.CloseSend()
+					return
+				default:
+				}
+				i := int(seq.Add(1)) - 1
+				pmu.Lock()
+				pending[uint64(i)] = i
+				pmu.Unlock()
+				if err := stream.Send(&ingestv1.ProduceStreamRequest{Sequence: uint64(i), Topic: "load", Record: &ingestv1.Record{Value: []byte(orderJSON(i))}}); err != nil {
+					return
+				}
+			}
+		}()
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) && status.Code(err) != codes.Unavailable && status.Code(err) != codes.Canceled {
+					t.Logf("stream ended: %v", err)
+				}
+				return
+			}
+			if r.Result.Error == nil {
+				mu.Lock()
+				acked = append(acked, sent{i: int(r.Sequence), partition: r.Result.Partition, offset: r.Result.Offset})
+				mu.Unlock()
+			}
+		}
+	}()
+
+	// Let load build up, then "SIGTERM".
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 1000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d records acknowledged before shutdown", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := e.stop(); err != nil {
+		t.Fatalf("run returned %v", err)
+	}
+	close(stop)
+	wg.Wait()
+
+	got := readTopic(t, e.kafka.Brokers(), "load", -1)
+	serde := decoder(t, id, orderSchema)
+	for _, a := range acked {
+		r, ok := got[[2]int64{int64(a.partition), a.offset}]
+		if !ok {
+			t.Fatalf("record %d acknowledged at %d/%d is not in Kafka", a.i, a.partition, a.offset)
+		}
+		var o hOrder
+		if err := serde.Decode(r.Value, &o); err != nil || o.ID != fmt.Sprintf("o-%d", a.i) {
+			t.Fatalf("record at %d/%d is %s (%v), want o-%d", a.partition, a.offset, o.ID, err, a.i)
+		}
+	}
+	t.Logf("%d records acknowledged before shutdown, all in Kafka (%d records in the topic)", len(acked), len(got))
+}
