@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/pkg/testkit/kafkatest"
+)
+
+// buildSink compiles this service into dir (without -race: the subprocess
+// is the system under test, the race detector runs in the test process).
+func buildSink(t *testing.T, src, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "s3-sink")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the sink: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// proc is one run of the sink binary.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func startProc(t *testing.T, bin string, env map[string]string, logf *os.File) *proc {
+	t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the sink: %v", err)
+	}
+	p := &proc{cmd: cmd, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *proc) signal(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(60 * time.Second):
+		_ = p.cmd.Process.Kill()
+		return <-p.done
+	}
+}
+
+func (h *harness) countObjects(ctx context.Context, prefix string) int {
+	n := 0
+	p := s3.NewListObjectsV2Paginator(h.s3.Client(), &s3.ListObjectsV2Input{Bucket: aws.String(testBucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return -1
+		}
+		n += len(page.Contents)
+	}
+	return n
+}
+
+// TestCrashExactlyOnce SIGKILLs the sink binary at random moments while it
+// sinks 200,000 records over 6 partitions, restarting it each time; at the
+// end S3 holds every record exactly once, in offset order.
+func TestCrashExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test builds and kills the binary")
+	}
+	src, err := os.Getwd() // before s3test changes the working directory
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	bin := buildSink(t, src, tmp)
+	h := newHarness(t)
+	const (
+		topic = "crash"
+		n     = 200_000
+		kills = 12
+	)
+	h.kc.CreateTopic(topic, 6, nil)
+	events := genEvents(n, 6, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	id := h.reg.Register(t, topic+"-value", eventSchema)
+	codec := mustCodec(t)
+	msgs := make([]kafkago.Message, n)
+	for i, e := range events {
+		msgs[i] = kafkago.Message{Topic: topic, Partition: e.Partition, Time: e.TS, Value: encodeEvent(t, codec, id, e)}
+	}
+
+	env := h.env(map[string]string{
+		"S3_SINK_TOPICS": topic, "S3_SINK_PREFIX": "crash", "S3_SINK_FLUSH_RECORDS": "1000",
+		"S3_SINK_ROTATE_MAX_OPEN": "3s", "S3_SINK_CODEC": "snappy", "LOG_LEVEL": "info",
+		"S3_SINK_SESSION_TIMEOUT": "1500ms", "S3_SINK_HEARTBEAT_INTERVAL": "200ms",
+	})
+	logf, err := os.Create(filepath.Join(tmp, "sink.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			lines := strings.Split(string(b), "\n")
+			t.Logf("sink log (last 60 lines):\n%s", strings.Join(lines[max(0, len(lines)-60):], "\n"))
+		}
+	})
+
+	// The producer trickles the records in over ~25s so the kills land
+	// while the sink is consuming, buffering and uploading.
+	w := h.writer(t)
+	produced := make(chan error, 1)
+	go func() {
+		ctx := kafkatest.Context(t, 3*time.Minute)
+		const batch = 1000
+		tick := time.NewTicker(120 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; i < n; i += batch {
+			if err := w.WriteMessages(ctx, msgs[i:min(i+batch, n)]...); err != nil {
+				produced <- fmt.Errorf("producing batch at %d: %w", i, err)
+				return
+			}
+			<-tick.C
+		}
+		produced <- nil
+	}()
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	midway, killed, lastObjs := 0, 0, 0
+	var prodErr error
+	prodDone := false
+	for killed < kills || !prodDone {
+		env["S3_SINK_ADMIN_ADDR"] = freeAddr(t)
+		p := startProc(t, bin, env, logf)
+		// Wait until the process owns partitions (a generation started),
+		// then crash it at a random moment of its work.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if v, ok := scrape(t, "http://"+env["S3_SINK_ADMIN_ADDR"]+"/metrics", "sluice_s3sink_generations_total"); ok && v >= 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("sink run %d joined no generation within 30s", killed)
+			}
+			select {
+			case err := <-p.done:
+				t.Fatalf("sink exited on its own before kill %d: %v", killed, err)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		wait := time.Duration(rng.IntN(1500)) * time.Millisecond
+		select {
+		case err := <-p.done:
+			t.Fatalf("sink exited on its own before kill %d: %v", killed, err)
+		case <-time.After(wait): // the crash moment, not a synchronisation
+		}
+		_ = p.signal(t, syscall.SIGKILL)
+		killed++
+		if !prodDone {
+			select {
+			case prodErr = <-produced:
+				prodDone = true
+			default:
+			}
+		}
+		objs := h.countObjects(t.Context(), "crash/")
+		if objs > lastObjs {
+			midway++
+		}
+		lastObjs = max(lastObjs, objs)
+		fmt.Fprintf(logf, "--- test: SIGKILL %d %s into the generation, %d objects so far\n", killed, wait, objs)
+		t.Logf("SIGKILL %d %s into the generation: %d objects so far (producer done: %v)", killed, wait, objs, prodDone)
+	}
+	if prodErr != nil {
+		t.Fatal(prodErr)
+	}
+	p := startProc(t, bin, env, logf)
+	h.waitRecords(t, "crash/", n, 3*time.Minute)
+	if err := p.signal(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+	objs, err := h.objects(t.Context(), "crash/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, topic, "crash", objs, events, func(e event) string { return fmt.Sprintf("partition=%d", e.Partition) })
+	if midway < 3 {
+		t.Fatalf("only %d of %d runs wrote objects before being killed; the crashes did not hit a working sink", midway, killed)
+	}
+	t.Logf("%d kills (%d mid-stream), %d objects, %d records exactly once", killed, midway, len(objs), n)
+}
