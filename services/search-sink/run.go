@@ -2,14 +2,38 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/kafka"
+	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/service"
+	"github.com/sluicehq/sluice/services/search-sink/internal/alert"
 	"github.com/sluicehq/sluice/services/search-sink/internal/config"
+	"github.com/sluicehq/sluice/services/search-sink/internal/document"
+	"github.com/sluicehq/sluice/services/search-sink/internal/es"
+	"github.com/sluicehq/sluice/services/search-sink/internal/mapping"
+	"github.com/sluicehq/sluice/services/search-sink/internal/rules"
+	"github.com/sluicehq/sluice/services/search-sink/internal/sink"
 )
+
+// codecSource adapts pkg/avro's codec cache to the document builder.
+type codecSource struct{ c *avro.Codecs }
+
+func (s codecSource) Codec(ctx context.Context, id int) (*document.Codec, error) {
+	c, err := s.c.ByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &document.Codec{ID: c.ID, Schema: c.Schema.Schema, Codec: c.Codec}, nil
+}
 
 // run wires the service explicitly and blocks until shutdown.
 func run(ctx context.Context, args []string) error {
@@ -19,6 +43,15 @@ func run(ctx context.Context, args []string) error {
 	}
 	log := service.NewLogger(os.Stderr, "search-sink", cfg.Service.LogLevel)
 	app := service.New("search-sink", cfg.Service, log)
+
+	// Rules are validated first: a bad file is a configuration error (exit 2).
+	var ruleFile *rules.File
+	if cfg.RulesFile != "" {
+		if ruleFile, err = rules.LoadFile(cfg.RulesFile); err != nil {
+			return service.Invalid("SEARCH_SINK_RULES_FILE", "%v", err)
+		}
+	}
+
 	kc, err := kafka.New(cfg.Kafka)
 	if err != nil {
 		return fmt.Errorf("building kafka clients: %w", err)
@@ -26,10 +59,179 @@ func run(ctx context.Context, args []string) error {
 	app.OnClose("kafka", func(context.Context) error { kc.Close(); return nil })
 	app.ReadyCheck("kafka", func(ctx context.Context) error { return kc.Ping(ctx, 2*time.Second) })
 
+	reg := registry.New(cfg.Registry)
+	codecs := avro.NewCodecs(reg)
+
+	esc, err := connectES(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("search cluster verified", "flavor", esc.Flavor, "version", esc.Version)
+	app.ReadyCheck("search", func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := esc.Do(ctx, http.MethodGet, "/", nil, nil)
+		return err
+	})
+
+	namer, err := cfg.Namer()
+	if err != nil {
+		return service.Invalid("SEARCH_SINK_INDEX_PATTERN", "%v", err)
+	}
+	dataStreams := namer.Mode() == document.ModeDataStream
+	inst := es.NewInstaller(esc, es.InstallOptions{Policy: cfg.Policy, RetentionDays: cfg.Retention, DataStreams: dataStreams, Shards: cfg.Shards, Replicas: cfg.Replicas}, log)
+	pattern := namer.Pattern("*")
+	if err := inst.EnsurePolicy(ctx, []string{pattern}); err != nil {
+		return err
+	}
+	decimals := document.DecimalString
+	if cfg.Decimals == "number" {
+		decimals = document.DecimalNumber
+	}
+	mopt := mapping.Options{Strings: mapping.StringMode(cfg.Strings), Decimal: decimals, OpenSearch: esc.Flavor == es.OpenSearch}
+	metaName := ""
+	if cfg.KafkaMeta {
+		metaName = cfg.KafkaMetaName
+	}
+	prepare := func(ctx context.Context, topic string) error {
+		props := map[string]any{}
+		s, err := reg.Latest(ctx, topic+"-value")
+		switch {
+		case err == nil:
+			if n, perr := document.ParseSchema(s.Schema); perr == nil {
+				props = mapping.Properties(n, mopt)
+			} else {
+				log.Warn("schema not usable for mappings; relying on dynamic mapping", "topic", topic, "err", perr)
+			}
+		case registry.IsNotFound(err):
+			log.Info("no value schema registered; relying on dynamic mapping", "topic", topic)
+		default:
+			return fmt.Errorf("fetching schema of %s: %w", topic, err)
+		}
+		if metaName != "" {
+			props[metaName] = map[string]any{"properties": map[string]any{
+				"topic": map[string]any{"type": "keyword"}, "partition": map[string]any{"type": "integer"},
+				"offset": map[string]any{"type": "long"}, "key": map[string]any{"type": "keyword", "ignore_above": 512},
+			}}
+		}
+		return inst.EnsureTemplate(ctx, "sluice-"+document.SanitizeTopic(topic), namer.Pattern(topic), props)
+	}
+
+	m := sink.NewMetrics(app.Metrics())
+	dlqWriter := kc.NewWriter(kafka.WriterOptions{})
+	app.OnClose("dlq-writer", func(context.Context) error { return dlqWriter.Close() })
+	dlq := sink.NewDLQ(dlqWriter, func(ctx context.Context, topic string) error {
+		_, err := kc.EnsureTopic(ctx, kafka.TopicSpec{Name: topic, Partitions: 1})
+		return err
+	}, m, log)
+	pl, err := sink.NewPipeline(esc, sink.PipelineOptions{
+		Workers: cfg.Workers, FlushBytes: cfg.FlushBytes, FlushInterval: cfg.FlushInterval,
+		MaxBufferedDocs: int64(cfg.MaxDocs), MaxBufferedBytes: int64(cfg.MaxBytes),
+		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax,
+	}, m, dlq, log)
+	if err != nil {
+		return err
+	}
+	app.OnClose("bulk-indexer", func(ctx context.Context) error { return pl.Close(ctx) })
+	builder := document.NewBuilder(codecSource{codecs}, document.Options{Namer: namer, IDMode: document.IDMode(cfg.IDMode), Decimal: decimals, MetaField: metaName})
+
+	var observe sink.Observer
+	var exclude []string
+	if ruleFile != nil {
+		am := alert.NewMetrics(app.Metrics())
+		var ns []alert.Notifier
+		hc := &http.Client{Timeout: 10 * time.Second}
+		if cfg.SlackURL != "" {
+			ns = append(ns, &alert.Slack{URL: cfg.SlackURL, HTTP: hc})
+		}
+		if cfg.WebhookURL != "" {
+			ns = append(ns, &alert.Webhook{URL: cfg.WebhookURL, HTTP: hc})
+		}
+		if cfg.AlertsTopic != "-" && cfg.AlertsTopic != "" {
+			if _, err := kc.EnsureTopic(ctx, kafka.TopicSpec{Name: cfg.AlertsTopic, Partitions: 1}); err != nil {
+				return fmt.Errorf("ensuring alerts topic: %w", err)
+			}
+			aw := kc.NewWriter(kafka.WriterOptions{})
+			app.OnClose("alerts-writer", func(context.Context) error { return aw.Close() })
+			ns = append(ns, &alert.Kafka{Topic: cfg.AlertsTopic, Writer: aw})
+			exclude = append(exclude, cfg.AlertsTopic)
+		}
+		if cfg.AlertsIndex != "-" && cfg.AlertsIndex != "" {
+			ns = append(ns, &alert.Index{Index: cfg.AlertsIndex, Transport: esc})
+		}
+		disp := alert.NewDispatcher(ns, cfg.AlertRetries, 200*time.Millisecond, am, log)
+		engine := rules.NewEngine(ruleFile, disp.Emit, am.Stats())
+		observe = engine.Observe
+		app.Go("alerts", disp.Run)
+		log.Info("anomaly rules loaded", "rules", engine.Rules(), "destinations", len(ns))
+	}
+
+	start := kafkago.FirstOffset
+	if cfg.StartOffset == "latest" {
+		start = kafkago.LastOffset
+	}
+	consumer := sink.NewConsumer(kc, builder, pl, m, log, sink.ConsumerOptions{
+		GroupID: cfg.GroupID, Topics: cfg.Topics, ExcludeTopics: exclude, TopicRefresh: cfg.TopicRefresh,
+		CommitInterval: cfg.CommitEvery, DrainTimeout: cfg.DrainTimeout, StartOffset: start,
+	}, prepare, observe)
+	app.Go("dlq", dlq.Run)
+	app.Go("retries", pl.RunRetries)
+	app.Go("consumer", consumer.Run)
+
 	ln, err := service.Listen(ctx, cfg.AdminAddr)
 	if err != nil {
 		return err
 	}
 	app.ServeHTTP("admin", service.AdminServer(app), ln)
 	return app.Run(ctx)
+}
+
+// connectES builds the client and verifies the product. A product mismatch
+// fails at once; an unreachable cluster is retried for up to a minute.
+func connectES(ctx context.Context, cfg *config.Config) (*es.Client, error) {
+	o := es.Options{
+		URLs: cfg.ES.URLs, Username: cfg.ES.Username, Password: cfg.ES.Password, APIKey: cfg.ES.APIKey,
+		Flavor: es.Flavor(cfg.ES.Flavor), InsecureSkipVerify: cfg.ES.InsecureSkipVerify, Timeout: cfg.ES.Timeout,
+		SigV4: cfg.ES.AWSSigV4, AWSRegion: cfg.ES.AWSRegion, AWSService: cfg.ES.AWSService,
+	}
+	if cfg.ES.CAFile != "" {
+		b, err := os.ReadFile(cfg.ES.CAFile)
+		if err != nil {
+			return nil, service.Invalid("ES_CA_FILE", "%v", err)
+		}
+		o.CACert = b
+	}
+	if o.SigV4 {
+		ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(o.AWSRegion))
+		if err != nil {
+			return nil, fmt.Errorf("loading AWS credentials for ES_AWS_SIGV4: %w", err)
+		}
+		o.Credentials = ac.Credentials
+	}
+	c, err := es.New(o)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = c.Verify(vctx)
+		cancel()
+		var pe *es.ProductError
+		if err == nil {
+			return c, nil
+		}
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("search cluster at %v: %w", cfg.ES.URLs, err)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("search cluster at %v: %w", cfg.ES.URLs, err)
+		}
+		t := time.NewTimer(2 * time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
 }
