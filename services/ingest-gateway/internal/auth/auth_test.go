@@ -1,0 +1,112 @@
+package auth
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func writeKeys(t *testing.T, p string, f File) {
+	t.Helper()
+	b, _ := json.Marshal(f)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAuthenticate(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "keys.json")
+	writeKeys(t, p, File{Keys: []Key{
+		{ID: "a", SHA256: HashSecret("secret-a"), Topics: []string{"orders", "logs.*"}},
+		{ID: "b", SHA256: HashSecret("secret-b"), Topics: []string{"*"}},
+	}})
+	k, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	basic := func(u, pw string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+pw)) }
+	cases := []struct {
+		name, header string
+		id           string
+		err          error
+	}{
+		{"bearer", "Bearer secret-a", "a", nil},
+		{"bearer lower", "bearer secret-b", "b", nil},
+		{"basic", basic("a", "secret-a"), "a", nil},
+		{"basic wrong secret", basic("a", "secret-b"), "", ErrInvalid},
+		{"basic unknown id", basic("z", "secret-a"), "", ErrInvalid},
+		{"bad bearer", "Bearer nope", "", ErrInvalid},
+		{"missing", "", "", ErrMissing},
+		{"other scheme", "Digest x", "", ErrMissing},
+		{"basic not base64", "Basic ***", "", ErrInvalid},
+	}
+	for _, tc := range cases {
+		key, err := k.Authenticate(tc.header)
+		if !errors.Is(err, tc.err) || (err == nil && key.ID != tc.id) {
+			t.Errorf("%s: key %v err %v", tc.name, key, err)
+		}
+	}
+	a, _ := k.Authenticate("Bearer secret-a")
+	b, _ := k.Authenticate("Bearer secret-b")
+	for topic, want := range map[string]bool{"orders": true, "logs.app": true, "logs": false, "payments": false} {
+		if a.AllowsTopic(topic) != want {
+			t.Errorf("a allows %s = %v", topic, !want)
+		}
+	}
+	if !b.AllowsTopic("anything") || b.AllowsTopic("_schemas") {
+		t.Error("'*' must allow normal topics and never internal ones")
+	}
+}
+
+func TestLoadRejectsBadFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"not json":  `{`,
+		"no id":     `{"keys":[{"sha256":"` + HashSecret("x") + `"}]}`,
+		"bad hash":  `{"keys":[{"id":"a","sha256":"xyz"}]}`,
+		"duplicate": `{"keys":[{"id":"a","sha256":"` + HashSecret("x") + `"},{"id":"a","sha256":"` + HashSecret("y") + `"}]}`,
+		"pattern":   `{"keys":[{"id":"a","sha256":"` + HashSecret("x") + `","topics":["["]}]}`,
+	} {
+		p := filepath.Join(dir, name)
+		_ = os.WriteFile(p, []byte(content), 0o600)
+		if _, err := Load(p); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestWatchReloads(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "keys.json")
+	writeKeys(t, p, File{Keys: []Key{{ID: "a", SHA256: HashSecret("one"), Topics: []string{"*"}}}})
+	k, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = k.Watch(ctx, 10*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	writeKeys(t, p, File{Keys: []Key{{ID: "a", SHA256: HashSecret("two"), Topics: []string{"*"}}}})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := k.Authenticate("Bearer two"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("rotated key never accepted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := k.Authenticate("Bearer one"); err == nil {
+		t.Fatal("old key still accepted after rotation")
+	}
+}

@@ -1,0 +1,127 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
+)
+
+// FuzzParseNative: any body either parses into records whose conversion
+// yields a record or an error naming a field, or is refused as a bad
+// request; never a panic.
+func FuzzParseNative(f *testing.F) {
+	for _, s := range []string{
+		`{"records":[{"key":"k","value":{"a":1},"headers":{"h":"v"},"timestamp":"2024-01-01T00:00:00Z","partition":2}]}`,
+		`{"records":[{"value":null,"timestamp":1700000000000}],"schema_id":3,"format":"avro_json"}`,
+		`{"records":[]}`, `{"records":[{"valeu":1}]}`, `{"records":[{"partition":-1}]}`, `[]`, `{`, `{"records":[{"timestamp":"soon"}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, gerr := parseNative(body, 100)
+		if gerr != nil {
+			if gerr.Message == "" {
+				t.Fatal("error without message")
+			}
+			return
+		}
+		if len(req.Records) == 0 || len(req.Records) > 100 {
+			t.Fatalf("accepted %d records", len(req.Records))
+		}
+		if _, err := parseFormat(req.Format); err != nil {
+			return
+		}
+		for i := range req.Records {
+			rec, rerr := toRecord(&req.Records[i], "")
+			if rerr != nil {
+				if rerr.Field == "" {
+					t.Fatalf("record error without field: %v", rerr)
+				}
+				continue
+			}
+			if rec.Value != nil && !json.Valid(rec.Value) {
+				t.Fatalf("value %q is not JSON", rec.Value)
+			}
+		}
+	})
+}
+
+// FuzzParseLine covers NDJSON lines.
+func FuzzParseLine(f *testing.F) {
+	for _, s := range []string{`{"value":{"a":1}}`, `{"key":1,"value":"x"} {}`, `{"headers":{"a":"b"},"value":[1]}`, ``, `nul`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		rec, err := parseLine(line, 1)
+		if err != nil {
+			if err.Message == "" {
+				t.Fatal("error without message")
+			}
+			return
+		}
+		if rec.KeyJSON != nil && !json.Valid(rec.KeyJSON) {
+			t.Fatalf("key %q is not JSON", rec.KeyJSON)
+		}
+	})
+}
+
+// FuzzV3Record covers Confluent v3 record bodies.
+func FuzzV3Record(f *testing.F) {
+	for _, s := range []string{
+		`{"partition_id":1,"headers":[{"name":"h","value":"dg=="}],"key":{"type":"BINARY","data":"a2V5"},"value":{"type":"AVRO","data":{"a":1},"schema_id":3},"timestamp":"2024-01-01T00:00:00Z"}`,
+		`{"key":{"type":"STRING","data":"k"},"value":{"type":"JSON","data":null}}`,
+		`{"value":{"type":"BINARY","data":"AAEC"}}`, `{"value":{"type":"PROTOBUF","data":{}}}`, `{"key":{"type":"STRING","data":5}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	s := &Server{}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		var vr V3Record
+		if dec.Decode(&vr) != nil {
+			return
+		}
+		_, rec, err := s.v3Record("t", &vr)
+		if err != nil {
+			if err.Message == "" {
+				t.Fatal("error without message")
+			}
+			return
+		}
+		if rec.KeyJSON != nil && !json.Valid(rec.KeyJSON) {
+			t.Fatalf("key %q is not JSON", rec.KeyJSON)
+		}
+	})
+}
+
+func TestBatchStatus(t *testing.T) {
+	t.Parallel()
+	ok := gateway.Result{}
+	bad := gateway.Result{Err: &gateway.Error{Kind: gateway.KindInvalidRecord}}
+	down := gateway.Result{Err: &gateway.Error{Kind: gateway.KindUnavailable}}
+	dlq := gateway.Result{Err: &gateway.Error{Kind: gateway.KindInvalidRecord}, DeadLettered: true}
+	cases := []struct {
+		name    string
+		results []gateway.Result
+		async   bool
+		status  int
+		retry   bool
+	}{
+		{"all ok", []gateway.Result{ok, ok}, false, 200, false},
+		{"dead-lettered counts as done", []gateway.Result{ok, dlq}, false, 200, false},
+		{"async", []gateway.Result{ok}, true, 202, false},
+		{"partial", []gateway.Result{ok, bad}, false, 207, false},
+		{"partial kafka", []gateway.Result{ok, down}, false, 207, true},
+		{"all invalid", []gateway.Result{bad, bad}, false, 422, false},
+		{"all down", []gateway.Result{down, bad}, false, 503, true},
+	}
+	for _, tc := range cases {
+		status, retry := batchStatus(tc.results, tc.async)
+		if status != tc.status || (retry != nil) != tc.retry {
+			t.Errorf("%s: %d retry=%v", tc.name, status, retry != nil)
+		}
+	}
+}
