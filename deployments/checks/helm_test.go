@@ -400,3 +400,60 @@ func TestRulesDriftCaught(t *testing.T) {
 		t.Fatalf("rulesDrift = %q, want %q", got, want)
 	}
 }
+
+// renderNotes renders templates/NOTES.txt (which helm template skips) by
+// wrapping it in a named template of a chart copy and rendering that.
+func renderNotes(t *testing.T, args ...string) string {
+	t.Helper()
+	chart := filepath.Join(t.TempDir(), "sluice")
+	copyTree(t, chartDir(t), chart)
+	notes, err := os.ReadFile(filepath.Join(chart, "templates", "NOTES.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(chart, "templates", "NOTES.txt")); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"_notes_check.tpl":  "{{- define \"sluice.notesCheck\" -}}\n" + string(notes) + "\n{{- end -}}\n",
+		"notes-check.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{ include \"sluice.notesCheck\" . | quote }}\n",
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(chart, "templates", name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, stderr, err := helmTemplate(t, chart, kubeVersions[len(kubeVersions)-1], append(args, "--show-only", "templates/notes-check.yaml")...)
+	if err != nil {
+		t.Fatalf("rendering NOTES.txt: %v\n%s", err, stderr)
+	}
+	var cm corev1.ConfigMap
+	if err := yaml.Unmarshal([]byte(out), &cm); err != nil {
+		t.Fatal(err)
+	}
+	return cm.Data["notes"]
+}
+
+// TestNotes: NOTES.txt renders for every values file and tells the user
+// each enabled service, how it scales, and how to check the install.
+func TestNotes(t *testing.T) {
+	t.Parallel()
+	chart := chartDir(t)
+	for _, v := range valuesMatrix {
+		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
+			notes := renderNotes(t, valuesArgs(chart, v.file)...)
+			for _, want := range []string{"sluice-ingest-gateway: http 8080, grpc 9090", "sluice-kafka-exporter: http 9308", "Kafka: "} {
+				if !strings.Contains(notes, want) {
+					t.Errorf("NOTES lack %q:\n%s", want, notes)
+				}
+			}
+			if strings.Contains(notes, "<no value>") {
+				t.Errorf("NOTES print <no value>:\n%s", notes)
+			}
+		})
+	}
+	if notes := renderNotes(t, "-f", filepath.Join(chart, "values-aws.yaml")); !strings.Contains(notes, "KEDA: 1-24 replicas on lag of group sluice-s3-sink") || !strings.Contains(notes, "https://ingest.sluice.internal.example.com/v1/topics") {
+		t.Errorf("aws NOTES miss the KEDA range or the ingress URL:\n%s", notes)
+	}
+}
