@@ -415,7 +415,7 @@ func renderNotes(t *testing.T, args ...string) string {
 		t.Fatal(err)
 	}
 	files := map[string]string{
-		"_notes_check.tpl":  "{{- define \"sluice.notesCheck\" -}}\n" + string(notes) + "\n{{- end -}}\n",
+		"_notes_check.tpl": "{{- define \"sluice.notesCheck\" -}}\n" + string(notes) + "\n{{- end -}}\n",
 		"notes-check.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{ include \"sluice.notesCheck\" . | quote }}\n",
 	}
 	for name, text := range files {
