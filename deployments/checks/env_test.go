@@ -24,6 +24,9 @@ var runtimeEnv = map[string]bool{"GOMEMLIMIT": true, "GOMAXPROCS": true, "GODEBU
 type envSpec struct {
 	// Vars maps each variable named by an `env:"..."` tag to its default.
 	Vars map[string]string
+	// Secrets are the variables tagged secret:"true" (never logged; must
+	// come from a Secret, not a ConfigMap or a literal).
+	Secrets map[string]bool
 	// AWSSDK is true when the service's code imports the AWS SDK's config
 	// loader, which reads AWS_* variables (IRSA injects them) itself.
 	AWSSDK bool
@@ -67,7 +70,7 @@ func serviceEnvs(tb testing.TB) map[string]envSpec {
 }
 
 func scanService(root, name string) (envSpec, error) {
-	spec := envSpec{Vars: map[string]string{}}
+	spec := envSpec{Vars: map[string]string{}, Secrets: map[string]bool{}}
 	var queue []string
 	seen := map[string]bool{}
 	visit := func(f *ast.File) {
@@ -82,7 +85,10 @@ func scanService(root, name string) (envSpec, error) {
 			}
 		}
 		for k, v := range envTags(f) {
-			spec.Vars[k] = v
+			spec.Vars[k] = v.Default
+			if v.Secret {
+				spec.Secrets[k] = true
+			}
 		}
 	}
 	fset := token.NewFileSet()
@@ -132,10 +138,16 @@ func isSource(name string) bool {
 	return strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")
 }
 
+// envTag is what a field's tags say about its variable.
+type envTag struct {
+	Default string
+	Secret  bool
+}
+
 // envTags returns the `env:"NAME"` tags of every struct field in the file,
-// with their `default:"..."` values.
-func envTags(f *ast.File) map[string]string {
-	out := map[string]string{}
+// with their `default:"..."` and `secret:"true"` tags.
+func envTags(f *ast.File) map[string]envTag {
+	out := map[string]envTag{}
 	ast.Inspect(f, func(n ast.Node) bool {
 		st, ok := n.(*ast.StructType)
 		if !ok {
@@ -151,7 +163,7 @@ func envTags(f *ast.File) map[string]string {
 			}
 			tag := reflect.StructTag(raw)
 			if name, ok := tag.Lookup("env"); ok && name != "" {
-				out[name] = tag.Get("default")
+				out[name] = envTag{Default: tag.Get("default"), Secret: tag.Get("secret") == "true"}
 			}
 		}
 		return true
@@ -182,6 +194,9 @@ func TestServiceEnvDerivedFromSource(t *testing.T) {
 				t.Errorf("%s: %s not found among its env tags (scan broken?)", s, v)
 			}
 		}
+		if !spec.Secrets["KAFKA_SASL_PASSWORD"] {
+			t.Errorf("%s: KAFKA_SASL_PASSWORD not seen as a secret", s)
+		}
 		// Catches a scan that leaks test-only or foreign tags.
 		if spec.Reads("T_BROKERS") || spec.Reads("NO_SUCH_SLUICE_VAR") {
 			t.Errorf("%s: scan picked up variables no service reads", s)
@@ -191,17 +206,17 @@ func TestServiceEnvDerivedFromSource(t *testing.T) {
 
 func TestEnvTagsFromSource(t *testing.T) {
 	t.Parallel()
-	src := "package x\n// `env:\"IN_COMMENT\"`\ntype C struct {\n\tA string `env:\"X_A\" default:\":8080\"`\n\tB int `json:\"b\"`\n\tN struct{ C bool `env:\"X_C\"` }\n}\n"
+	src := "package x\n// `env:\"IN_COMMENT\"`\ntype C struct {\n\tA string `env:\"X_A\" default:\":8080\"`\n\tB int `json:\"b\"`\n\tN struct{ C bool `env:\"X_C\" secret:\"true\"` }\n}\n"
 	f, err := parser.ParseFile(token.NewFileSet(), "x.go", src, parser.ParseComments)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := envTags(f)
-	want := map[string]string{"X_A": ":8080", "X_C": ""}
+	want := map[string]envTag{"X_A": {Default: ":8080"}, "X_C": {Secret: true}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("envTags = %v, want %v", got, want)
 	}
-	spec := envSpec{Vars: got}
+	spec := envSpec{Vars: map[string]string{"X_A": ":8080", "X_C": ""}}
 	if bad := unknownVars(spec, []string{"X_A", "GOMEMLIMIT", "X_TYPO", "AWS_REGION"}); !reflect.DeepEqual(bad, []string{"AWS_REGION", "X_TYPO"}) {
 		t.Fatalf("unknownVars = %v", bad)
 	}

@@ -168,6 +168,13 @@ func TestManifestDefectsCaught(t *testing.T) {
 		{"another service's variable", nil, func(t *testing.T, d []manifest) {
 			findDoc[*corev1.ConfigMap](t, d, "kafka-exporter").Data["S3_SINK_ADMIN_ADDR"] = ":9102"
 		}, "sets S3_SINK_ADMIN_ADDR, which kafka-exporter does not read"},
+		{"secret in a ConfigMap", nil, func(t *testing.T, d []manifest) {
+			findDoc[*corev1.ConfigMap](t, d, "s3-sink").Data["S3_SECRET_ACCESS_KEY"] = "x"
+		}, "secret S3_SECRET_ACCESS_KEY is in ConfigMap"},
+		{"secret as a literal", nil, func(t *testing.T, d []manifest) {
+			c := &findDoc[*appsv1.Deployment](t, d, "schema-registry").Spec.Template.Spec.Containers[0]
+			c.Env = append(c.Env, corev1.EnvVar{Name: "KAFKA_SASL_PASSWORD", Value: "hunter2"})
+		}, "secret KAFKA_SASL_PASSWORD given as a literal"},
 		{"listen port not declared", nil, func(t *testing.T, d []manifest) {
 			cm := findDoc[*corev1.ConfigMap](t, d, "s3-sink")
 			for k := range cm.Data {

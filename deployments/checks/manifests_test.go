@@ -262,6 +262,9 @@ func checkManifests(docs []manifest, envs map[string]envSpec) []string {
 			cmEnv := map[string]string{}
 			for _, e := range c.Env {
 				set = append(set, e.Name)
+				if known && spec.Secrets[e.Name] && e.Value != "" {
+					addf("%s: secret %s given as a literal value; use valueFrom secretKeyRef", cwhat, e.Name)
+				}
 			}
 			for _, ef := range c.EnvFrom {
 				if ef.ConfigMapRef == nil {
@@ -275,6 +278,9 @@ func checkManifests(docs []manifest, envs map[string]envSpec) []string {
 				for k, v := range cm.Data {
 					set = append(set, k)
 					cmEnv[k] = v
+					if known && spec.Secrets[k] {
+						addf("%s: secret %s is in ConfigMap %s; use a Secret (envFrom secretRef or extraEnv secretKeyRef)", cwhat, k, cm.Name)
+					}
 				}
 			}
 			if known {
