@@ -277,3 +277,44 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTopicRegexPicksUpNewTopics: in regex mode the sink takes every
+// matching topic except internal and dead-letter ones, and a topic created
+// while it runs is picked up at the next re-evaluation.
+func TestTopicRegexPicksUpNewTopics(t *testing.T) {
+	h := newHarness(t)
+	h.kc.CreateTopic("orders", 2, nil)
+	h.kc.CreateTopic("_internal", 1, nil)
+	h.kc.CreateTopic("orders.dlq", 1, nil)
+	base := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	orders := genEvents(40, 2, base)
+	h.produce(t, "orders", orders)
+	h.produce(t, "_internal", genEvents(5, 1, base))
+	h.produce(t, "orders.dlq", genEvents(5, 1, base))
+	stop := h.startSink(t, map[string]string{"S3_SINK_TOPIC_REGEX": ".*", "S3_SINK_ROTATE_MAX_OPEN": "500ms", "S3_SINK_PREFIX": "rx"})
+	h.waitRecords(t, "rx/orders/", 40, 60*time.Second)
+
+	h.kc.CreateTopic("payments", 3, nil)
+	payments := genEvents(30, 3, base)
+	h.produce(t, "payments", payments)
+	h.waitRecords(t, "rx/payments/", 30, 60*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	all, err := h.objects(t.Context(), "rx/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range all {
+		if strings.HasPrefix(o.Key, "rx/_internal/") || strings.HasPrefix(o.Key, "rx/orders.dlq/") {
+			t.Fatalf("excluded topic was sunk: %s", o.Key)
+		}
+	}
+	for topic, evs := range map[string][]event{"orders": orders, "payments": payments} {
+		objs, err := h.objects(t.Context(), "rx/"+topic+"/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkExactlyOnce(t, topic, "rx", objs, evs, func(e event) string { return fmt.Sprintf("partition=%d", e.Partition) })
+	}
+}

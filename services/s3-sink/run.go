@@ -11,6 +11,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/kafka"
@@ -73,7 +74,7 @@ func run(ctx context.Context, args []string) error {
 		S3:          s3c,
 		Brokers:     kc.Brokers(),
 		Dialer:      kc.Dialer,
-		Admin:       kafkaAdmin{kc},
+		Admin:       newKafkaAdmin(kc, cfg.Sink.TopicRefresh),
 		Codecs:      avro.NewCodecs(reg),
 		DLQ:         dlq,
 		Partitioner: part,
@@ -138,11 +139,28 @@ func newS3(ctx context.Context, c config.S3) (*s3.Client, error) {
 	}), nil
 }
 
-// kafkaAdmin adapts pkg/kafka to sink.Admin.
-type kafkaAdmin struct{ kc *kafka.Clients }
+// kafkaAdmin adapts pkg/kafka to sink.Admin. Topic listing uses its own
+// transport with a short metadata TTL: the shared one caches metadata for
+// seconds, which would delay picking up new topics.
+type kafkaAdmin struct {
+	kc   *kafka.Clients
+	list *kafkago.Client
+}
+
+func newKafkaAdmin(kc *kafka.Clients, refresh time.Duration) kafkaAdmin {
+	t := kc.Transport
+	return kafkaAdmin{kc: kc, list: &kafkago.Client{
+		Addr:    kc.Admin.Addr,
+		Timeout: 10 * time.Second,
+		Transport: &kafkago.Transport{
+			Dial: t.Dial, DialTimeout: t.DialTimeout, IdleTimeout: t.IdleTimeout, ClientID: t.ClientID,
+			TLS: t.TLS, SASL: t.SASL, Resolver: t.Resolver, MetadataTTL: min(refresh, time.Second),
+		},
+	}}
+}
 
 func (a kafkaAdmin) ListTopics(ctx context.Context) ([]string, error) {
-	md, err := a.kc.Admin.Metadata(ctx, nil)
+	md, err := a.list.Metadata(ctx, &kafkago.MetadataRequest{})
 	if err != nil {
 		return nil, err
 	}
