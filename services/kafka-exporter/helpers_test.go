@@ -61,7 +61,7 @@ func newFixture(t testing.TB, c *kafkatest.Cluster, args ...string) *fixture {
 		Interval: cfg.Interval, Timeout: 30 * time.Second,
 		TopicFilter: tf, TopicExclude: te, GroupFilter: gf, GroupExclude: ge,
 		Concurrency: cfg.Concurrency, LagPoints: cfg.LagPoints, StatusWindow: cfg.StatusWindow,
-		Render: prom.Render, Registry: app.Metrics(), Now: clock.Now,
+		Render: new(prom.Renderer).Render, Registry: app.Metrics(), Now: clock.Now,
 	})
 	srv := httptest.NewServer(routes(app, col, cfg))
 	t.Cleanup(srv.Close)

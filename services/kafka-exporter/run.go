@@ -44,7 +44,7 @@ func run(ctx context.Context, args []string) error {
 		Interval: cfg.Interval, Timeout: cfg.Timeout,
 		TopicFilter: tf, TopicExclude: te, GroupFilter: gf, GroupExclude: ge,
 		Concurrency: cfg.Concurrency, LagPoints: cfg.LagPoints, StatusWindow: cfg.StatusWindow,
-		Render: prom.Render, Logger: log, Registry: app.Metrics(),
+		Render: new(prom.Renderer).Render, Logger: log, Registry: app.Metrics(),
 	}
 	if !cfg.TopicConfigs {
 		opts.TopicConfigs = []string{}

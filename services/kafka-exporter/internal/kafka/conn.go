@@ -111,8 +111,19 @@ func (c *Client) pool(addr string) *pool {
 
 // RoundTrip sends msg to the broker at addr and returns its response. At
 // most ConnsPerBroker requests are in flight per broker; callers beyond
-// that wait (or give up with ctx).
+// that wait (or give up with ctx). A request that fails on its connection
+// (a pooled connection the broker closed, a reset while connecting) is
+// retried once on a new connection: every request the exporter sends is a
+// read, so a retry is safe.
 func (c *Client) RoundTrip(ctx context.Context, addr string, msg protocol.Message) (protocol.Message, error) {
+	res, err := c.roundTrip(ctx, addr, msg)
+	if err != nil && ctx.Err() == nil {
+		res, err = c.roundTrip(ctx, addr, msg)
+	}
+	return res, err
+}
+
+func (c *Client) roundTrip(ctx context.Context, addr string, msg protocol.Message) (protocol.Message, error) {
 	p := c.pool(addr)
 	select {
 	case p.sem <- struct{}{}:
