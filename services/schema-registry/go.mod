@@ -38,6 +38,7 @@ replace github.com/sluicehq/sluice/pkg => ../../pkg
 require (
 	github.com/sluicehq/sluice/pkg/testkit v0.0.0
 	github.com/twmb/franz-go/pkg/kmsg v1.15.0
+	github.com/twmb/franz-go/pkg/sr v1.8.0
 )
 
 replace github.com/sluicehq/sluice/pkg/testkit => ../../pkg/testkit

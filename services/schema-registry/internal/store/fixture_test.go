@@ -232,3 +232,23 @@ func FuzzApply(f *testing.F) {
 		_ = st.Dump()
 	})
 }
+
+func TestDuplicateRegistrationUnderSubjectLoses(t *testing.T) {
+	t.Parallel()
+	st := NewState(quietLogger())
+	k, v := schemaRec("s", 1, 1, `"int"`, false)
+	st.Apply(0, k, v)
+	k, v = schemaRec("s", 2, 1, `"int"`, false)
+	st.Apply(1, k, v)
+	if _, ok := st.Version("s", 2); ok {
+		t.Fatal("same schema accepted twice under one subject")
+	}
+	// After a soft delete, re-registering makes a new version (Confluent).
+	k, v = schemaRec("s", 1, 1, `"int"`, true)
+	st.Apply(2, k, v)
+	k, v = schemaRec("s", 2, 1, `"int"`, false)
+	st.Apply(3, k, v)
+	if got, ok := st.Version("s", 2); !ok || got.ID != 1 || got.Deleted {
+		t.Fatalf("re-registration after soft delete = %+v %v", got, ok)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -202,6 +203,16 @@ func (s *State) applySchema(offset int64, subject string, version int, value []b
 		}
 		s.conflicts[offset] = "subject version already holds another schema"
 		return
+	}
+	if !v.Deleted && s.modeLocked(subject) != "IMPORT" {
+		for _, other := range vers {
+			if !other.Deleted && other.Schema.Identity == identity {
+				// Two replicas registered the same schema under the
+				// subject at once: the first version stands.
+				s.conflicts[offset] = "schema already registered under this subject at version " + strconv.Itoa(other.Version)
+				return
+			}
+		}
 	}
 	if held, ok := s.ids[v.ID]; ok && held.Identity != identity {
 		s.conflicts[offset] = "id already assigned to another schema"
