@@ -1,6 +1,7 @@
 package checks
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -127,7 +129,9 @@ func goListInStage(tb testing.TB, bs *buildStage) (string, error) {
 		}
 	}
 	env = append(env, "GOFLAGS="+goflags, "GOTOOLCHAIN=local")
-	cmd := exec.Command("go", "list", "-deps", "-f", "{{if .Error}}{{.ImportPath}}: {{.Error}}{{end}}", ".")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "list", "-deps", "-f", "{{if .Error}}{{.ImportPath}}: {{.Error}}{{end}}", ".")
 	cmd.Dir = filepath.Join(bs.FS, filepath.FromSlash(bs.Workdir))
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()

@@ -175,6 +175,16 @@ func TestManifestDefectsCaught(t *testing.T) {
 			c := &findDoc[*appsv1.Deployment](t, d, "schema-registry").Spec.Template.Spec.Containers[0]
 			c.Env = append(c.Env, corev1.EnvVar{Name: "KAFKA_SASL_PASSWORD", Value: "hunter2"})
 		}, "secret KAFKA_SASL_PASSWORD given as a literal"},
+		{"service name not a DNS label", nil, func(t *testing.T, d []manifest) {
+			for i := range d {
+				if s, ok := d[i].Obj.(*corev1.Service); ok && strings.HasSuffix(s.Name, "search-sink") {
+					d[i].Name = "9sluice_search"
+				}
+			}
+		}, "name 9sluice_search"},
+		{"port name too long", nil, func(t *testing.T, d []manifest) {
+			findDoc[*appsv1.Deployment](t, d, "kafka-exporter").Spec.Template.Spec.Containers[0].Ports[0].Name = "exporter-metrics"
+		}, "port name exporter-metrics"},
 		{"listen port not declared", nil, func(t *testing.T, d []manifest) {
 			cm := findDoc[*corev1.ConfigMap](t, d, "s3-sink")
 			for k := range cm.Data {

@@ -17,10 +17,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/util/validation"
 	kyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
@@ -199,6 +201,7 @@ func checkManifests(docs []manifest, envs map[string]envSpec) []string {
 			addf("%s rendered twice", key)
 		}
 		names[key] = true
+		problems = append(problems, checkNames(key, d)...)
 		switch o := d.Obj.(type) {
 		case *appsv1.Deployment:
 			deployments[o.Name] = o
@@ -444,6 +447,69 @@ func checkManifests(docs []manifest, envs map[string]envSpec) []string {
 					addf("%s: bad secretTargetRef %+v", what, ref)
 				}
 			}
+		}
+	}
+	return problems
+}
+
+// checkNames applies the API server's name and label validation, which a
+// strict decode does not: object names (DNS-1035 labels for Services),
+// label keys and values, container and port names, env var names.
+func checkNames(what string, d manifest) []string {
+	var problems []string
+	report := func(field string, errs []string) {
+		for _, e := range errs {
+			problems = append(problems, fmt.Sprintf("%s: %s: %s", what, field, e))
+		}
+	}
+	var labelSet map[string]string
+	if o, err := meta.Accessor(d.Obj); err == nil {
+		labelSet = o.GetLabels()
+	} else if so, ok := d.Obj.(*scaledObject); ok {
+		labelSet = so.Metadata.Labels
+	} else if ta, ok := d.Obj.(*triggerAuthentication); ok {
+		labelSet = ta.Metadata.Labels
+	}
+	if d.Kind == "Service" {
+		report("name "+d.Name, validation.IsDNS1035Label(d.Name))
+	} else {
+		report("name "+d.Name, validation.IsDNS1123Subdomain(d.Name))
+	}
+	for k, v := range labelSet {
+		report("label "+k, validation.IsQualifiedName(k))
+		report("label "+k, validation.IsValidLabelValue(v))
+	}
+	var pod *corev1.PodSpec
+	switch o := d.Obj.(type) {
+	case *appsv1.Deployment:
+		pod = &o.Spec.Template.Spec
+		for k, v := range o.Spec.Template.Labels {
+			report("pod label "+k, validation.IsQualifiedName(k))
+			report("pod label "+k, validation.IsValidLabelValue(v))
+		}
+	case *corev1.Pod:
+		pod = &o.Spec
+	case *corev1.Service:
+		for _, p := range o.Spec.Ports {
+			report("port name "+p.Name, validation.IsValidPortName(p.Name))
+		}
+	case *corev1.ConfigMap:
+		for k := range o.Data {
+			report("key "+k, validation.IsConfigMapKey(k))
+		}
+	}
+	if pod != nil {
+		for _, c := range pod.Containers {
+			report("container "+c.Name, validation.IsDNS1123Label(c.Name))
+			for _, p := range c.Ports {
+				report("port name "+p.Name, validation.IsValidPortName(p.Name))
+			}
+			for _, e := range c.Env {
+				report("env "+e.Name, validation.IsEnvVarName(e.Name))
+			}
+		}
+		for _, v := range pod.Volumes {
+			report("volume "+v.Name, validation.IsDNS1123Label(v.Name))
 		}
 	}
 	return problems
