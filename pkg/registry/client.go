@@ -28,6 +28,7 @@ type Config struct {
 	Timeout      time.Duration `env:"REGISTRY_TIMEOUT" default:"5s" help:"per-request timeout"`
 	LatestTTL    time.Duration `env:"REGISTRY_LATEST_TTL" default:"30s" help:"how long a subject's latest version is served before it is refreshed in the background"`
 	MaxCachedIDs int           `env:"REGISTRY_MAX_CACHED_IDS" default:"100000" help:"bound on the id->schema cache"`
+	GRPCAddr     string        `env:"REGISTRY_GRPC_ADDR" help:"host:port of Sluice's registry gRPC API (sluice.registry.v1); lookups and registration go there first and fall back to REST; empty: REST only"`
 }
 
 // Validate checks the URL and bounds.
@@ -47,6 +48,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxCachedIDs <= 0 {
 		return service.Invalid("REGISTRY_MAX_CACHED_IDS", "must be positive")
+	}
+	if err := validGRPCAddr(c.GRPCAddr); err != nil {
+		return service.Invalid("REGISTRY_GRPC_ADDR", "%v", err)
 	}
 	return nil
 }
@@ -129,6 +133,9 @@ type Client struct {
 	byID     map[int]*Schema
 	latest   map[string]latestEntry
 	versions map[string]*Schema // subject/version -> schema, immutable
+
+	rpc     *grpcTransport // nil: REST only
+	rpcConn io.Closer
 }
 
 // Option customises a Client.
@@ -157,6 +164,9 @@ func New(cfg Config, opts ...Option) *Client {
 		latest:   map[string]latestEntry{},
 		versions: map[string]*Schema{},
 	}
+	if cfg.GRPCAddr != "" {
+		c.dialGRPC()
+	}
 	for _, o := range opts {
 		o(c)
 	}
@@ -174,7 +184,7 @@ func (c *Client) SchemaByID(ctx context.Context, id int) (*Schema, error) {
 	}
 	v, err, _ := c.sf.Do("id/"+strconv.Itoa(id), func() (any, error) {
 		var out Schema
-		if err := c.do(ctx, http.MethodGet, "/schemas/ids/"+strconv.Itoa(id), nil, &out); err != nil {
+		if err := c.getByID(ctx, id, &out); err != nil {
 			return nil, fmt.Errorf("fetching schema id %d: %w", id, err)
 		}
 		out.ID = id
@@ -231,7 +241,7 @@ func (c *Client) RefreshLatest(ctx context.Context, subject string) (*Schema, er
 func (c *Client) fetchLatest(ctx context.Context, subject string) (*Schema, error) {
 	v, err, _ := c.sf.Do("latest/"+subject, func() (any, error) {
 		var out Schema
-		if err := c.do(ctx, http.MethodGet, "/subjects/"+url.PathEscape(subject)+"/versions/latest", nil, &out); err != nil {
+		if err := c.getLatest(ctx, subject, &out); err != nil {
 			return nil, fmt.Errorf("fetching latest schema of %s: %w", subject, err)
 		}
 		c.putID(&out)
@@ -258,7 +268,7 @@ func (c *Client) ByVersion(ctx context.Context, subject string, version int) (*S
 	}
 	v, err, _ := c.sf.Do("version/"+key, func() (any, error) {
 		var out Schema
-		if err := c.do(ctx, http.MethodGet, "/subjects/"+url.PathEscape(subject)+"/versions/"+strconv.Itoa(version), nil, &out); err != nil {
+		if err := c.getVersion(ctx, subject, version, &out); err != nil {
 			return nil, fmt.Errorf("fetching %s version %d: %w", subject, version, err)
 		}
 		c.putID(&out)
@@ -286,7 +296,7 @@ func (c *Client) Register(ctx context.Context, subject, schemaType, schema strin
 	var out struct {
 		ID int `json:"id"`
 	}
-	if err := c.do(ctx, http.MethodPost, "/subjects/"+url.PathEscape(subject)+"/versions", body, &out); err != nil {
+	if err := c.register(ctx, subject, schemaType, schema, refs, body, &out.ID); err != nil {
 		return 0, fmt.Errorf("registering schema under %s: %w", subject, err)
 	}
 	c.putID(&Schema{ID: out.ID, Type: schemaType, Schema: schema, References: refs})
