@@ -84,8 +84,11 @@ func NewPipeline(t esapi.Transport, o PipelineOptions, m *Metrics, dlq *DLQ, log
 		NumWorkers:    o.Workers,
 		FlushBytes:    o.FlushBytes,
 		FlushInterval: o.FlushInterval,
+		// OnError runs once per failed bulk request, before the per-item
+		// OnFailure calls: that is where the request backoff grows.
 		OnError: func(_ context.Context, err error) {
-			log.Warn("bulk request failed", "err", err)
+			p.requestFailed()
+			log.Warn("bulk request failed; pausing consumption", "err", err, "retry_in", time.Until(time.Unix(0, p.pauseUntil.Load())).Round(time.Millisecond))
 		},
 		OnFlushStart: func(ctx context.Context) context.Context {
 			return context.WithValue(ctx, flushStartKey{}, time.Now())
@@ -207,16 +210,7 @@ func (p *Pipeline) failed(it *item, res esutil.BulkIndexerResponseItem, err erro
 	switch {
 	case err != nil:
 		// The whole bulk request failed (connection, 503, 429 on the request):
-		// pause consumption with exponential backoff and resend.
-		n := p.reqFailures.Add(1)
-		d := expBackoff(p.o.RetryBase, p.o.RetryMax, int(n-1))
-		until := time.Now().Add(d).UnixNano()
-		for {
-			cur := p.pauseUntil.Load()
-			if cur >= until || p.pauseUntil.CompareAndSwap(cur, until) {
-				break
-			}
-		}
+		// OnError has paused consumption; resend when the pause ends.
 		p.m.Failed.WithLabelValues("request").Inc()
 		p.m.Retries.WithLabelValues("request").Inc()
 		p.schedule(it, time.Unix(0, p.pauseUntil.Load()))
@@ -249,6 +243,20 @@ func (p *Pipeline) failed(it *item, res esutil.BulkIndexerResponseItem, err erro
 		}
 		p.log.Warn("document rejected, sending to DLQ", "topic", it.msg.Topic, "partition", it.msg.Partition, "offset", it.msg.Offset, "index", it.doc.Index, "reason", reason)
 		p.dlq.Send(it.msg, "index", reason, func() { p.finish(it) })
+	}
+}
+
+// requestFailed grows the request backoff and pauses consumption until it
+// has elapsed; a successful item resets it.
+func (p *Pipeline) requestFailed() {
+	n := p.reqFailures.Add(1)
+	d := expBackoff(p.o.RetryBase, p.o.RetryMax, int(n-1))
+	until := time.Now().Add(d).UnixNano()
+	for {
+		cur := p.pauseUntil.Load()
+		if cur >= until || p.pauseUntil.CompareAndSwap(cur, until) {
+			return
+		}
 	}
 }
 
