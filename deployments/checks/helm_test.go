@@ -474,3 +474,26 @@ func TestNotes(t *testing.T) {
 		t.Errorf("aws NOTES miss the KEDA range or the ingress URL:\n%s", notes)
 	}
 }
+
+// TestHelmTemplateWarningCaught: helm's warnings go to stderr, which
+// TestHelmTemplate requires to be empty; a symlinked rules directory (the
+// alternative to the copy in files/rules) is one such warning.
+func TestHelmTemplateWarningCaught(t *testing.T) {
+	t.Parallel()
+	chart := filepath.Join(t.TempDir(), "sluice")
+	copyTree(t, chartDir(t), chart)
+	rules := filepath.Join(chart, "files", "rules")
+	if err := os.RemoveAll(rules); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(repoPath(t, "deployments", "prometheus", "rules"), rules); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := helmTemplate(t, chart, kubeVersions[0], "--set", "prometheusRule.enabled=true")
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, stderr)
+	}
+	if strings.TrimSpace(stderr) == "" {
+		t.Fatal("no warning on stderr for a symlinked chart directory")
+	}
+}
