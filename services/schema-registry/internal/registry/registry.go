@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/sluicehq/sluice/services/schema-registry/internal/avroschema"
 	"github.com/sluicehq/sluice/services/schema-registry/internal/compat"
@@ -44,6 +45,10 @@ type Registry struct {
 	checker compat.Checker
 	opts    Options
 	log     *slog.Logger
+	// writeMu serialises this replica's registrations: concurrent ones
+	// would all pick the same next id and version and race each other in
+	// the log. Races with other replicas stay optimistic.
+	writeMu sync.Mutex
 }
 
 // New builds a registry.
@@ -52,7 +57,7 @@ func New(b Backend, checker compat.Checker, opts Options, log *slog.Logger) *Reg
 		opts.MaxSchemaBytes = 1 << 20
 	}
 	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = 10
+		opts.MaxAttempts = 20
 	}
 	return &Registry{b: b, checker: checker, opts: opts, log: log}
 }
@@ -245,6 +250,14 @@ func (r *Registry) Register(ctx context.Context, subject string, in SchemaInput)
 		return Registered{}, err
 	}
 	st := r.b.State()
+	// Already registered: answer without taking the write lock.
+	for _, v := range st.Versions(subject, false) {
+		if v.Schema.Identity == p.identity && (in.ID <= 0 || in.ID == v.ID) {
+			return fromVersion(v), nil
+		}
+	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	for attempt := 0; attempt < r.opts.MaxAttempts; attempt++ {
 		// Already registered under this subject: answer with it.
 		for _, v := range st.Versions(subject, false) {
