@@ -98,7 +98,7 @@ type sent struct {
 	offset    int64
 }
 
-func grpcConn(t *testing.T, addr string) *grpc.ClientConn {
+func grpcConn(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

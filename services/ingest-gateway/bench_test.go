@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/pkg/avro"
+	ingestv1 "github.com/sluicehq/sluice/pkg/gen/sluice/ingest/v1"
+	"github.com/sluicehq/sluice/pkg/kafka"
+	"github.com/sluicehq/sluice/pkg/testkit/kafkatest"
+	"github.com/sluicehq/sluice/pkg/wire"
+)
+
+// benchSchema encodes to about 200 bytes per record.
+const benchSchema = `{"type":"record","name":"PageView","namespace":"bench","fields":[
+ {"name":"id","type":{"type":"string","logicalType":"uuid"}},
+ {"name":"user","type":"string"},
+ {"name":"event","type":{"type":"enum","name":"Event","symbols":["VIEW","CLICK","BUY"]}},
+ {"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}},
+ {"name":"url","type":"string"},
+ {"name":"referrer","type":["null","string"],"default":null},
+ {"name":"duration_ms","type":"int"},
+ {"name":"amount","type":"double"},
+ {"name":"tags","type":{"type":"map","values":"string"}}
+]}`
+
+func benchJSON(i int) string {
+	return fmt.Sprintf(`{"id":"6f1c8a7e-3b2d-4c5e-9f00-%012d","user":"user-%08d","event":"CLICK","ts":"2024-05-01T12:00:00.%03dZ",`+
+		`"url":"https://shop.example.com/catalog/category-%04d/product-%06d?utm=newsletter","referrer":"https://search.example.org/?q=item%d",`+
+		`"duration_ms":%d,"amount":%d.25,"tags":{"region":"eu-west-1","ab":"variant-b"}}`, i, i%100000, i%1000, i%5000, i, i, i%10000, i%500)
+}
+
+type benchCase struct {
+	batch, clients, total int
+}
+
+// BenchmarkProduce measures records/s and request latency (p50, p99) for
+// batches of 1, 100, 500 and 1000 records of a ~200-byte schema over HTTP
+// and gRPC, next to a raw kafka-go Writer (acks=all, same batching)
+// producing the same encoded records in the same run; x_raw is the
+// gateway's throughput divided by the raw writer's.
+func BenchmarkProduce(b *testing.B) {
+	cases := []benchCase{{1, 32, 10000}, {100, 8, 60000}, {500, 8, 100000}, {1000, 8, 100000}}
+	modes := []string{"raw", "http", "grpc"}
+	// Topics exist before the gateway starts: kafka-go caches metadata
+	// (about 6s), so topics created later would look missing for a while.
+	kf := kafkatest.Start(b)
+	for _, c := range cases {
+		for _, mode := range modes {
+			kf.CreateTopic(fmt.Sprintf("bench-%s-%d", mode, c.batch), 3, nil)
+		}
+	}
+	e := startEnv(b, kf, nil, "-gateway-produce-timeout", "30s", "-gateway-max-records", "1000", "-log-level", "error")
+	id := e.reg.Register(b, "bench-value", benchSchema)
+	codec, err := avro.NewCodec(id, benchSchema)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Pre-build the payloads: JSON for the gateway, framed Avro for raw.
+	maxN := 100000
+	jsons := make([][]byte, maxN)
+	framed := make([][]byte, maxN)
+	var encoded int
+	for i := range jsons {
+		jsons[i] = []byte(benchJSON(i))
+		bin, err := codec.BinaryFromJSON(wire.AppendHeader(nil, uint32(id)), jsons[i], avro.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		framed[i] = bin
+		encoded += len(bin)
+	}
+	b.Logf("record: %d bytes Avro (framed), %d bytes JSON", encoded/maxN, len(jsons[0]))
+
+	kc := e.kafka.Clients()
+	for _, c := range cases {
+		raw := 0.0
+		for _, mode := range modes {
+			topic := fmt.Sprintf("bench-%s-%d", mode, c.batch)
+			if mode != "raw" {
+				e.reg.Register(b, topic+"-value", benchSchema)
+			}
+			b.Run(fmt.Sprintf("batch=%d/%s", c.batch, mode), func(b *testing.B) {
+				var rps float64
+				for n := 0; n < b.N; n++ {
+					rps = runBenchCase(b, e, kc, mode, topic, c, jsons, framed)
+				}
+				if mode == "raw" {
+					raw = rps
+				} else if raw > 0 {
+					b.ReportMetric(rps/raw, "x_raw")
+				}
+			})
+		}
+	}
+}
+
+func runBenchCase(b *testing.B, e *env, kc *kafka.Clients, mode, topic string, c benchCase, jsons, framed [][]byte) float64 {
+	requests := c.total / c.batch
+	var next atomic.Int64
+	lat := make([]time.Duration, requests)
+	var w *kafkago.Writer
+	var client ingestv1.IngestServiceClient
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c.clients, MaxConnsPerHost: c.clients}}
+	bodies := make([][]byte, 0)
+	grpcReqs := make([]*ingestv1.ProduceRequest, 0)
+	// Pre-build a few distinct request bodies per client and reuse them.
+	distinct := min(requests, 64)
+	for r := 0; r < distinct; r++ {
+		switch mode {
+		case "http":
+			var buf bytes.Buffer
+			buf.WriteString(`{"records":[`)
+			for j := 0; j < c.batch; j++ {
+				if j > 0 {
+					buf.WriteByte(',')
+				}
+				i := (r*c.batch + j) % len(jsons)
+				fmt.Fprintf(&buf, `{"key":"u%d","value":%s}`, i, jsons[i])
+			}
+			buf.WriteString(`]}`)
+			bodies = append(bodies, buf.Bytes())
+		case "grpc":
+			req := &ingestv1.ProduceRequest{Topic: topic}
+			for j := 0; j < c.batch; j++ {
+				i := (r*c.batch + j) % len(jsons)
+				req.Records = append(req.Records, &ingestv1.Record{Key: []byte(fmt.Sprintf("u%d", i)), Value: jsons[i]})
+			}
+			grpcReqs = append(grpcReqs, req)
+		}
+	}
+	switch mode {
+	case "raw":
+		w = kc.NewWriter(kafka.WriterOptions{Topic: topic, BatchTimeout: 2 * time.Millisecond, BatchSize: 2000})
+		defer w.Close()
+	case "grpc":
+		client = ingestv1.NewIngestServiceClient(grpcConn(b, e.grpc))
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	for cl := 0; cl < c.clients; cl++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msgs := make([]kafkago.Message, c.batch)
+			for {
+				r := int(next.Add(1)) - 1
+				if r >= requests {
+					return
+				}
+				t0 := time.Now()
+				switch mode {
+				case "raw":
+					for j := range msgs {
+						i := ((r%distinct)*c.batch + j) % len(framed)
+						msgs[j] = kafkago.Message{Key: []byte(fmt.Sprintf("u%d", i)), Value: framed[i]}
+					}
+					if err := w.WriteMessages(ctx, msgs...); err != nil {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, err.Error())
+					}
+				case "http":
+					resp, err := httpc.Post(e.httpURL+"/v1/topics/"+topic+"/records", "application/json", bytes.NewReader(bodies[r%distinct]))
+					if err != nil {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, err.Error())
+						continue
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, string(body))
+					}
+				case "grpc":
+					resp, err := client.Produce(ctx, grpcReqs[r%distinct])
+					if err != nil || len(resp.Results) != c.batch || resp.Results[0].Error != nil {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, fmt.Sprint(err, resp))
+					}
+				}
+				lat[r] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d of %d requests failed; first: %.500v", f, requests, firstErr.Load())
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	rps := float64(requests*c.batch) / elapsed.Seconds()
+	b.ReportMetric(rps, "records/s")
+	b.ReportMetric(rps*float64(len(framed[0]))/1e6, "MB/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+	return rps
+}
