@@ -129,11 +129,14 @@ func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
-		defer cancel()
-		r = r.WithContext(ctx)
-		if r.Body != nil {
-			r.Body = http.MaxBytesReader(rec, r.Body, s.opts.MaxRequestBytes)
+		if r.Method != http.MethodGet {
+			// Reads are served from memory; only writes wait on Kafka.
+			ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+			if r.Body != nil {
+				r.Body = http.MaxBytesReader(rec, r.Body, s.opts.MaxRequestBytes)
+			}
 		}
 		next.ServeHTTP(rec, r)
 		if rec.status == 0 {
@@ -396,12 +399,6 @@ func (s *Server) idParam(r *http.Request) (int, error) {
 	return id, nil
 }
 
-type schemaByIDJSON struct {
-	SchemaType string               `json:"schemaType,omitempty"`
-	Schema     string               `json:"schema"`
-	References []registry.Reference `json:"references,omitempty"`
-}
-
 func (s *Server) schemaByID(w http.ResponseWriter, r *http.Request) {
 	id, err := s.idParam(r)
 	if err != nil {
@@ -423,11 +420,9 @@ func (s *Server) schemaByID(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	t := sc.Type
-	if t == "AVRO" {
-		t = ""
-	}
-	writeJSON(w, http.StatusOK, schemaByIDJSON{SchemaType: t, Schema: sc.Schema, References: sc.References})
+	w.Header().Set("Content-Type", ContentType)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(sc.ByIDJSON)
 }
 
 func (s *Server) schemaTextByID(w http.ResponseWriter, r *http.Request) {

@@ -19,6 +19,22 @@ type Schema struct {
 	Schema     string
 	References []Reference
 	Identity   string // canonical identity: equal identities are the same schema
+
+	// ByIDJSON is the REST answer for GET /schemas/ids/{id}, encoded once:
+	// by-id lookups are the hot path of every consumer.
+	ByIDJSON []byte
+}
+
+func encodeByID(sc *Schema) []byte {
+	t := sc.Type
+	if t == "AVRO" {
+		t = ""
+	}
+	return append(mustJSON(struct {
+		SchemaType string      `json:"schemaType,omitempty"`
+		Schema     string      `json:"schema"`
+		References []Reference `json:"references,omitempty"`
+	}{t, sc.Schema, sc.References}), '\n')
 }
 
 // Version is one subject version as the log last set it.
@@ -225,6 +241,7 @@ func (s *State) applySchema(offset int64, subject string, version int, value []b
 	sc, ok := s.ids[v.ID]
 	if !ok {
 		sc = &Schema{ID: v.ID, Type: v.Type(), Schema: v.Schema, References: v.References, Identity: identity}
+		sc.ByIDJSON = encodeByID(sc)
 		s.ids[v.ID] = sc
 	}
 	if _, ok := s.identities[identity]; !ok {

@@ -105,6 +105,7 @@ func (s *Store) Run(ctx context.Context) error {
 	if s.initEnd.Load() == 0 {
 		s.markReady()
 	}
+	go s.probeEnd(ctx)
 	for {
 		m, err := s.reader.FetchMessage(ctx)
 		if err != nil {
@@ -225,4 +226,23 @@ func (s *Store) Lag() int64 {
 		return 0
 	}
 	return l
+}
+
+// probeEnd refreshes the log's end offset every few seconds so the apply
+// lag metric reflects writes by other replicas too.
+func (s *Store) probeEnd(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if _, err := s.EndOffset(pctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("probing the schemas log end", "err", err)
+			}
+			cancel()
+		}
+	}
 }
