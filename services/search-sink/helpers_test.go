@@ -51,13 +51,19 @@ func newEnv(t *testing.T, partitions int32, esOpts ...estest.Option) *env {
 	e.reg = registrytest.Start(t, e.kc.Brokers())
 	e.schemaID = e.reg.Register(t, "orders-value", ordersSchema)
 	e.es = estest.Start(t, esOpts...)
-	var err error
-	if e.codec, err = goavro.NewCodec(ordersSchema); err != nil {
-		t.Fatal(err)
-	}
+	e.codec = ordersCodec(t)
 	e.w = e.kc.Clients().NewWriter(kafka.WriterOptions{Topic: "orders", Balancer: &kafkago.RoundRobin{}})
 	t.Cleanup(func() { _ = e.w.Close() })
 	return e
+}
+
+func ordersCodec(t testing.TB) *goavro.Codec {
+	t.Helper()
+	c, err := goavro.NewCodec(ordersSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 var day0 = time.Date(2026, 3, 1, 23, 0, 0, 0, time.UTC)
