@@ -21,7 +21,7 @@ import (
 
 // buildSink compiles this service into dir (without -race: the subprocess
 // is the system under test, the race detector runs in the test process).
-func buildSink(t *testing.T, src, dir string) string {
+func buildSink(t testing.TB, src, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "s3-sink")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
@@ -39,7 +39,7 @@ type proc struct {
 	done chan error
 }
 
-func startProc(t *testing.T, bin string, env map[string]string, logf *os.File) *proc {
+func startProc(t testing.TB, bin string, env map[string]string, logf *os.File) *proc {
 	t.Helper()
 	cmd := exec.Command(bin)
 	cmd.Env = os.Environ()
@@ -61,7 +61,7 @@ func startProc(t *testing.T, bin string, env map[string]string, logf *os.File) *
 	return p
 }
 
-func (p *proc) signal(t *testing.T, sig syscall.Signal) error {
+func (p *proc) signal(t testing.TB, sig syscall.Signal) error {
 	t.Helper()
 	_ = p.cmd.Process.Signal(sig)
 	select {

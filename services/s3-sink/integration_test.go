@@ -183,7 +183,7 @@ func zigzag(v int64) []byte {
 	return append(b, byte(u))
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/pkg/testkit/kafkatest"
+	"github.com/sluicehq/sluice/pkg/testkit/registrytest"
+	"github.com/sluicehq/sluice/pkg/testkit/s3test"
+	"github.com/sluicehq/sluice/pkg/wire"
+)
+
+func newBenchEnv(b *testing.B) *harness {
+	b.Helper()
+	kc := kafkatest.Start(b)
+	h := &harness{kc: kc, cl: kc.Clients()}
+	h.reg = registrytest.Start(b, kc.Brokers())
+	h.s3 = s3test.Start(b)
+	h.s3.CreateBucket(testBucket)
+	return h
+}
+
+// produceBench writes perPart records of about size bytes to each
+// partition and returns the total value bytes.
+func produceBench(b *testing.B, h *harness, topic string, partitions, perPart, size int) int64 {
+	b.Helper()
+	h.kc.CreateTopic(topic, int32(partitions), nil)
+	id := h.reg.Register(b, topic+"-value", eventSchema)
+	codec := mustCodec(b)
+	// Incompressible payloads, so OCF compression does not flatter the sink.
+	rnd := rand.New(rand.NewPCG(1, 2))
+	alphabet := "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	pads := make([]string, 64)
+	for i := range pads {
+		var sb strings.Builder
+		for j := 0; j < max(size-40, 1); j++ {
+			sb.WriteByte(alphabet[rnd.IntN(len(alphabet))])
+		}
+		pads[i] = sb.String()
+	}
+	w := h.writer(b)
+	ctx := kafkatest.Context(b, 5*time.Minute)
+	var total int64
+	msgs := make([]kafkago.Message, 0, 4000)
+	for i := 0; i < perPart; i++ {
+		for p := 0; p < partitions; p++ {
+			n := int64(i*partitions + p)
+			bin, err := codec.BinaryFromNative(nil, map[string]any{
+				"id": n, "country": countries[n%4], "ts": time.UnixMilli(1767225600000 + n), "payload": pads[n%64],
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			v := wire.Encode(uint32(id), bin)
+			total += int64(len(v))
+			msgs = append(msgs, kafkago.Message{Topic: topic, Partition: p, Value: v})
+			if len(msgs) == cap(msgs) {
+				if err := w.WriteMessages(ctx, msgs...); err != nil {
+					b.Fatal(err)
+				}
+				msgs = msgs[:0]
+			}
+		}
+	}
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		b.Fatal(err)
+	}
+	return total
+}
+
+// rawBaseline reads every partition with a plain kafka-go reader and puts
+// the same bytes to S3 in objects of perFile records: the floor any sink
+// pays for moving the data.
+func rawBaseline(b *testing.B, h *harness, topic string, partitions, perPart, perFile int) time.Duration {
+	b.Helper()
+	cl := h.s3.Client()
+	opts := func(o *s3.Options) {
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	}
+	ctx := kafkatest.Context(b, 5*time.Minute)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, partitions)
+	for p := 0; p < partitions; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: h.kc.Brokers(), Topic: topic, Partition: p, MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: 256})
+			defer r.Close()
+			var buf bytes.Buffer
+			for i := 0; i < perPart; i++ {
+				m, err := r.FetchMessage(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				buf.Write(m.Value)
+				if (i+1)%perFile == 0 || i+1 == perPart {
+					key := fmt.Sprintf("raw/%s/%d/%020d", topic, p, i)
+					if _, err := cl.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: &key, Body: bytes.NewReader(buf.Bytes()), ContentLength: aws.Int64(int64(buf.Len()))}, opts); err != nil {
+						errs <- err
+						return
+					}
+					buf.Reset()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// BenchmarkSinkVsRaw measures Kafka -> versitygw through the sink (decode,
+// validate, OCF encode, upload, commit) next to the raw baseline on the
+// same data in the same run.
+func BenchmarkSinkVsRaw(b *testing.B) {
+	const (
+		partitions = 8
+		perPart    = 100_000
+		perFile    = 20_000
+		size       = 250
+	)
+	h := newBenchEnv(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		topic := "bench" + strconv.Itoa(i)
+		total := produceBench(b, h, topic, partitions, perPart, size)
+		records := float64(partitions * perPart)
+		b.StartTimer()
+
+		// The baseline runs before and after the sink; the faster run
+		// counts, so warm-up effects cannot favour the sink.
+		raw := rawBaseline(b, h, topic, partitions, perPart, perFile)
+
+		admin := freeAddr(b)
+		start := time.Now()
+		stop := h.startSink(b, map[string]string{
+			"S3_SINK_TOPICS": topic, "S3_SINK_GROUP_ID": "bench-" + topic, "S3_SINK_PREFIX": "sink",
+			"S3_SINK_FLUSH_RECORDS": strconv.Itoa(perFile), "S3_SINK_CODEC": "snappy", "S3_SINK_ADMIN_ADDR": admin,
+		})
+		series := `sluice_s3sink_records_written_total{topic="` + topic + `"}`
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			if v, ok := scrape(b, "http://"+admin+"/metrics", series); ok && v >= records {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("sink did not write every record within 5 minutes")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		sinkD := time.Since(start)
+		b.StopTimer()
+		if err := stop(); err != nil {
+			b.Fatal(err)
+		}
+		raw = min(raw, rawBaseline(b, h, topic, partitions, perPart, perFile))
+		mb := float64(total) / (1 << 20)
+		b.ReportMetric(mb/sinkD.Seconds(), "MB/s")
+		b.ReportMetric(records/sinkD.Seconds(), "records/s")
+		b.ReportMetric(mb/raw.Seconds(), "raw-MB/s")
+		b.ReportMetric(records/raw.Seconds(), "raw-records/s")
+		b.ReportMetric(raw.Seconds()/sinkD.Seconds(), "ratio")
+	}
+}
+
+// BenchmarkMemory100Partitions runs the sink binary on a 100-partition
+// topic with a flush size no partition reaches until its data is in, so
+// 100 files are open together, and reports the process's peak RSS
+// (VmHWM).
+func BenchmarkMemory100Partitions(b *testing.B) {
+	const (
+		partitions = 100
+		perPart    = 3_000
+		size       = 250
+	)
+	src, err := os.Getwd()
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmp := b.TempDir()
+	bin := buildSink(b, src, tmp)
+	h := newBenchEnv(b)
+	for i := 0; i < b.N; i++ {
+		topic := "mem" + strconv.Itoa(i)
+		total := produceBench(b, h, topic, partitions, perPart, size)
+		admin := freeAddr(b)
+		env := h.env(map[string]string{
+			"S3_SINK_TOPICS": topic, "S3_SINK_GROUP_ID": "mem-" + topic, "S3_SINK_PREFIX": "mem",
+			"S3_SINK_FLUSH_RECORDS": strconv.Itoa(perPart), "S3_SINK_ADMIN_ADDR": admin,
+		})
+		logf, err := os.Create(filepath.Join(tmp, "sink.log"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		p := startProc(b, bin, env, logf)
+		series := `sluice_s3sink_records_written_total{topic="` + topic + `"}`
+		peakOpen := 0.0
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			if v, ok := scrape(b, "http://"+admin+"/metrics", "sluice_s3sink_open_files"); ok {
+				peakOpen = max(peakOpen, v)
+			}
+			if v, ok := scrape(b, "http://"+admin+"/metrics", series); ok && v >= partitions*perPart {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("sink did not finish within 5 minutes")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		d := time.Since(start)
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		hwm := 0.0
+		for _, line := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(line, "VmHWM:") {
+				kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+				hwm = kb / 1024
+			}
+		}
+		if err := p.signal(b, syscall.SIGTERM); err != nil {
+			b.Fatal(err)
+		}
+		logf.Close()
+		b.ReportMetric(hwm, "peak-RSS-MiB")
+		b.ReportMetric(peakOpen, "peak-open-files")
+		b.ReportMetric(float64(total)/(1<<20)/d.Seconds(), "MB/s")
+	}
+}

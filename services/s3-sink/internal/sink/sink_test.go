@@ -1,0 +1,72 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/pkg/registry"
+)
+
+func TestKey(t *testing.T) {
+	t.Parallel()
+	got := Key("topics", "orders", "partition=3", 3, 42)
+	if want := "topics/orders/partition=3/orders+3+00000000000000000042.avro"; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	if got := Key("", "o", "p", 0, 0); got != "o/p/o+0+00000000000000000000.avro" {
+		t.Fatalf("no prefix: %s", got)
+	}
+}
+
+func TestSelected(t *testing.T) {
+	t.Parallel()
+	re := regexp.MustCompile(".*")
+	for topic, want := range map[string]bool{"orders": true, "_schemas": false, "orders.dlq": false, "dlq.orders": true, "__consumer_offsets": false} {
+		if got := Selected(re, topic); got != want {
+			t.Errorf("Selected(%q) = %v", topic, got)
+		}
+	}
+}
+
+// TestPermanent: unknown schema ids and unusable schemas go to the DLQ;
+// outages are retried.
+func TestPermanent(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct {
+		err  error
+		want bool
+	}{
+		"404":         {fmt.Errorf("fetching: %w", &registry.Error{Status: 404, Code: 40403}), true},
+		"422":         {&registry.Error{Status: 422}, true},
+		"429":         {&registry.Error{Status: 429}, false},
+		"503":         {&registry.Error{Status: 503}, false},
+		"refused":     {&url.Error{Op: "Get", URL: "http://x", Err: &net.OpError{Op: "dial", Err: errors.New("refused")}}, false},
+		"deadline":    {fmt.Errorf("x: %w", context.DeadlineExceeded), false},
+		"bad schema":  {errors.New("compiling schema id 3: unknown type"), true},
+		"not avro id": {errors.New("schema id 3 is JSON, not AVRO"), true},
+	}
+	for name, c := range cases {
+		if got := Permanent(c.err); got != c.want {
+			t.Errorf("%s: Permanent = %v, want %v", name, got, c.want)
+		}
+	}
+}
+
+func TestWindow(t *testing.T) {
+	t.Parallel()
+	w := &worker{s: &Sink{}}
+	w.s.cfg.RotateInterval = time.Hour
+	for ms, want := range map[int64]int64{0: 0, 3599_999: 0, 3600_000: 1, -1: -1, -3600_000: -1, -3600_001: -2} {
+		if got := w.window(unixMilli(ms)); got != want {
+			t.Errorf("window(%d) = %d, want %d", ms, got, want)
+		}
+	}
+}
+
+func unixMilli(ms int64) time.Time { return time.UnixMilli(ms) }
