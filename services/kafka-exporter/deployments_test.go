@@ -225,7 +225,7 @@ func exporterMetrics(t *testing.T) map[string]bool {
 	if err := f.refresh(t); err != nil {
 		t.Fatal(err)
 	}
-	f.now.t = f.now.t.Add(15 * time.Second)
+	f.now.Set(f.now.Now().Add(15 * time.Second))
 	produce(t, f.kc, "t", 0, 10)
 	if err := f.refresh(t); err != nil {
 		t.Fatal(err)

@@ -195,7 +195,7 @@ func TestLagSecondsAndStatus(t *testing.T) {
 	c.CreateTopic("events", 1, nil)
 	f := newFixture(t, c, "-exporter-status-window=3")
 	url := f.srv.URL + "/metrics"
-	t0 := f.now.t
+	t0 := f.now.Now()
 
 	produce(t, f.kc, "events", 0, 100)
 	commit(t, f.kc, "g-stuck", "events", map[int]int64{0: 50})
@@ -210,13 +210,13 @@ func TestLagSecondsAndStatus(t *testing.T) {
 		t.Fatalf("status before the window fills = %v, want OK", series(mfs, "kafka_consumergroup_status"))
 	}
 
-	f.now.t = t0.Add(10 * time.Second)
+	f.now.Set(t0.Add(10 * time.Second))
 	produce(t, f.kc, "events", 0, 100)
 	if err := f.refresh(t); err != nil { // end 200 at t0+10s
 		t.Fatal(err)
 	}
 	commit(t, f.kc, "g-mid", "events", map[int]int64{0: 150})
-	f.now.t = t0.Add(20 * time.Second)
+	f.now.Set(t0.Add(20 * time.Second))
 	produce(t, f.kc, "events", 0, 50)
 	if err := f.refresh(t); err != nil { // end 250 at t0+20s
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,9 +37,23 @@ type fixture struct {
 	admin   *ikafka.Client
 }
 
-type fakeClock struct{ t time.Time }
+// fakeClock is the collector's and handler's clock in tests.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
 
-func (c *fakeClock) Now() time.Time { return c.t }
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
 
 // newFixture builds the exporter against c with args translated like the
 // real command line (kafka_exporter flags included).
@@ -49,7 +64,7 @@ func newFixture(t testing.TB, c *kafkatest.Cluster, args ...string) *fixture {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	clock := &fakeClock{t: time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)}
+	clock := &fakeClock{t: time.Now().Truncate(time.Second)}
 	app := service.New("kafka-exporter", cfg.Service, service.NewLogger(io.Discard, "kafka-exporter", "error"))
 	admin, err := ikafka.New(cfg.Kafka, ikafka.Options{ConnsPerBroker: cfg.Concurrency})
 	if err != nil {
@@ -63,7 +78,7 @@ func newFixture(t testing.TB, c *kafkatest.Cluster, args ...string) *fixture {
 		Concurrency: cfg.Concurrency, LagPoints: cfg.LagPoints, StatusWindow: cfg.StatusWindow,
 		Render: new(prom.Renderer).Render, Registry: app.Metrics(), Now: clock.Now,
 	})
-	srv := httptest.NewServer(routes(app, col, cfg))
+	srv := httptest.NewServer(routes(app, col, cfg, clock.Now))
 	t.Cleanup(srv.Close)
 	return &fixture{cluster: c, kc: c.Clients(), col: col, app: app, srv: srv, now: clock, admin: admin}
 }

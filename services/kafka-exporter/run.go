@@ -71,18 +71,19 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	app.ServeHTTP("admin", &http.Server{Handler: routes(app, col, cfg), ReadHeaderTimeout: 10 * time.Second}, ln)
+	app.ServeHTTP("admin", &http.Server{Handler: routes(app, col, cfg, time.Now), ReadHeaderTimeout: 10 * time.Second}, ln)
 	return app.Run(ctx)
 }
 
-// routes serves the snapshot at the telemetry path and the health routes.
-func routes(app *service.App, col *collector.Collector, cfg *config.Config) http.Handler {
+// routes serves the snapshot at the telemetry path and the health routes;
+// now is the clock snapshot ages are measured with (the collector's).
+func routes(app *service.App, col *collector.Collector, cfg *config.Config, now func() time.Time) http.Handler {
 	mux := http.NewServeMux()
 	admin := app.AdminRoutes()
 	mux.Handle("/healthz", admin)
 	mux.Handle("/readyz", admin)
 	mux.Handle(cfg.TelemetryPath, &prom.Handler{
-		Snapshot: col.Current, Gatherer: app.Metrics(), MaxAge: cfg.MaxStaleness, Log: app.Logger(),
+		Snapshot: col.Current, Gatherer: app.Metrics(), MaxAge: cfg.MaxStaleness, Now: now, Log: app.Logger(),
 	})
 	if cfg.TelemetryPath != "/" {
 		mux.Handle("/{$}", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -7,9 +7,9 @@ package probe
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
@@ -126,10 +126,13 @@ func (p *Prober) Ready() bool {
 // then runs a round every interval until ctx is cancelled.
 func (p *Prober) Run(ctx context.Context) error {
 	var parts []int
+	var starts map[int]int64
 	for {
 		var err error
 		if parts, err = p.setup(ctx); err == nil {
-			break
+			if starts, err = p.endOffsets(ctx); err == nil {
+				break
+			}
 		}
 		p.setupErrors.Inc()
 		p.o.Logger.Warn("probe setup failed, retrying", "topic", p.o.Topic, "err", err)
@@ -146,17 +149,22 @@ func (p *Prober) Run(ctx context.Context) error {
 		BatchTimeout: time.Millisecond,
 		MaxAttempts:  1, // a retry would hide the failure the probe exists to see
 	})
-	defer func() { _ = w.Close() }()
+	// Its own transport: metadata fetched after setup moved leaders, and
+	// refreshed often so a leader change shows within a few rounds.
+	base := p.kc.Transport
+	tr := &kafkago.Transport{
+		Dial: base.Dial, DialTimeout: base.DialTimeout, IdleTimeout: base.IdleTimeout, ClientID: base.ClientID,
+		TLS: base.TLS, SASL: base.SASL, MetadataTTL: max(p.o.Interval, time.Second),
+	}
+	w.Transport = tr
+	defer func() { _ = w.Close(); tr.CloseIdleConnections() }()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for _, part := range parts {
-		start, err := p.endOffset(ctx, part)
-		if err != nil {
-			return fmt.Errorf("probe: end offset of %s/%d: %w", p.o.Topic, part, err)
-		}
+		start := starts[part]
 		r := kafkago.NewReader(kafkago.ReaderConfig{
 			Brokers: p.kc.Brokers(), Topic: p.o.Topic, Partition: part, Dialer: p.kc.Dialer,
 			MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 250 * time.Millisecond,
@@ -213,8 +221,34 @@ func (p *Prober) setup(ctx context.Context) ([]int, error) {
 			return nil, fmt.Errorf("growing probe topic %s to %d partitions: %w", p.o.Topic, want, err)
 		}
 	}
-	if md, err = p.admin.Metadata(ctx); err != nil {
+	parts, leaders, err := p.layout(ctx)
+	if err != nil {
 		return nil, err
+	}
+	if len(leaders) < len(md.Brokers) {
+		// Move leadership so every broker leads a probe partition: the
+		// probe then measures every broker's produce path.
+		if err := p.spread(ctx, md.Brokers); err != nil {
+			p.o.Logger.Warn("spreading probe partition leaders", "topic", p.o.Topic, "err", err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for len(leaders) < len(md.Brokers) && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(100 * time.Millisecond)
+			if parts, leaders, err = p.layout(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
+	p.partitions.Set(float64(len(parts)))
+	p.brokersCover.Set(float64(len(leaders)))
+	return parts, nil
+}
+
+// layout returns the probe topic's partitions and the brokers leading them.
+func (p *Prober) layout(ctx context.Context) ([]int, map[int32]bool, error) {
+	md, err := p.admin.Metadata(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	var parts []int
 	leaders := map[int32]bool{}
@@ -230,29 +264,107 @@ func (p *Prober) setup(ctx context.Context) ([]int, error) {
 		}
 	}
 	if len(parts) == 0 {
-		return nil, fmt.Errorf("probe topic %s has no partitions in metadata yet", p.o.Topic)
+		return nil, nil, fmt.Errorf("probe topic %s has no partitions in metadata yet", p.o.Topic)
 	}
-	p.partitions.Set(float64(len(parts)))
-	p.brokersCover.Set(float64(len(leaders)))
-	return parts, nil
+	sort.Ints(parts)
+	return parts, leaders, nil
 }
 
-func (p *Prober) endOffset(ctx context.Context, part int) (int64, error) {
-	res, err := p.kc.Admin.ListOffsets(ctx, &kafkago.ListOffsetsRequest{
-		Topics: map[string][]kafkago.OffsetRequest{p.o.Topic: {kafkago.LastOffsetOf(part)}},
-	})
+// spread reassigns partitions led by a broker that leads more than one so
+// that each broker without a probe partition becomes a preferred leader,
+// then asks for a preferred leader election.
+func (p *Prober) spread(ctx context.Context, brokers []ikafka.Broker) error {
+	md, err := p.admin.Metadata(ctx)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	for _, po := range res.Topics[p.o.Topic] {
-		if po.Partition == part {
-			if po.Error != nil {
-				return 0, po.Error
-			}
-			return po.LastOffset, nil
+	var parts []ikafka.Partition
+	for _, t := range md.Topics {
+		if t.Name == p.o.Topic {
+			parts = t.Partitions
 		}
 	}
-	return 0, errors.New("no answer for the partition")
+	count := map[int32]int{}
+	for _, pp := range parts {
+		count[pp.Leader]++
+	}
+	var assign []kafkago.AlterPartitionReassignmentsRequestAssignment
+	var moved []int
+	for _, b := range brokers {
+		if count[b.ID] > 0 {
+			continue
+		}
+		for i := range parts {
+			q := &parts[i]
+			if count[q.Leader] < 2 {
+				continue
+			}
+			ids := []int{int(b.ID)}
+			for _, r := range q.Replicas {
+				if r != b.ID && len(ids) < max(len(q.Replicas), 1) {
+					ids = append(ids, int(r))
+				}
+			}
+			assign = append(assign, kafkago.AlterPartitionReassignmentsRequestAssignment{Topic: p.o.Topic, PartitionID: int(q.ID), BrokerIDs: ids})
+			moved = append(moved, int(q.ID))
+			count[q.Leader]--
+			count[b.ID]++
+			q.Leader = b.ID
+			break
+		}
+	}
+	if len(assign) == 0 {
+		return nil
+	}
+	res, err := p.kc.Admin.AlterPartitionReassignments(ctx, &kafkago.AlterPartitionReassignmentsRequest{Topic: p.o.Topic, Assignments: assign, Timeout: 10 * time.Second})
+	if err == nil {
+		err = res.Error
+	}
+	if err != nil {
+		return fmt.Errorf("reassigning probe partitions %v: %w", moved, err)
+	}
+	el, err := p.kc.Admin.ElectLeaders(ctx, &kafkago.ElectLeadersRequest{Topic: p.o.Topic, Partitions: moved, Timeout: 10 * time.Second})
+	if err == nil {
+		err = el.Error
+	}
+	if err != nil {
+		return fmt.Errorf("electing preferred leaders of probe partitions %v: %w", moved, err)
+	}
+	return nil
+}
+
+// endOffsets asks each probe partition's current leader for its end
+// offset, where the consumers start.
+func (p *Prober) endOffsets(ctx context.Context) (map[int]int64, error) {
+	md, err := p.admin.Metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
+	addrs := map[int32]string{}
+	for _, b := range md.Brokers {
+		addrs[b.ID] = b.Addr()
+	}
+	out := map[int]int64{}
+	for _, t := range md.Topics {
+		if t.Name != p.o.Topic {
+			continue
+		}
+		for _, pp := range t.Partitions {
+			addr, ok := addrs[pp.Leader]
+			if !ok {
+				return nil, fmt.Errorf("probe partition %d has no leader", pp.ID)
+			}
+			res, err := p.admin.ListOffsets(ctx, addr, map[string][]int32{p.o.Topic: {pp.ID}}, ikafka.Latest)
+			if err != nil {
+				return nil, err
+			}
+			if len(res) != 1 || res[0].Err != nil {
+				return nil, fmt.Errorf("end offset of %s/%d: %v", p.o.Topic, pp.ID, res)
+			}
+			out[int(pp.ID)] = res[0].Offset
+		}
+	}
+	return out, nil
 }
 
 func headerPartition(msg kafkago.Message, partitions ...int) int {
