@@ -2,6 +2,7 @@ package avro
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -10,6 +11,10 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/registry"
 )
+
+// ErrUnusableSchema marks schemas the registry returned but that cannot
+// be used here (not Avro, or not valid Avro), as opposed to lookup failures.
+var ErrUnusableSchema = errors.New("unusable schema")
 
 // SchemaSource is the part of the registry client Codecs needs.
 type SchemaSource interface {
@@ -68,11 +73,11 @@ func (c *Codecs) ByID(ctx context.Context, id int) (*Codec, error) {
 			return nil, err
 		}
 		if t := s.SchemaType(); t != "AVRO" {
-			return nil, fmt.Errorf("schema id %d is %s, not AVRO", id, t)
+			return nil, fmt.Errorf("%w: schema id %d is %s, not AVRO", ErrUnusableSchema, id, t)
 		}
 		cd, err := NewCodec(id, s.Schema)
 		if err != nil {
-			return nil, fmt.Errorf("schema id %d: %w", id, err)
+			return nil, fmt.Errorf("%w: schema id %d: %w", ErrUnusableSchema, id, err)
 		}
 		cd.Schema = s
 		c.mu.Lock()

@@ -50,8 +50,8 @@ func TestCodecsCompileOnce(t *testing.T) {
 		want func(error) bool
 	}{
 		{"unknown id", 9, registry.IsNotFound},
-		{"invalid schema", 2, func(err error) bool { return err != nil && !registry.IsNotFound(err) }},
-		{"not avro", 3, func(err error) bool { return err != nil && errors.Unwrap(err) == nil }},
+		{"invalid schema", 2, func(err error) bool { return errors.Is(err, ErrUnusableSchema) && !registry.IsNotFound(err) }},
+		{"not avro", 3, func(err error) bool { return errors.Is(err, ErrUnusableSchema) }},
 	}
 	for _, tc := range cases {
 		if _, err := c.ByID(ctx, tc.id); !tc.want(err) {

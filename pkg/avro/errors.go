@@ -42,6 +42,10 @@ type seg struct {
 type pathBuf struct {
 	root string
 	segs []seg
+	// trial > 0 while union branches are being tried: the input must then
+	// stay untouched, otherwise conversion reuses the decoded JSON maps and
+	// slices in place.
+	trial int
 }
 
 func (p *pathBuf) field(name string) { p.segs = append(p.segs, seg{kind: segField, name: name}) }

@@ -1,11 +1,9 @@
 package avro
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"math/big"
 	"sort"
@@ -49,20 +47,6 @@ type Options struct {
 // for this schema. Errors are *FieldError naming the offending field.
 func (c *Codec) NativeFromJSON(v any, o Options) (any, error) {
 	return fromJSON(c.root, v, o, &pathBuf{root: o.Root})
-}
-
-// DecodeJSON parses one JSON document; numbers stay json.Number.
-func DecodeJSON(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("unexpected data after the JSON value")
-	}
-	return v, nil
 }
 
 // BinaryFromJSON appends the Avro binary encoding of the JSON document data
@@ -159,7 +143,10 @@ func fromJSON(n *node, v any, o Options, p *pathBuf) (any, error) {
 		if !ok {
 			break
 		}
-		out := make([]any, len(a))
+		out := a
+		if p.trial > 0 {
+			out = make([]any, len(a))
+		}
 		for i, item := range a {
 			p.index(i)
 			x, err := fromJSON(n.items, item, o, p)
@@ -175,7 +162,10 @@ func fromJSON(n *node, v any, o Options, p *pathBuf) (any, error) {
 		if !ok {
 			break
 		}
-		out := make(map[string]any, len(m))
+		out := m
+		if p.trial > 0 {
+			out = make(map[string]any, len(m))
+		}
 		for k, item := range m {
 			p.key(k)
 			x, err := fromJSON(n.items, item, o, p)
@@ -202,13 +192,16 @@ func fromJSON(n *node, v any, o Options, p *pathBuf) (any, error) {
 }
 
 func recordFromJSON(n *node, m map[string]any, o Options, p *pathBuf) (any, error) {
-	out := make(map[string]any, len(n.fields))
-	matched := 0
+	out := m
+	if p.trial > 0 {
+		out = make(map[string]any, len(n.fields))
+	}
+	matched, defaults := 0, 0
 	for _, f := range n.fields {
 		v, ok := m[f.name]
 		if !ok {
 			if f.hasDefault {
-				out[f.name] = f.def
+				defaults++
 				continue
 			}
 			p.field(f.name)
@@ -237,6 +230,13 @@ func recordFromJSON(n *node, m map[string]any, o Options, p *pathBuf) (any, erro
 		err := p.errorf("unknown field (record %s has no field %q)", n.name, unknown[0])
 		p.pop()
 		return nil, err
+	}
+	if defaults > 0 {
+		for _, f := range n.fields {
+			if _, ok := m[f.name]; !ok && f.hasDefault {
+				out[f.name] = f.def
+			}
+		}
 	}
 	return out, nil
 }
@@ -296,6 +296,24 @@ func (n *node) branchKeys() string {
 // when no branch takes it as it is.
 func unionFromPlainJSON(n *node, v any, o Options, p *pathBuf) (any, error) {
 	var firstErr error
+	candidates := 0
+	for _, b := range n.branches {
+		if jsonKindFits(b, v) {
+			candidates++
+		}
+	}
+	if m, ok := v.(map[string]any); ok && len(m) == 1 {
+		for k := range m {
+			if n.branchByName(k) != nil {
+				candidates++ // the Avro-style wrapped form is tried too
+			}
+		}
+	}
+	if candidates > 1 {
+		// A failed try must not leave the value half converted.
+		p.trial++
+		defer func() { p.trial-- }()
+	}
 	compatible := 0
 	for _, b := range n.branches {
 		if !jsonKindFits(b, v) {

@@ -1,7 +1,11 @@
 package avro
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"io"
+	"reflect"
 	"testing"
 )
 
@@ -64,5 +68,34 @@ func FuzzJSONFromBinary(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = c.JSONFromBinary(nil, data, PlainJSON)
 		_, _ = c.JSONFromBinary(nil, data, AvroJSON)
+	})
+}
+
+// FuzzDecodeJSON checks the hand-written parser against encoding/json
+// (UseNumber): both fail, or both produce the same value.
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"a":[1,2.5e-3,-0,true,false,null,"x\u00e9\ud83d\ude00\"\\\/\b\f\n\r\t"]}`, `[]`, `{}`, `"\ud800"`, `"\ud800\u0041"`,
+		`01`, `1.`, `-`, `[1,]`, `{"a":1,}`, `"a` + "\x01" + `"`, "\"\xff\xfe\"", `{"a":1}{}`, ` 5 `, `1e+`, `[[[[]]]]`, `"\u12"`, `tru`, `nul`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := DecodeJSON(data)
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		var want any
+		werr := dec.Decode(&want)
+		if werr == nil {
+			if _, terr := dec.Token(); terr != io.EOF {
+				werr = errors.New("trailing data")
+			}
+		}
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("%q: DecodeJSON err %v, encoding/json err %v", data, err, werr)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: DecodeJSON %#v, encoding/json %#v", data, got, want)
+		}
 	})
 }

@@ -179,8 +179,8 @@ func TestFieldErrors(t *testing.T) {
 		{"fixed size", `{` + base + `,"hash":"AQI="}`, PlainJSON, `value.hash: expected 4 bytes for fixed com.acme.MD5, got 2`},
 		{"bad base64", `{` + base + `,"blob":"***"}`, PlainJSON, `value.blob: expected bytes as base64, got string "***"`},
 		{"not an object", `[1]`, PlainJSON, `value: expected record com.acme.Order, got array`},
-		{"malformed", `{"id":`, PlainJSON, `value: malformed JSON: unexpected EOF`},
-		{"trailing", `{` + base + `} {}`, PlainJSON, `value: malformed JSON: unexpected data after the JSON value`},
+		{"malformed", `{"id":`, PlainJSON, `value: malformed JSON: unexpected end of JSON input`},
+		{"trailing", `{` + base + `} {}`, PlainJSON, `value: malformed JSON: offset 36: unexpected data after the JSON value`},
 		{"avro union unwrapped", `{` + base + `,"choice":42}`, AvroJSON, `value.choice: expected a union value wrapped as {"<type>": value} with type one of [null, long, string, com.acme.Item], or null; got number 42`},
 		{"avro union unknown branch", `{` + base + `,"choice":{"int":42}}`, AvroJSON, `value.choice: union has no branch "int" (want one of [null, long, string, com.acme.Item])`},
 		{"avro bytes codepoint", `{` + base + `,"blob":"\u0100"}`, AvroJSON, `value.blob: expected bytes as a string of code points 0-255, got string "Ā"`},
@@ -236,4 +236,21 @@ func TestSchemaErrors(t *testing.T) {
 			t.Errorf("schema %s: error %q does not say what failed", s, err)
 		}
 	}
+}
+
+// BenchmarkBinaryFromJSON measures the JSON -> Avro hot path on a typical record.
+func BenchmarkBinaryFromJSON(b *testing.B) {
+	c := mustCodec(b, orderSchema)
+	in := []byte(`{"id":"o-1","qty":3,"total":900719925474,"ts":"2024-05-01T12:30:00.123Z","price":"1234.50","status":"PAID",
+	  "items":[{"sku":"a","price":1.5},{"sku":"b","price":2,"note":"gift"}],"attrs":{"x":1,"y":-2},"choice":"s","blob":"aGk="}`)
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	var dst []byte
+	for b.Loop() {
+		var err error
+		if dst, err = c.BinaryFromJSON(dst[:0], in, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }

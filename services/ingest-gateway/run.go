@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	app.OnClose("kafka", func(context.Context) error { kc.Close(); return nil })
 	reg := registry.New(cfg.Registry)
+	app.OnClose("registry", func(context.Context) error { return reg.Close() })
 
 	eng := gateway.New(gateway.Config{
 		Topics:         gateway.TopicPolicy{Allow: cfg.Topics, DeadLetter: cfg.DeadLetterTopics},

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -694,11 +693,10 @@ func (e *Engine) resolve(ctx context.Context, subject string, ref SchemaRef) (*a
 		if errors.As(err, &re) {
 			return nil, registryError(err, fmt.Sprintf("schema id %d", id))
 		}
-		var ue *url.Error
-		if ctx.Err() != nil || errors.As(err, &ue) {
-			return nil, Errorf(KindRegistryUnavailable, "schema id %d: schema registry unavailable: %v", id, err)
+		if errors.Is(err, avro.ErrUnusableSchema) {
+			return nil, Errorf(KindInvalidSchema, "schema id %d cannot be used: %v", id, err)
 		}
-		return nil, Errorf(KindInvalidSchema, "schema id %d cannot be used: %v", id, err)
+		return nil, Errorf(KindRegistryUnavailable, "schema id %d: schema registry unavailable: %v", id, err)
 	}
 	return c, nil
 }
