@@ -5,9 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -157,43 +157,42 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 		return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %d trailing bytes", id, len(rest))}
 	}
 	v := Normalize(node, native, b.opt.Decimal)
-	fields, ok := v.(map[string]any)
-	if !ok {
-		fields = map[string]any{"value": v}
-	} else {
+	buf := make([]byte, 0, len(payload)*2+160)
+	skip := []string{b.opt.TimestampAt}
+	if b.opt.MetaField != "" {
+		skip = append(skip, b.opt.MetaField)
+	}
+	if fields, ok := v.(map[string]any); ok && node.Type == "record" {
 		d.Fields = fields
-	}
-	// The document is the record's fields plus @timestamp and metadata. We
-	// add them to the (owned) map and restore afterwards so rules see only
-	// the record.
-	prevTS, hadTS := fields[b.opt.TimestampAt]
-	fields[b.opt.TimestampAt] = m.Time.UTC()
-	var prevMeta any
-	var hadMeta bool
-	if b.opt.MetaField != "" {
-		prevMeta, hadMeta = fields[b.opt.MetaField]
-		meta := map[string]any{"topic": m.Topic, "partition": m.Partition, "offset": m.Offset}
-		if len(m.Key) > 0 {
-			meta["key"] = KeyString(m.Key)
-		}
-		fields[b.opt.MetaField] = meta
-	}
-	d.Body, err = json.Marshal(fields)
-	if hadTS {
-		fields[b.opt.TimestampAt] = prevTS
+		buf = appendRecord(buf, node, fields, 0, skip)
 	} else {
-		delete(fields, b.opt.TimestampAt)
+		buf = append(buf, `{"value":`...)
+		buf = appendValue(buf, node, v, 0)
 	}
+	if buf[len(buf)-1] != '{' {
+		buf = append(buf, ',')
+	}
+	// @timestamp and _kafka come last and win over record fields of the
+	// same name, which are left out.
+	buf = appendString(buf, b.opt.TimestampAt)
+	buf = append(buf, ':')
+	buf = appendValue(buf, nil, m.Time, 0)
 	if b.opt.MetaField != "" {
-		if hadMeta {
-			fields[b.opt.MetaField] = prevMeta
-		} else {
-			delete(fields, b.opt.MetaField)
+		buf = append(buf, ',')
+		buf = appendString(buf, b.opt.MetaField)
+		buf = append(buf, `:{"topic":`...)
+		buf = appendString(buf, m.Topic)
+		buf = append(buf, `,"partition":`...)
+		buf = strconv.AppendInt(buf, int64(m.Partition), 10)
+		buf = append(buf, `,"offset":`...)
+		buf = strconv.AppendInt(buf, m.Offset, 10)
+		if len(m.Key) > 0 {
+			buf = append(buf, `,"key":`...)
+			buf = appendString(buf, KeyString(m.Key))
 		}
+		buf = append(buf, '}')
 	}
-	if err != nil {
-		return nil, &PermanentError{fmt.Errorf("encoding document: %w", err)}
-	}
+	d.Body = append(buf, '}')
 	return d, nil
 }
 

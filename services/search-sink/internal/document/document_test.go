@@ -108,9 +108,9 @@ func TestBuildDocument(t *testing.T) {
 			want := map[string]string{
 				"id": `42`, "name": `"widget"`, "at": `"2026-02-03T04:05:06.789Z"`, "at_us": `"2026-02-03T04:05:06.789123Z"`,
 				"day": `"2026-02-03"`, "tod": `"05:06:07.008"`, "price": tc.wantPrice, "opt_price": tc.wantOptPri,
-				"kind": `"B"`, "tags": `["a","b"]`, "attrs": `{"x":1,"y":null}`, "inner": `{"again":{"again":null,"x":2.5},"x":1.5}`,
+				"kind": `"B"`, "tags": `["a","b"]`, "attrs": `{"x":1,"y":null}`, "inner": `{"x":1.5,"again":{"x":2.5,"again":null}}`,
 				"ratio": `0.25`, "raw": `"AQID"`, "@timestamp": `"2026-02-03T22:59:59Z"`,
-				"_kafka": `{"key":"k1","offset":17,"partition":2,"topic":"Orders"}`,
+				"_kafka": `{"topic":"Orders","partition":2,"offset":17,"key":"k1"}`,
 			}
 			for k, v := range want {
 				if string(got[k]) != v {
@@ -249,4 +249,37 @@ func FuzzParseSchema(f *testing.F) {
 			t.Fatal("nil node without error")
 		}
 	})
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", "quote\" back\\ slash", "ctl\x00\x1f\n\t", "\u2028\u2029", "bad\xff\xfeutf8", "日本語"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b := appendString(nil, s)
+		var got string
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("appendString(%q) = %s: invalid JSON: %v", s, b, err)
+		}
+		want, _ := json.Marshal(s)
+		var wantS string
+		_ = json.Unmarshal(want, &wantS)
+		if got != wantS {
+			t.Fatalf("appendString(%q) decodes to %q, encoding/json gives %q", s, got, wantS)
+		}
+	})
+}
+
+func TestAppendValueMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	vals := []any{nil, true, int64(-5), int32(7), 1.5, 1e21, 1e-7, float32(0.1), 3.0, -0.0, json.Number("12.30"), "x",
+		[]byte{0, 1, 2}, []any{int64(1), "a", nil}, map[string]any{"b": int64(1), "a": map[string]any{"z": []any{}}},
+		time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)}
+	for _, v := range vals {
+		got := appendValue(nil, nil, v, 0)
+		want, _ := json.Marshal(v)
+		if string(got) != string(want) {
+			t.Errorf("appendValue(%#v) = %s, encoding/json = %s", v, got, want)
+		}
+	}
 }

@@ -187,6 +187,7 @@ type rule struct {
 	closed  int64 // windows ending at or before this are closed (ns)
 	series  map[string]*series
 	fired   map[string]int64 // dedup key -> record time of last alert
+	scratch []byte
 }
 
 type bucket struct {
@@ -233,40 +234,33 @@ func (r *rule) windowed() bool {
 	return false
 }
 
-// key builds the group key; one group field costs no allocation.
-func (r *rule) key(fields map[string]any) (string, bool) {
-	switch len(r.groups) {
-	case 0:
-		return "", true
-	case 1:
-		v, ok := r.groups[0].get(fields)
-		if !ok {
-			return "", false
-		}
-		if s, ok := v.(string); ok {
-			return s, true
-		}
-		return toString(v), true
-	}
-	var b strings.Builder
+// key builds the group key into the rule's scratch buffer (called with
+// r.mu held); the returned bytes are only valid until the next call.
+func (r *rule) key(fields map[string]any) ([]byte, bool) {
+	r.scratch = r.scratch[:0]
 	for i, g := range r.groups {
 		v, ok := g.get(fields)
 		if !ok {
-			return "", false
+			return nil, false
 		}
 		if i > 0 {
-			b.WriteByte(0x1f)
+			r.scratch = append(r.scratch, 0x1f)
 		}
-		b.WriteString(toString(v))
+		if s, ok := v.(string); ok {
+			r.scratch = append(r.scratch, s...)
+		} else {
+			r.scratch = append(r.scratch, toString(v)...)
+		}
 	}
-	return b.String(), true
+	return r.scratch, true
 }
 
-func (r *rule) seriesFor(key string) *series {
-	s := r.series[key]
+func (r *rule) seriesFor(kb []byte) *series {
+	s := r.series[string(kb)] // no allocation for the lookup
 	if s != nil {
 		return s
 	}
+	key := string(kb)
 	if len(r.series) >= r.cfg.MaxKeys {
 		return nil // bounded memory: new keys beyond max_keys are ignored
 	}
@@ -318,36 +312,36 @@ func (r *rule) observe(e *Engine, topic string, t time.Time, fields map[string]a
 		}
 		term = toString(v)
 	}
-	key, ok := r.key(fields)
-	if !ok {
-		return
-	}
 	ts := t.UnixNano()
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	kb, ok := r.key(fields)
+	if !ok {
+		return
+	}
 	switch r.cfg.Type {
 	case "threshold":
 		if r.window == 0 {
 			if r.op(num, *r.cfg.Value) {
-				s := r.seriesFor(key)
+				s := r.seriesFor(kb)
 				var g []string
 				if s != nil {
 					g = s.group
 				}
-				r.fire(e, topic, key, g, t, time.Time{}, num, fmt.Sprintf("%s = %s %s %s", r.cfg.Field, fmtNum(num), r.cfg.Op, fmtNum(*r.cfg.Value)))
+				r.fire(e, topic, string(kb), g, t, time.Time{}, num, fmt.Sprintf("%s = %s %s %s", r.cfg.Field, fmtNum(num), r.cfg.Op, fmtNum(*r.cfg.Value)))
 			}
 			return
 		}
 	case "outlier":
-		s := r.seriesFor(key)
+		s := r.seriesFor(kb)
 		if s == nil {
 			return
 		}
-		r.outlier(e, s, topic, key, t, num)
+		r.outlier(e, s, topic, kb, t, num)
 		return
 	case "new_term":
-		s := r.seriesFor(key)
+		s := r.seriesFor(kb)
 		if s == nil {
 			return
 		}
@@ -359,7 +353,7 @@ func (r *rule) observe(e *Engine, topic string, t time.Time, fields map[string]a
 				s.terms[term] = struct{}{}
 			}
 			if s.termCount >= r.cfg.Warmup {
-				r.fire(e, topic, key+"\x1f"+term, s.group, t, time.Time{}, 1, fmt.Sprintf("new value %q of %s", term, r.cfg.Field))
+				r.fire(e, topic, string(kb)+"\x1f"+term, s.group, t, time.Time{}, 1, fmt.Sprintf("new value %q of %s", term, r.cfg.Field))
 			}
 		}
 		s.termCount++
@@ -370,7 +364,7 @@ func (r *rule) observe(e *Engine, topic string, t time.Time, fields map[string]a
 		e.stats.Late(r.cfg.Name) // its window is closed: beyond allowed lateness
 		return
 	}
-	s := r.seriesFor(key)
+	s := r.seriesFor(kb)
 	if s != nil {
 		start := ts - mod(ts, r.window)
 		b := &s.buckets[int(mod(start/r.window, int64(r.ring)))]
@@ -520,7 +514,7 @@ func (r *rule) aggName() string {
 	return r.cfg.Agg + "(" + r.cfg.Field + ")"
 }
 
-func (r *rule) outlier(e *Engine, s *series, topic, key string, t time.Time, x float64) {
+func (r *rule) outlier(e *Engine, s *series, topic string, key []byte, t time.Time, x float64) {
 	if s.n == 0 {
 		s.mean, s.vr, s.n = x, 0, 1
 		return
@@ -528,7 +522,7 @@ func (r *rule) outlier(e *Engine, s *series, topic, key string, t time.Time, x f
 	if s.n >= r.cfg.Warmup && s.vr > 0 {
 		z := (x - s.mean) / math.Sqrt(s.vr)
 		if math.Abs(z) > r.cfg.Z {
-			r.fire(e, topic, key, s.group, t, time.Time{}, x, fmt.Sprintf("%s = %s is an outlier: z = %.2f (mean %s, threshold %s)", r.cfg.Field, fmtNum(x), z, fmtNum(s.mean), fmtNum(r.cfg.Z)))
+			r.fire(e, topic, string(key), s.group, t, time.Time{}, x, fmt.Sprintf("%s = %s is an outlier: z = %.2f (mean %s, threshold %s)", r.cfg.Field, fmtNum(x), z, fmtNum(s.mean), fmtNum(r.cfg.Z)))
 		}
 	}
 	diff := x - s.mean

@@ -1,0 +1,167 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http/httptest"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8/esutil"
+	"github.com/linkedin/goavro/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/pkg/testkit/estest"
+	"github.com/sluicehq/sluice/pkg/wire"
+	"github.com/sluicehq/sluice/services/search-sink/internal/document"
+	"github.com/sluicehq/sluice/services/search-sink/internal/es"
+)
+
+const benchSchema = `{"type":"record","name":"Order","fields":[
+ {"name":"id","type":"long"},{"name":"region","type":"string"},{"name":"customer","type":"string"},
+ {"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},
+ {"name":"latency_ms","type":["null","double"]},{"name":"created","type":{"type":"long","logicalType":"timestamp-millis"}},
+ {"name":"tags","type":{"type":"array","items":"string"}}]}`
+
+type oneCodec struct{ c *document.Codec }
+
+func (o oneCodec) Codec(context.Context, int) (*document.Codec, error) { return o.c, nil }
+
+func benchMessages(b *testing.B, n int) ([]kafkago.Message, *document.Codec) {
+	gc, err := goavro.NewCodec(benchSchema)
+	if err != nil {
+		b.Fatal(err)
+	}
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	msgs := make([]kafkago.Message, n)
+	for i := range msgs {
+		bin, err := gc.BinaryFromNative(nil, map[string]any{
+			"id": int64(i), "region": []string{"eu", "us", "ap"}[i%3], "customer": fmt.Sprintf("customer-%06d", i%5000),
+			"amount": goavroRat(i), "latency_ms": goavro.Union("double", float64(i%250)), "created": base.Add(time.Duration(i) * time.Second),
+			"tags": []any{"web", "checkout"},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs[i] = kafkago.Message{Topic: "orders", Partition: i % 4, Offset: int64(i / 4), Value: wire.Encode(1, bin), Time: base.Add(time.Duration(i) * time.Second)}
+	}
+	return msgs, &document.Codec{ID: 1, Schema: benchSchema, Codec: gc}
+}
+
+// BenchmarkIndexing measures documents/s into the Elasticsearch double
+// through the whole sink path (decode, document, bulk, per-item ack and
+// watermark) next to a raw esutil.BulkIndexer fed pre-encoded documents,
+// in the same run, and reports the ratio.
+func BenchmarkIndexing(b *testing.B) {
+	const n = 40000
+	msgs, codec := benchMessages(b, n)
+	namer, _ := document.NewNamer(document.ModeIndex, "<topic>-{yyyy.MM.dd}", "", "")
+	builder := document.NewBuilder(oneCodec{codec}, document.Options{Namer: namer, MetaField: "_kafka"})
+	// Pre-encode for the baseline with the same builder (not timed).
+	pre := make([]*document.Doc, n)
+	var bytesTotal int
+	for i := range msgs {
+		d, err := builder.Build(context.Background(), &msgs[i])
+		if err != nil {
+			b.Fatal(err)
+		}
+		pre[i] = d
+		bytesTotal += len(d.Body)
+	}
+	const workers, flush = 2, 1 << 20
+	var rawTotal, sinkTotal, rawCPU, sinkCPU time.Duration
+	for iter := 0; iter < b.N; iter++ {
+		// Raw baseline.
+		srv := httptest.NewServer(estest.New())
+		c, _ := es.New(es.Options{URLs: []string{srv.URL}, Timeout: 30 * time.Second})
+		bi, _ := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{Client: c, NumWorkers: workers, FlushBytes: flush, FlushInterval: time.Second})
+		cpu0 := cpuTime()
+		start := time.Now()
+		for _, d := range pre {
+			if err := bi.Add(context.Background(), esutil.BulkIndexerItem{Index: d.Index, Action: "index", DocumentID: d.ID, Body: bytes.NewReader(d.Body)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := bi.Close(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		rawTotal += time.Since(start)
+		rawCPU += cpuTime() - cpu0
+		if st := bi.Stats(); st.NumFlushed != n {
+			b.Fatalf("raw flushed %d of %d", st.NumFlushed, n)
+		}
+		srv.Close()
+
+		// Sink path.
+		srv = httptest.NewServer(estest.New())
+		c, _ = es.New(es.Options{URLs: []string{srv.URL}, Timeout: 30 * time.Second})
+		m := NewMetrics(prometheus.NewRegistry())
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		pl, err := NewPipeline(c, PipelineOptions{Workers: workers, FlushBytes: flush, FlushInterval: time.Second, MaxBufferedDocs: 20000, MaxBufferedBytes: 64 << 20}, m, NewDLQ(nil, nil, m, log), log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		parts := []*partition{newPartition("orders", 0), newPartition("orders", 1), newPartition("orders", 2), newPartition("orders", 3)}
+		ctx := context.Background()
+		cpu0 = cpuTime()
+		start = time.Now()
+		for i := range msgs {
+			msg := &msgs[i]
+			size := int64(len(msg.Value) + 512)
+			if err := pl.Acquire(ctx, size); err != nil {
+				b.Fatal(err)
+			}
+			pt := parts[msg.Partition]
+			seq := pt.add(msg.Offset)
+			d, err := builder.Build(ctx, msg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pl.Submit(ctx, msg, d, pt, seq, size); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := pl.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+		sinkTotal += time.Since(start)
+		sinkCPU += cpuTime() - cpu0
+		for _, p := range parts {
+			if p.pending() != 0 {
+				b.Fatalf("partition %d has %d unacknowledged", p.id, p.pending())
+			}
+		}
+		srv.Close()
+	}
+	rawRate := float64(n*b.N) / rawTotal.Seconds()
+	sinkRate := float64(n*b.N) / sinkTotal.Seconds()
+	b.ReportMetric(rawRate, "raw_docs/s")
+	b.ReportMetric(sinkRate, "docs/s")
+	b.ReportMetric(float64(bytesTotal*b.N)/sinkTotal.Seconds()/1e6, "MB/s")
+	b.ReportMetric(sinkRate/rawRate, "ratio")
+	// CPU time of the process covers client and the in-process double: on
+	// a shared machine it is the steadier comparison.
+	b.ReportMetric(float64(n*b.N)/rawCPU.Seconds(), "raw_docs/cpu_s")
+	b.ReportMetric(float64(n*b.N)/sinkCPU.Seconds(), "docs/cpu_s")
+}
+
+// cpuTime is the user+system CPU time of this process.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func goavroRat(i int) any {
+	r := new(big.Rat)
+	r.SetFrac64(int64(i%100000), 100)
+	return r
+}
