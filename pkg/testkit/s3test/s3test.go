@@ -17,10 +17,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,6 +64,7 @@ type Server struct {
 	tb       testing.TB // nil for servers from Run
 
 	closeOnce sync.Once
+	closing   atomic.Bool
 	closeErr  error
 }
 
@@ -143,25 +146,39 @@ func start(ctx context.Context, host, port, dir, access, secret, region string) 
 	return nil, err
 }
 
+// rootOnlyIAM is versitygw's single-account IAM, except that an unknown
+// access key is auth.ErrNoSuchUser, which the SigV4 middleware answers with
+// S3's 403 InvalidAccessKeyId; the single-account service's own error would
+// surface as 404 XAdminUserNotFound.
+type rootOnlyIAM struct{ auth.IAMService }
+
+func (r rootOnlyIAM) GetUserAccount(access string) (auth.Account, error) {
+	acct, err := r.IAMService.GetUserAccount(access)
+	if err != nil {
+		return auth.Account{}, auth.ErrNoSuchUser
+	}
+	return acct, nil
+}
+
 // serving is the result of one ServeMultiPort call.
 type serving struct {
 	done chan struct{} // closed when ServeMultiPort returns
 	err  error         // written before done is closed
 }
 
-// serve starts the gateway on hostport and waits until it listens or fails.
+// serve starts the gateway on hostport and waits until it answers HTTP.
+// Readiness is an answered request rather than fiber's OnListen hook because
+// fasthttp only learns its listener inside Serve, and a Shutdown that comes
+// before that is silently lost.
 func (s *Server) serve(ctx context.Context, hostport string) error {
-	ready := make(chan struct{})
-	var once sync.Once
 	srv, err := s3api.New(s.be,
 		middlewares.RootUserConfig{Access: s.access, Secret: s.secret},
 		s.region,
-		auth.NewIAMServiceSingle(auth.Account{Access: s.access, Secret: s.secret, Role: auth.RoleAdmin}),
+		rootOnlyIAM{auth.NewIAMServiceSingle(auth.Account{Access: s.access, Secret: s.secret, Role: auth.RoleAdmin})},
 		nil, nil, nil, nil, // no audit logs, admin logs, event notifications or metrics
 		s3api.WithQuiet(),
 		s3api.WithConcurrencyLimiter(10000, 5000),
 		s3api.WithMpMaxParts(10000),
-		s3api.WithOnListen(func() { once.Do(func() { close(ready) }) }),
 	)
 	if err != nil {
 		return fmt.Errorf("s3test: creating gateway: %w", err)
@@ -171,17 +188,37 @@ func (s *Server) serve(ctx context.Context, hostport string) error {
 		sv.err = srv.ServeMultiPort([]string{hostport})
 		close(sv.done)
 	}()
-	select {
-	case <-ready:
-		s.srv, s.serving = srv, sv
-		s.endpoint = "http://" + hostport
-		return nil
-	case <-sv.done:
-		return fmt.Errorf("s3test: serving on %s: %w", hostport, sv.err)
-	case <-ctx.Done():
-		_ = srv.ShutDown()
-		<-sv.done
-		return fmt.Errorf("s3test: waiting for gateway on %s: %w", hostport, ctx.Err())
+	endpoint := "http://" + hostport
+	probe := &http.Client{Timeout: time.Second}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if res, err := probe.Get(endpoint + "/"); err == nil {
+			res.Body.Close()
+			s.srv, s.serving, s.endpoint = srv, sv, endpoint
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-sv.done:
+			return fmt.Errorf("s3test: serving on %s: %w", hostport, sv.err)
+		case <-ctx.Done():
+			stop(srv, sv)
+			return fmt.Errorf("s3test: waiting for gateway on %s: %w", hostport, ctx.Err())
+		}
+	}
+}
+
+// stop shuts the gateway down, repeating the request in case Serve had not
+// yet registered its listener when the previous one arrived.
+func stop(srv *s3api.S3ApiServer, sv *serving) error {
+	for {
+		err := srv.ShutDown()
+		select {
+		case <-sv.done:
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -198,10 +235,10 @@ func freePort(host string) (string, error) {
 // working directory. Data stays in the directory. Safe to call twice.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		if err := s.srv.ShutDown(); err != nil {
+		s.closing.Store(true)
+		if err := stop(s.srv, s.serving); err != nil {
 			s.closeErr = fmt.Errorf("s3test: shutting down gateway: %w", err)
 		}
-		<-s.serving.done
 		s.be.Shutdown()
 		if err := os.Chdir(s.prevWD); err != nil && s.closeErr == nil {
 			s.closeErr = fmt.Errorf("s3test: restoring working directory %s: %w", s.prevWD, err)
@@ -212,9 +249,12 @@ func (s *Server) Close() error {
 }
 
 // Wait blocks until the gateway stops serving, after Close or on a listener
-// failure, and returns the serve error if there was one.
+// failure, and returns the listener error (nil after Close).
 func (s *Server) Wait() error {
 	<-s.serving.done
+	if s.closing.Load() {
+		return nil
+	}
 	return s.serving.err
 }
 

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -89,12 +91,12 @@ func TestPutGetRoundTrip(t *testing.T) {
 func TestMultipartUpload(t *testing.T) {
 	srv := s3test.Start(t)
 	ctx := testCtx(t)
-	srv.CreateBucket("mp")
+	srv.CreateBucket("multipart")
 	c := srv.Client()
 
 	const partSize = 5 << 20
 	var want []byte
-	create, err := c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String("mp"), Key: aws.String("big")})
+	create, err := c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String("multipart"), Key: aws.String("big")})
 	if err != nil {
 		t.Fatalf("create multipart upload: %v", err)
 	}
@@ -103,7 +105,7 @@ func TestMultipartUpload(t *testing.T) {
 		body := bytes.Repeat([]byte{byte('a' + n)}, partSize)
 		want = append(want, body...)
 		up, err := c.UploadPart(ctx, &s3.UploadPartInput{
-			Bucket: aws.String("mp"), Key: aws.String("big"), UploadId: create.UploadId,
+			Bucket: aws.String("multipart"), Key: aws.String("big"), UploadId: create.UploadId,
 			PartNumber: aws.Int32(n), Body: bytes.NewReader(body),
 		})
 		if err != nil {
@@ -112,12 +114,12 @@ func TestMultipartUpload(t *testing.T) {
 		parts = append(parts, types.CompletedPart{ETag: up.ETag, PartNumber: aws.Int32(n)})
 	}
 	if _, err := c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-		Bucket: aws.String("mp"), Key: aws.String("big"), UploadId: create.UploadId,
+		Bucket: aws.String("multipart"), Key: aws.String("big"), UploadId: create.UploadId,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	}); err != nil {
 		t.Fatalf("complete multipart upload: %v", err)
 	}
-	if got := getObject(ctx, t, c, "mp", "big"); !bytes.Equal(got, want) {
+	if got := getObject(ctx, t, c, "multipart", "big"); !bytes.Equal(got, want) {
 		t.Fatalf("read back %d bytes, want %d identical bytes", len(got), len(want))
 	}
 }
@@ -197,4 +199,34 @@ func TestRunWithoutTB(t *testing.T) {
 	if err := srv.Wait(); err != nil {
 		t.Fatalf("wait after close: %v", err)
 	}
+}
+
+// The posix backend chdirs into its root; Close must give the directory back
+// so later tests can still read testdata/.
+func TestWorkingDirectoryRestored(t *testing.T) {
+	before, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := s3test.Run(testCtx(t), "127.0.0.1:0", t.TempDir(), "dev", "dev-secret-123", "")
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	during, _ := os.Getwd()
+	if !sameDir(during, srv.Dir()) {
+		t.Errorf("while running, working dir = %s, want data dir %s", during, srv.Dir())
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if after, _ := os.Getwd(); !sameDir(after, before) {
+		t.Errorf("after Close, working dir = %s, want %s", after, before)
+	}
+}
+
+// sameDir compares paths after resolving symlinks (macOS's /var is one).
+func sameDir(a, b string) bool {
+	ra, errA := filepath.EvalSymlinks(a)
+	rb, errB := filepath.EvalSymlinks(b)
+	return errA == nil && errB == nil && ra == rb
 }
