@@ -396,14 +396,9 @@ func (c *checking) checkDecimal(r, w *Schema, loc string) {
 	}
 }
 
-// readerUnionReads reports whether some branch of reader union r reads w.
-// As in Avro, a named writer type is first matched by name.
+// readerUnionReads reports whether some branch of reader union r reads w,
+// as Avro's SchemaCompatibility checks it (any branch will do).
 func (c *checking) readerUnionReads(r, w *Schema) bool {
-	for _, b := range r.Branches {
-		if b.Kind == w.Kind && isNamed(w.Kind) && b.ShortName() == w.ShortName() {
-			return c.compatible(b, w)
-		}
-	}
 	for _, b := range r.Branches {
 		if c.compatible(b, w) {
 			return true

@@ -2,10 +2,12 @@ package store
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -250,5 +252,24 @@ func TestDuplicateRegistrationUnderSubjectLoses(t *testing.T) {
 	st.Apply(3, k, v)
 	if got, ok := st.Version("s", 2); !ok || got.ID != 1 || got.Deleted {
 		t.Fatalf("re-registration after soft delete = %+v %v", got, ok)
+	}
+}
+
+func TestNotReadyUntilReplayed(t *testing.T) {
+	t.Parallel()
+	s := New(nil, Options{}, quietLogger())
+	s.initEnd.Store(3)
+	if err := s.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "of 3") {
+		t.Fatalf("Ready before replay = %v", err)
+	}
+	for i := int64(0); i < 3; i++ {
+		s.state.Apply(i, NoopKey(), nil)
+	}
+	if s.state.Next() != 3 {
+		t.Fatalf("next = %d", s.state.Next())
+	}
+	s.markReady()
+	if err := s.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready after replay = %v", err)
 	}
 }
