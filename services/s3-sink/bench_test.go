@@ -190,7 +190,7 @@ func BenchmarkSinkVsRaw(b *testing.B) {
 func BenchmarkMemory100Partitions(b *testing.B) {
 	const (
 		partitions = 100
-		perPart    = 3_000
+		perPart    = 6_000
 		size       = 250
 	)
 	src, err := os.Getwd()

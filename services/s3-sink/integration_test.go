@@ -318,3 +318,33 @@ func TestTopicRegexPicksUpNewTopics(t *testing.T) {
 		checkExactlyOnce(t, topic, "rx", objs, evs, func(e event) string { return fmt.Sprintf("partition=%d", e.Partition) })
 	}
 }
+
+// TestRebalanceTwoSinks: a second sink joins the group mid-stream and the
+// first one leaves later; partitions move twice, revoked workers drop
+// their open files, and S3 still ends up with every record exactly once.
+func TestRebalanceTwoSinks(t *testing.T) {
+	h := newHarness(t)
+	topic := "moving"
+	h.kc.CreateTopic(topic, 6, nil)
+	events := genEvents(12000, 6, time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC))
+	env := map[string]string{"S3_SINK_TOPICS": topic, "S3_SINK_PREFIX": "mv", "S3_SINK_FLUSH_RECORDS": "300", "S3_SINK_ROTATE_MAX_OPEN": "1s"}
+	h.produce(t, topic, events[:4000])
+	stopA := h.startSink(t, env)
+	h.waitRecords(t, "mv/", 1000, 60*time.Second)
+	h.produce(t, topic, events[4000:8000])
+	stopB := h.startSink(t, env)
+	h.waitRecords(t, "mv/", 5000, 60*time.Second)
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	h.produce(t, topic, events[8000:])
+	objs := h.waitRecords(t, "mv/", len(events), 90*time.Second)
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := h.objects(t.Context(), "mv/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, topic, "mv", objs, events, func(e event) string { return fmt.Sprintf("partition=%d", e.Partition) })
+}

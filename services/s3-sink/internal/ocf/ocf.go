@@ -1,35 +1,47 @@
-// Package ocf writes one Avro object container file into an upload stream
-// with goavro's OCFWriter, batching records into blocks and deriving the
-// sync marker from the object key so a replay produces identical bytes.
+// Package ocf writes one Avro object container file into an upload stream.
+// goavro's OCFWriter writes the header (schema, codec, and a sync marker
+// derived from the object key, so a replay produces identical bytes); data
+// blocks are the records' binary encodings, which the Confluent payload
+// already is, copied verbatim after the caller validated them with the
+// same writer schema. That skips a decode-to-native/encode round trip per
+// record and keeps pending blocks as compact bytes, not Go maps.
 package ocf
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
+	"sync"
 
+	"github.com/golang/snappy"
 	"github.com/linkedin/goavro/v2"
 
 	"github.com/sluicehq/sluice/services/s3-sink/internal/upload"
 )
 
-// Block limits: a block is encoded and handed to the upload buffer when it
-// holds this many records or this many (uncompressed) bytes. Both are
-// deterministic functions of the records, so replays cut blocks at the same
-// places.
+// Block limits: a block is compressed and handed to the upload buffer when
+// it holds this many records or this many (uncompressed) bytes. Both are
+// deterministic functions of the records, so replays cut blocks at the
+// same places.
 const (
-	BlockRecords = 2000
-	BlockBytes   = 256 << 10
+	BlockRecords = 4000
+	BlockBytes   = 128 << 10
 )
 
 // File is an open OCF object.
 type File struct {
-	up           *upload.Upload
-	w            *goavro.OCFWriter
-	pending      []any
-	pendingBytes int
-	records      int
-	rawBytes     int64
+	up          *upload.Upload
+	compression string
+	sync        [16]byte
+	block       []byte // pending records, binary encoded
+	blockCount  int
+	records     int
+	rawBytes    int64
+	scratch     []byte
 }
 
 // SyncMarker derives the 16-byte OCF sync marker from the object key.
@@ -42,39 +54,78 @@ func SyncMarker(key string) [16]byte {
 
 // Create writes the OCF header (schema of codec, compression) into up.
 func Create(up *upload.Upload, codec *goavro.Codec, compression string) (*File, error) {
-	w, err := goavro.NewOCFWriter(goavro.OCFConfig{
-		W: up, Codec: codec, CompressionName: compression, SyncMarker: SyncMarker(up.Key()),
-	})
-	if err != nil {
+	switch compression {
+	case goavro.CompressionNullLabel, goavro.CompressionDeflateLabel, goavro.CompressionSnappyLabel:
+	default:
+		return nil, fmt.Errorf("OCF compression %q: want null, deflate or snappy", compression)
+	}
+	sm := SyncMarker(up.Key())
+	if _, err := goavro.NewOCFWriter(goavro.OCFConfig{W: up, Codec: codec, CompressionName: compression, SyncMarker: sm}); err != nil {
 		return nil, fmt.Errorf("starting OCF %s: %w", up.Key(), err)
 	}
-	return &File{up: up, w: w}, nil
+	return &File{up: up, compression: compression, sync: sm}, nil
 }
 
-// Append adds one decoded record; rawLen is its binary Avro size, used for
-// block and rotation sizes. It encodes a block when one is full and uploads
-// full parts.
-func (f *File) Append(ctx context.Context, native any, rawLen int) error {
-	f.pending = append(f.pending, native)
-	f.pendingBytes += rawLen
+// Append adds one record's binary Avro encoding, which must be valid for
+// the file's schema (the caller decoded it with the same codec). It
+// compresses a block when one is full and uploads full parts.
+func (f *File) Append(ctx context.Context, record []byte) error {
+	f.block = append(f.block, record...)
+	f.blockCount++
 	f.records++
-	f.rawBytes += int64(rawLen)
-	if len(f.pending) >= BlockRecords || f.pendingBytes >= BlockBytes {
+	f.rawBytes += int64(len(record))
+	if f.blockCount >= BlockRecords || len(f.block) >= BlockBytes {
 		return f.flushBlock(ctx)
 	}
 	return nil
 }
 
+var deflaters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.DefaultCompression)
+	return w
+}}
+
+func (f *File) compress() ([]byte, error) {
+	switch f.compression {
+	case goavro.CompressionDeflateLabel:
+		var bb bytes.Buffer
+		bb.Grow(len(f.block) / 2)
+		w := deflaters.Get().(*flate.Writer)
+		defer deflaters.Put(w)
+		w.Reset(&bb)
+		if _, err := w.Write(f.block); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+		return bb.Bytes(), nil
+	case goavro.CompressionSnappyLabel:
+		// Avro's snappy codec: the snappy block, then the CRC-32 (IEEE,
+		// big-endian) of the uncompressed data.
+		f.scratch = snappy.Encode(f.scratch[:cap(f.scratch)], f.block)
+		return binary.BigEndian.AppendUint32(f.scratch, crc32.ChecksumIEEE(f.block)), nil
+	default:
+		return f.block, nil
+	}
+}
+
 func (f *File) flushBlock(ctx context.Context) error {
-	if len(f.pending) == 0 {
+	if f.blockCount == 0 {
 		return nil
 	}
-	if err := f.w.Append(f.pending); err != nil {
-		return fmt.Errorf("encoding OCF block of %s: %w", f.up.Key(), err)
+	data, err := f.compress()
+	if err != nil {
+		return fmt.Errorf("compressing OCF block of %s: %w", f.up.Key(), err)
 	}
-	clear(f.pending)
-	f.pending = f.pending[:0]
-	f.pendingBytes = 0
+	var hdr [2 * binary.MaxVarintLen64]byte
+	n := binary.PutVarint(hdr[:], int64(f.blockCount)) // Avro longs are zig-zag varints
+	n += binary.PutVarint(hdr[n:], int64(len(data)))
+	_, _ = f.up.Write(hdr[:n])
+	_, _ = f.up.Write(data)
+	_, _ = f.up.Write(f.sync[:])
+	f.block = f.block[:0]
+	f.blockCount = 0
 	return f.up.Flush(ctx)
 }
 
@@ -85,14 +136,14 @@ func (f *File) Records() int { return f.records }
 // unlike the compressed size, so rotation by bytes uses it.
 func (f *File) RawBytes() int64 { return f.rawBytes }
 
-// Size is the number of OCF bytes produced so far (header and encoded blocks).
+// Size is the number of OCF bytes produced so far (header and blocks).
 func (f *File) Size() int64 { return f.up.Size() }
 
 // Key is the object key.
 func (f *File) Key() string { return f.up.Key() }
 
 // Buffered is the bytes held in memory for the upload.
-func (f *File) Buffered() int { return f.up.Buffered() }
+func (f *File) Buffered() int { return f.up.Buffered() + cap(f.block) }
 
 // Close writes the last block and completes the upload.
 func (f *File) Close(ctx context.Context) error {
@@ -100,11 +151,12 @@ func (f *File) Close(ctx context.Context) error {
 		f.up.Abort(ctx)
 		return err
 	}
+	f.block, f.scratch = nil, nil
 	return f.up.Complete(ctx)
 }
 
 // Abort drops the file and aborts its upload.
 func (f *File) Abort(ctx context.Context) {
-	f.pending = nil
+	f.block, f.scratch = nil, nil
 	f.up.Abort(ctx)
 }

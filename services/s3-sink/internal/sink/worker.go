@@ -250,7 +250,7 @@ func (w *worker) handle(ctx, gctx context.Context, m kafkago.Message) error {
 		w.next = m.Offset + 1
 		return nil
 	}
-	native, id, n, reason := w.decode(ctx, gctx, m)
+	native, id, payload, reason := w.decode(ctx, gctx, m)
 	if gctx.Err() != nil {
 		return gctx.Err()
 	}
@@ -304,7 +304,7 @@ func (w *worker) handle(ctx, gctx context.Context, m kafkago.Message) error {
 		w.files[path] = of
 		w.s.o.Metrics.openFiles.Inc()
 	}
-	if err := of.f.Append(ctx, native, n); err != nil {
+	if err := of.f.Append(ctx, payload); err != nil {
 		delete(w.files, path)
 		w.s.o.Metrics.openFiles.Dec()
 		of.f.Abort(ctx)
@@ -377,32 +377,32 @@ func (w *worker) rotateStale(ctx context.Context) error {
 // decode returns the record's native value, schema id and payload size, or
 // a reason it belongs in the DLQ. A registry outage is retried, not dead
 // lettered: the record is fine, the lookup is not.
-func (w *worker) decode(ctx, gctx context.Context, m kafkago.Message) (native any, id int, n int, reason string) {
-	sid, payload, err := wire.Decode(m.Value)
+func (w *worker) decode(ctx, gctx context.Context, m kafkago.Message) (native any, id int, payload []byte, reason string) {
+	sid, body, err := wire.Decode(m.Value)
 	if err != nil {
-		return nil, 0, 0, "framing: " + err.Error()
+		return nil, 0, nil, "framing: " + err.Error()
 	}
 	id = int(sid)
 	backoff := 100 * time.Millisecond
 	for {
 		codec, err := w.s.o.Codecs.ByID(ctx, id)
 		if err == nil {
-			v, rest, err := codec.NativeFromBinary(payload)
+			v, rest, err := codec.NativeFromBinary(body)
 			if err != nil {
-				return nil, id, 0, fmt.Sprintf("avro: schema id %d: %v", id, err)
+				return nil, id, nil, fmt.Sprintf("avro: schema id %d: %v", id, err)
 			}
 			if len(rest) != 0 {
-				return nil, id, 0, fmt.Sprintf("avro: schema id %d: %d trailing bytes after the record", id, len(rest))
+				return nil, id, nil, fmt.Sprintf("avro: schema id %d: %d trailing bytes after the record", id, len(rest))
 			}
-			return v, id, len(payload), ""
+			return v, id, body, ""
 		}
 		if Permanent(err) {
-			return nil, id, 0, "schema: " + err.Error()
+			return nil, id, nil, "schema: " + err.Error()
 		}
 		w.log.Warn("schema lookup failed; retrying", "schema_id", id, "offset", m.Offset, "err", err)
 		select {
 		case <-gctx.Done():
-			return nil, id, 0, ""
+			return nil, id, nil, ""
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
