@@ -2,20 +2,18 @@ package httpapi
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
 )
 
@@ -25,26 +23,6 @@ const (
 	ContentAvroJSON = "application/vnd.sluice.avro+json"
 	ContentNDJSON   = "application/x-ndjson"
 )
-
-// NativeRequest is the body of POST /v1/topics/{topic}/records.
-type NativeRequest struct {
-	Records       []NativeRecord `json:"records"`
-	SchemaID      int            `json:"schema_id,omitempty"`
-	SchemaVersion int            `json:"schema_version,omitempty"`
-	// Format is "json" (default: plain JSON, unions inferred) or
-	// "avro_json" (Avro's JSON encoding, unions wrapped).
-	Format string `json:"format,omitempty"`
-	Async  bool   `json:"async,omitempty"`
-}
-
-// NativeRecord is one record of a native request (or one NDJSON line).
-type NativeRecord struct {
-	Key       json.RawMessage   `json:"key,omitempty"`
-	Value     json.RawMessage   `json:"value"`
-	Headers   map[string]string `json:"headers,omitempty"`
-	Timestamp json.RawMessage   `json:"timestamp,omitempty"`
-	Partition *int32            `json:"partition,omitempty"`
-}
 
 // NativeResult is the outcome of one record.
 type NativeResult struct {
@@ -74,39 +52,6 @@ func parseFormat(s string) (gateway.Format, error) {
 		return gateway.FormatAvroJSON, nil
 	}
 	return 0, fmt.Errorf("unknown format %q (want json or avro_json)", s)
-}
-
-// toRecord converts a native record; the error names the bad field.
-func toRecord(nr *NativeRecord, prefix string) (gateway.Record, *gateway.Error) {
-	rec := gateway.Record{Value: nr.Value, Partition: -1}
-	if len(nr.Key) > 0 && string(nr.Key) != "null" {
-		rec.KeyJSON = nr.Key
-	}
-	if len(nr.Value) == 0 {
-		rec.Value = nil
-	}
-	t, err := parseTimestamp(nr.Timestamp)
-	if err != nil {
-		return rec, &gateway.Error{Kind: gateway.KindInvalidRecord, Message: fmt.Sprintf("%stimestamp: %v", prefix, err), Field: "timestamp"}
-	}
-	rec.Time = t
-	if nr.Partition != nil {
-		if *nr.Partition < 0 {
-			return rec, &gateway.Error{Kind: gateway.KindInvalidRecord, Message: fmt.Sprintf("%spartition: must not be negative", prefix), Field: "partition"}
-		}
-		rec.Partition = *nr.Partition
-	}
-	if len(nr.Headers) > 0 {
-		keys := make([]string, 0, len(nr.Headers))
-		for k := range nr.Headers {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			rec.Headers = append(rec.Headers, kafkago.Header{Key: k, Value: []byte(nr.Headers[k])})
-		}
-	}
-	return rec, nil
 }
 
 func nativeResult(topic string, r gateway.Result, async bool) NativeResult {
@@ -185,7 +130,7 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, gerr)
 		return
 	}
-	req, gerr := parseNative(body, s.opt.MaxRecords)
+	req, gerr := parseBatch(body, s.opt.MaxRecords)
 	if gerr != nil {
 		hold.Release()
 		s.fail(w, gerr)
@@ -205,7 +150,12 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 	pre := make([]*gateway.Error, len(req.Records))
 	b.Records = make([]gateway.Record, 0, len(req.Records))
 	for i := range req.Records {
-		rec, rerr := toRecord(&req.Records[i], fmt.Sprintf("records[%d].", i))
+		rec, rerr, structural := recordFromDecoded(req.Records[i], fmt.Sprintf("records[%d].", i))
+		if structural {
+			hold.Release()
+			s.fail(w, gateway.Errorf(gateway.KindBadRequest, "malformed JSON request: %s", rerr.Message))
+			return
+		}
 		if rerr != nil {
 			pre[i] = rerr
 			continue
@@ -238,39 +188,18 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, resp)
 }
 
-// parseNative decodes a native batch body strictly (unknown envelope fields
-// are errors, so a typo does not silently produce nulls).
-func parseNative(body []byte, maxRecords int) (*NativeRequest, *gateway.Error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var req NativeRequest
-	if err := dec.Decode(&req); err != nil {
-		return nil, gateway.Errorf(gateway.KindBadRequest, "malformed JSON request: %v", err)
-	}
-	if dec.More() {
-		return nil, gateway.Errorf(gateway.KindBadRequest, "malformed JSON request: data after the request object")
-	}
-	if len(req.Records) == 0 {
-		return nil, gateway.Errorf(gateway.KindBadRequest, "request has no records")
-	}
-	if len(req.Records) > maxRecords {
-		return nil, gateway.Errorf(gateway.KindRequestTooLarge, "request has %d records, more than the limit of %d", len(req.Records), maxRecords)
-	}
-	return &req, nil
-}
-
 // parseLine decodes one NDJSON line into a record.
 func parseLine(line []byte, n int) (gateway.Record, *gateway.Error) {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	var nr NativeRecord
-	if err := dec.Decode(&nr); err != nil {
+	v, err := avro.DecodeJSON(line)
+	if err != nil {
 		return gateway.Record{}, &gateway.Error{Kind: gateway.KindInvalidRecord, Message: fmt.Sprintf("line %d: malformed JSON: %v", n, err)}
 	}
-	if dec.More() {
-		return gateway.Record{}, &gateway.Error{Kind: gateway.KindInvalidRecord, Message: fmt.Sprintf("line %d: malformed JSON: more than one value on the line", n)}
+	rec, rerr, _ := recordFromDecoded(v, fmt.Sprintf("line %d: ", n))
+	if rerr != nil {
+		rerr.Kind = gateway.KindInvalidRecord
+		return rec, rerr
 	}
-	return toRecord(&nr, fmt.Sprintf("line %d: ", n))
+	return rec, nil
 }
 
 // nativeStream handles application/x-ndjson: one record per line in, one

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -212,29 +211,6 @@ func mediaType(r *http.Request) string {
 		ct = ct[:i]
 	}
 	return strings.ToLower(strings.TrimSpace(ct))
-}
-
-// parseTimestamp reads an RFC 3339 string or epoch milliseconds.
-func parseTimestamp(raw json.RawMessage) (time.Time, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return time.Time{}, nil
-	}
-	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return time.Time{}, err
-		}
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return time.Time{}, fmt.Errorf("want RFC 3339 or epoch milliseconds, got %q", s)
-		}
-		return t, nil
-	}
-	ms, err := strconv.ParseInt(string(raw), 10, 64)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("want RFC 3339 or epoch milliseconds, got %s", raw)
-	}
-	return time.UnixMilli(ms), nil
 }
 
 // streamWriter writes result lines, flushing after each chunk of results.
