@@ -3,9 +3,11 @@ package prom
 import (
 	"bytes"
 	"compress/gzip"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +31,8 @@ type Handler struct {
 	MaxAge time.Duration
 	Now    func() time.Time
 	Log    *slog.Logger
+
+	zw sync.Pool // *gzip.Writer for the registry part
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -63,9 +67,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// A second gzip member; readers decode concatenated members as one
 		// stream.
-		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+		zw, _ := h.zw.Get().(*gzip.Writer)
+		if zw == nil {
+			zw, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
+		} else {
+			zw.Reset(w)
+		}
 		_, _ = zw.Write(own.Bytes())
 		_ = zw.Close()
+		zw.Reset(io.Discard)
+		h.zw.Put(zw)
 		return
 	}
 	if s != nil {
