@@ -2,12 +2,16 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -15,12 +19,17 @@ import (
 	"testing"
 	"time"
 
+	hamba "github.com/hamba/avro/v2"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	ingestv1 "github.com/sluicehq/sluice/pkg/gen/sluice/ingest/v1"
+	"github.com/sluicehq/sluice/pkg/testkit/kafkatest"
+	"github.com/sluicehq/sluice/pkg/wire"
 )
 
 // TestDeadLetterPolicy parks invalid records in <topic>.dlq with the
@@ -401,4 +410,65 @@ func TestShutdownUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d records acknowledged before shutdown, all in Kafka (%d records in the topic)", len(acked), len(got))
+}
+
+// TestKeySubjectAndTLS: with a <topic>-key subject, JSON keys are Avro
+// encoded and framed with the key schema id (and validated, errors naming
+// key.<field>); both listeners serve TLS when configured.
+func TestKeySubjectAndTLS(t *testing.T) {
+	t.Parallel()
+	pki := kafkatest.NewPKI(t)
+	pem, err := os.ReadFile(pki.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	e := startEnvTLS(t, nil, nil, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		"-gateway-tls-cert-file", pki.CertFile, "-gateway-tls-key-file", pki.KeyFile)
+	e.kafka.CreateTopic("keyed", 2, nil)
+	e.reg.Register(t, "keyed-value", orderSchema)
+	keySchema := `{"type":"record","name":"K","fields":[{"name":"user","type":"string"}]}`
+	keyID := e.reg.Register(t, "keyed-key", keySchema)
+
+	body := []byte(`{"records":[{"key":{"user":"alice"},"value":` + orderJSON(1) + `},{"key":{"usr":"bob"},"value":` + orderJSON(2) + `}]}`)
+	req, _ := http.NewRequest(http.MethodPost, e.httpURL+"/v1/topics/keyed/records", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatalf("https: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMultiStatus || !strings.Contains(string(b), `"field":"key.user"`) {
+		t.Fatalf("keyed: %d %s", resp.StatusCode, b)
+	}
+	got := readTopic(t, e.kafka.Brokers(), "keyed", 1)
+	ks, _ := hamba.Parse(keySchema)
+	for _, r := range got {
+		id, payload, err := wire.Decode(r.Key)
+		if err != nil || int(id) != keyID {
+			t.Fatalf("key not framed with key schema %d: % x (%v)", keyID, r.Key, err)
+		}
+		var k struct {
+			User string `avro:"user"`
+		}
+		if err := hamba.Unmarshal(ks, payload, &k); err != nil || k.User != "alice" {
+			t.Fatalf("key decodes to %+v, %v", k, err)
+		}
+	}
+
+	// gRPC over TLS.
+	cc, err := grpc.NewClient(e.grpc, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pr, err := ingestv1.NewIngestServiceClient(cc).Produce(ctx, &ingestv1.ProduceRequest{Topic: "keyed", Records: []*ingestv1.Record{{KeyJson: `{"user":"carol"}`, Value: []byte(orderJSON(3))}}})
+	if err != nil || pr.Results[0].Error != nil {
+		t.Fatalf("grpc over TLS: %v %v", pr, err)
+	}
+	readTopic(t, e.kafka.Brokers(), "keyed", 2)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,7 +47,7 @@ type env struct {
 	grpc    string
 	cancel  context.CancelFunc
 	done    chan error
-	keys    map[string]string // id -> secret
+	client  *http.Client
 }
 
 func freeAddr(tb testing.TB) string {
@@ -63,15 +64,25 @@ func freeAddr(tb testing.TB) string {
 // in-process) with flags; extra flags override the defaults.
 func startEnv(tb testing.TB, kafka *kafkatest.Cluster, reg *registrytest.Registry, flags ...string) *env {
 	tb.Helper()
+	return startEnvTLS(tb, kafka, reg, nil, flags...)
+}
+
+// startEnvTLS is startEnv for a gateway serving TLS; clientTLS trusts it.
+func startEnvTLS(tb testing.TB, kafka *kafkatest.Cluster, reg *registrytest.Registry, clientTLS *tls.Config, flags ...string) *env {
+	tb.Helper()
 	if kafka == nil {
 		kafka = kafkatest.Start(tb)
 	}
 	if reg == nil {
 		reg = registrytest.Start(tb, kafka.Brokers())
 	}
-	e := &env{t: tb, kafka: kafka, reg: reg, done: make(chan error, 1)}
+	e := &env{t: tb, kafka: kafka, reg: reg, done: make(chan error, 1), client: &http.Client{Timeout: 30 * time.Second}}
 	httpAddr, grpcAddr := freeAddr(tb), freeAddr(tb)
 	e.httpURL, e.grpc = "http://"+httpAddr, grpcAddr
+	if clientTLS != nil {
+		e.httpURL = "https://" + httpAddr
+		e.client.Transport = &http.Transport{TLSClientConfig: clientTLS}
+	}
 	args := []string{
 		"-kafka-brokers", kafka.Brokers()[0],
 		"-registry-url", reg.URL(),
@@ -90,7 +101,7 @@ func startEnv(tb testing.TB, kafka *kafkatest.Cluster, reg *registrytest.Registr
 	tb.Cleanup(func() { e.stop() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(e.httpURL + "/readyz")
+		resp, err := e.client.Get(e.httpURL + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
