@@ -28,12 +28,13 @@ import (
 
 // Options tune an instance.
 type Options struct {
-	Topic      string
-	Auth       *api.Auth
-	MaxSchema  int
-	MaxRequest int64
-	Timeout    time.Duration // write+apply bound; default 10s
-	Log        *slog.Logger
+	Topic       string
+	Auth        *api.Auth
+	MaxSchema   int
+	MaxRequest  int64
+	Timeout     time.Duration // write+apply bound; default 10s
+	RepairAfter time.Duration
+	Log         *slog.Logger
 }
 
 // Instance is one running registry replica.
@@ -71,7 +72,7 @@ func Start(tb testing.TB, kcfg kafka.Config, opts Options) *Instance {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
-	in.Store = store.New(kc, store.Options{Topic: opts.Topic, Timeout: opts.Timeout}, opts.Log)
+	in.Store = store.New(kc, store.Options{Topic: opts.Topic, Timeout: opts.Timeout, RepairAfter: opts.RepairAfter}, opts.Log)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := in.Store.Init(ctx); err != nil {

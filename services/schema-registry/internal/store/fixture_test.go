@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Record is one fixture record: raw key and value JSON (value null is a
@@ -271,5 +272,25 @@ func TestNotReadyUntilReplayed(t *testing.T) {
 	s.markReady()
 	if err := s.Ready(context.Background()); err != nil {
 		t.Fatalf("Ready after replay = %v", err)
+	}
+}
+
+func TestLostKeysTracked(t *testing.T) {
+	t.Parallel()
+	st := NewState(quietLogger())
+	k, v := schemaRec("s", 1, 1, `"int"`, false)
+	st.Apply(0, k, v)
+	k2, v2 := schemaRec("s", 1, 2, `"long"`, false)
+	st.Apply(1, k2, v2)
+	lost := st.LostKeys(0)
+	if len(lost) != 1 || lost[0].ID != 1 {
+		t.Fatalf("lost keys = %+v, want s/1 with winner id 1", lost)
+	}
+	if len(st.LostKeys(time.Hour)) != 0 {
+		t.Fatal("a fresh loss is reported before its grace period")
+	}
+	st.Apply(2, k, v) // the winner re-asserted
+	if lost := st.LostKeys(0); len(lost) != 0 {
+		t.Fatalf("lost keys after re-assertion = %+v", lost)
 	}
 }

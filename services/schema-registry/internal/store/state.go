@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sluicehq/sluice/services/schema-registry/internal/avroschema"
 )
@@ -70,8 +71,18 @@ type State struct {
 	mode       map[string]string
 	next       int64 // next offset to apply
 	conflicts  map[int64]string
-	notify     chan struct{}
+	// lost holds subject versions whose last record in the log lost a race:
+	// compaction would keep that record, so the winner must be written again.
+	lost   map[svKey]time.Time
+	notify chan struct{}
 }
+
+type svKey struct {
+	subject string
+	version int
+}
+
+const maxConflicts = 4096
 
 // NewState returns an empty state.
 func NewState(log *slog.Logger) *State {
@@ -84,6 +95,7 @@ func NewState(log *slog.Logger) *State {
 		config:     map[string]string{},
 		mode:       map[string]string{},
 		conflicts:  map[int64]string{},
+		lost:       map[svKey]time.Time{},
 		notify:     make(chan struct{}),
 	}
 }
@@ -149,6 +161,15 @@ func (s *State) Apply(offset int64, key, value []byte) {
 	if k.Subject != nil {
 		subject = *k.Subject
 	}
+	if len(s.conflicts) > maxConflicts {
+		// Conflicts are only read by the writer that is waiting for its
+		// record; forget the old ones other replicas' races left behind.
+		for off := range s.conflicts {
+			if off < offset-maxConflicts {
+				delete(s.conflicts, off)
+			}
+		}
+	}
 	switch k.Type {
 	case KeySchema:
 		s.applySchema(offset, subject, k.Version, value)
@@ -198,6 +219,7 @@ func (s *State) applySchema(offset int64, subject string, version int, value []b
 	vers := s.subjects[subject]
 	cur := vers[version]
 	if value == nil {
+		delete(s.lost, svKey{subject, version})
 		if cur != nil {
 			s.removeVersion(cur)
 		}
@@ -214,10 +236,14 @@ func (s *State) applySchema(offset int64, subject string, version int, value []b
 	identity := IdentityOf(v.SchemaType, v.Schema, v.References)
 	if cur != nil {
 		if cur.ID == v.ID && cur.Schema.Identity == identity {
-			cur.Deleted = v.Deleted // soft delete (or the rare re-assertion)
+			cur.Deleted = v.Deleted // soft delete, or the winner re-asserted
+			delete(s.lost, svKey{subject, version})
 			return
 		}
 		s.conflicts[offset] = "subject version already holds another schema"
+		if _, ok := s.lost[svKey{subject, version}]; !ok {
+			s.lost[svKey{subject, version}] = time.Now()
+		}
 		return
 	}
 	if !v.Deleted && s.modeLocked(subject) != "IMPORT" {
@@ -268,6 +294,23 @@ func (s *State) removeVersion(v *Version) {
 		}
 		delete(s.ids, v.ID)
 	}
+}
+
+// LostKeys returns the subject versions whose last record lost a race at
+// least minAge ago and whose winner has not been written again since.
+func (s *State) LostKeys(minAge time.Duration) []Version {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Version
+	for k, at := range s.lost {
+		if time.Since(at) < minAge {
+			continue
+		}
+		if v, ok := s.subjects[k.subject][k.version]; ok {
+			out = append(out, *v)
+		}
+	}
+	return out
 }
 
 // ConflictAt returns why the record at offset lost, if it did.

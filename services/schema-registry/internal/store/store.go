@@ -25,6 +25,9 @@ type Options struct {
 	Topic             string
 	ReplicationFactor int           // -1: broker default
 	Timeout           time.Duration // bound on a write plus its apply
+	// RepairAfter is how long a lost race may stay the last record of its
+	// key before any replica re-writes the winner; default 5s.
+	RepairAfter time.Duration
 }
 
 // Store is the Kafka-backed registry log.
@@ -33,6 +36,9 @@ type Store struct {
 	opts  Options
 	log   *slog.Logger
 	state *State
+
+	repairEvery time.Duration
+	repairAfter time.Duration
 
 	ready   atomic.Bool
 	initEnd atomic.Int64
@@ -51,7 +57,10 @@ func New(kc *kafka.Clients, opts Options, log *slog.Logger) *Store {
 	if opts.ReplicationFactor == 0 {
 		opts.ReplicationFactor = -1
 	}
-	return &Store{kc: kc, opts: opts, log: log, state: NewState(log)}
+	if opts.RepairAfter <= 0 {
+		opts.RepairAfter = 5 * time.Second
+	}
+	return &Store{kc: kc, opts: opts, log: log, state: NewState(log), repairEvery: opts.RepairAfter / 2, repairAfter: opts.RepairAfter}
 }
 
 // State is the applied view of the log.
@@ -106,6 +115,7 @@ func (s *Store) Run(ctx context.Context) error {
 		s.markReady()
 	}
 	go s.probeEnd(ctx)
+	go s.repairLost(ctx)
 	for {
 		m, err := s.reader.FetchMessage(ctx)
 		if err != nil {
@@ -243,6 +253,32 @@ func (s *Store) probeEnd(ctx context.Context) {
 				s.log.Warn("probing the schemas log end", "err", err)
 			}
 			cancel()
+		}
+	}
+}
+
+// repairLost re-writes the winner of a subject version whose last record
+// lost a race, when the losing writer did not do it itself (it crashed):
+// otherwise compaction would keep the loser. Every replica may do this;
+// the records are identical, so duplicates are harmless.
+func (s *Store) repairLost(ctx context.Context) {
+	t := time.NewTicker(s.repairEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, v := range s.state.LostKeys(s.repairAfter) {
+			val := SchemaValue{Subject: v.Subject, Version: v.Version, ID: v.ID, SchemaType: v.Schema.Type, References: v.Schema.References, Schema: v.Schema.Schema, Deleted: v.Deleted}
+			if _, err := s.Write(ctx, SchemaKey(v.Subject, v.Version), val.Encode()); err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("re-writing the winner of a lost race", "subject", v.Subject, "version", v.Version, "err", err)
+				}
+				continue
+			}
+			s.log.Info("re-wrote the winner of a lost race", "subject", v.Subject, "version", v.Version, "id", v.ID)
 		}
 	}
 }
