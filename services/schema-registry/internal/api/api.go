@@ -147,6 +147,9 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			route = "unmatched"
 		}
 		s.latency.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Observe(time.Since(start).Seconds())
+		if rec.status >= 500 {
+			s.log.Warn("request failed", "route", route, "method", r.Method, "status", rec.status, "duration", time.Since(start))
+		}
 	})
 }
 
