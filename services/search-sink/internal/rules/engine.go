@@ -420,6 +420,10 @@ func mod(a, b int64) int64 {
 func (r *rule) closeWindows(e *Engine) {
 	wm := r.maxTime - r.late
 	limit := wm - mod(wm, r.window) // windows ending at or before this close
+	if r.closed == math.MinInt64 {
+		r.closed = limit // nothing observed yet: no window to evaluate
+		return
+	}
 	if limit <= r.closed {
 		return
 	}
