@@ -472,3 +472,35 @@ func TestKeySubjectAndTLS(t *testing.T) {
 	}
 	readTopic(t, e.kafka.Brokers(), "keyed", 2)
 }
+
+// TestRegistryOutage: known subjects keep working from the cache while the
+// registry is down; an unknown one gets 503 50302 with Retry-After; after
+// the registry is back the gateway recovers without restart.
+func TestRegistryOutage(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil)
+	e.kafka.CreateTopic("known", 1, nil)
+	e.kafka.CreateTopic("unknown", 1, nil)
+	e.reg.Register(t, "known-value", orderSchema)
+	e.reg.Register(t, "unknown-value", orderSchema)
+	one := func(topic string, i int) httpResult {
+		return post(t, e.httpURL+"/v1/topics/"+topic+"/records", "application/json", []byte(`{"records":[{"value":`+orderJSON(i)+`}]}`))
+	}
+	if res := one("known", 1); res.status != 200 {
+		t.Fatalf("warm-up: %d %s", res.status, res.body)
+	}
+	e.reg.Stop()
+	if res := one("known", 2); res.status != 200 {
+		t.Fatalf("cached subject during outage: %d %s", res.status, res.body)
+	}
+	res := one("unknown", 3)
+	if res.status != 503 || res.header.Get("Retry-After") == "" || !strings.Contains(string(res.body), `"error_code":50302`) {
+		t.Fatalf("uncached subject during outage: %d %v %s", res.status, res.header, res.body)
+	}
+	e.reg.Restart(t)
+	if res := one("unknown", 4); res.status != 200 {
+		t.Fatalf("after the registry is back: %d %s", res.status, res.body)
+	}
+	readTopic(t, e.kafka.Brokers(), "known", 2)
+	readTopic(t, e.kafka.Brokers(), "unknown", 1)
+}
