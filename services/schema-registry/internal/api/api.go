@@ -118,6 +118,7 @@ type statusRecorder struct {
 	status int
 }
 
+// WriteHeader records the first status written.
 func (r *statusRecorder) WriteHeader(code int) {
 	if r.status == 0 {
 		r.status = code

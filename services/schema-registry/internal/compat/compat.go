@@ -36,6 +36,7 @@ const (
 
 var kindNames = []string{"null", "boolean", "int", "long", "float", "double", "bytes", "string", "record", "enum", "array", "map", "union", "fixed"}
 
+// String is the Avro type name.
 func (k Kind) String() string { return kindNames[k] }
 
 // Schema is a parsed Avro schema, the model the checker works on.
@@ -234,6 +235,7 @@ type Incompatibility struct {
 	Message  string
 }
 
+// String formats the reason as Confluent's verbose messages do.
 func (i Incompatibility) String() string {
 	return fmt.Sprintf("{errorType:'%s', description:'%s', location:'%s'}", i.Type, i.Message, i.Location)
 }

@@ -12,6 +12,7 @@ type Error struct {
 	Message string
 }
 
+// Error implements error.
 func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
 
 func newErr(status, code int, format string, args ...any) *Error {
