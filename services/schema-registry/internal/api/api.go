@@ -414,16 +414,9 @@ func (s *Server) schemaByID(w http.ResponseWriter, r *http.Request) {
 		writeError(w, registry.ErrSchemaNotFound(strconv.Itoa(id)))
 		return
 	}
-	if subj := r.URL.Query().Get("subject"); subj != "" {
-		found := false
-		for _, v := range s.reg.State().UsesOf(id, true) {
-			found = found || v.Subject == subj
-		}
-		if !found {
-			writeError(w, registry.ErrSchemaNotFound(fmt.Sprintf("%d under subject '%s'", id, subj)))
-			return
-		}
-	}
+	// "subject" names a schema context in Confluent (clients such as the
+	// Java deserializer send it); there is one context here, and ids are
+	// global, so it does not filter.
 	w.Header().Set("Content-Type", ContentType)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(sc.ByIDJSON)
