@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -60,27 +61,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", contentType)
+	var snapBytes, ownBytes []byte
 	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		w.Header().Set("Content-Encoding", "gzip")
 		if s != nil {
-			_, _ = w.Write(s.Gzipped)
+			snapBytes = s.Gzipped
 		}
 		// A second gzip member; readers decode concatenated members as one
 		// stream.
+		var zb bytes.Buffer
 		zw, _ := h.zw.Get().(*gzip.Writer)
 		if zw == nil {
-			zw, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
+			zw, _ = gzip.NewWriterLevel(&zb, gzip.BestSpeed)
 		} else {
-			zw.Reset(w)
+			zw.Reset(&zb)
 		}
 		_, _ = zw.Write(own.Bytes())
 		_ = zw.Close()
 		zw.Reset(io.Discard)
 		h.zw.Put(zw)
-		return
+		ownBytes = zb.Bytes()
+	} else {
+		if s != nil {
+			snapBytes = s.Rendered
+		}
+		ownBytes = own.Bytes()
 	}
-	if s != nil {
-		_, _ = w.Write(s.Rendered)
-	}
-	_, _ = w.Write(own.Bytes())
+	// A known length lets the server write the snapshot in one piece
+	// rather than as chunks.
+	w.Header().Set("Content-Length", strconv.Itoa(len(snapBytes)+len(ownBytes)))
+	_, _ = w.Write(snapBytes)
+	_, _ = w.Write(ownBytes)
 }
