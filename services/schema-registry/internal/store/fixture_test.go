@@ -60,6 +60,9 @@ func TestConfluentFixture(t *testing.T) {
 	if lvl, _ := st.Config("payments-value"); lvl != "NONE" {
 		t.Errorf("payments-value compatibility = %q, want NONE", lvl)
 	}
+	if lvl, ok := st.Config("address-value"); ok {
+		t.Errorf("address-value compatibility = %q after a config without a level, want none", lvl)
+	}
 	if m, _ := st.Mode("frozen-value"); m != "READONLY" {
 		t.Errorf("frozen-value mode = %q", m)
 	}

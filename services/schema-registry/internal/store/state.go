@@ -179,8 +179,14 @@ func (s *State) Apply(offset int64, key, value []byte) {
 			return
 		}
 		lvl, err := ParseConfigValue(value)
-		if err != nil || lvl == "" {
+		if err != nil {
 			s.log.Warn("skipping unreadable CONFIG record", "offset", offset, "err", err)
+			return
+		}
+		if lvl == "" {
+			// Newer Confluent versions write configs that only set other
+			// fields (normalize, metadata): no compatibility override.
+			delete(s.config, subject)
 			return
 		}
 		s.config[subject] = strings.ToUpper(lvl)
