@@ -469,8 +469,16 @@ func (c *Collector) buildGroups(snap *Snapshot, topicIdx map[string]int, groups 
 	for _, gd := range groups {
 		g := Group{ID: gd.desc.ID, State: gd.desc.State, ProtocolType: gd.desc.ProtocolType, Members: gd.desc.Members}
 		committed := map[string]map[int32]int64{}
+		failed := map[status.PartitionKey]bool{}
 		for _, o := range gd.offsets {
-			if o.Err != nil || o.Offset < 0 {
+			if o.Err != nil {
+				// Unknown, not "no commit": leave the partition out, as
+				// kafka_exporter does.
+				failed[status.PartitionKey{Topic: o.Topic, Partition: o.Partition}] = true
+				c.opts.Logger.Debug("committed offset unavailable", "group", gd.desc.ID, "topic", o.Topic, "partition", o.Partition, "err", o.Err)
+				continue
+			}
+			if o.Offset < 0 {
 				continue
 			}
 			if _, ok := topicIdx[o.Topic]; !ok {
@@ -487,6 +495,9 @@ func (c *Collector) buildGroups(snap *Snapshot, topicIdx map[string]int, groups 
 			t := &snap.Topics[topicIdx[topic]]
 			gt := GroupTopic{Name: topic, Partitions: make([]GroupPartition, 0, len(t.Partitions))}
 			for _, p := range t.Partitions {
+				if failed[status.PartitionKey{Topic: topic, Partition: p.ID}] {
+					continue
+				}
 				gp := GroupPartition{ID: p.ID, Committed: -1, Lag: -1}
 				off, has := offs[p.ID]
 				if has {
