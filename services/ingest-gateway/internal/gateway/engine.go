@@ -126,7 +126,7 @@ type Engine struct {
 
 	inflight atomic.Int64
 	closing  atomic.Bool
-	pending  sync.WaitGroup // batches whose acks have not all arrived
+	pending  waiter // batches whose acks have not all arrived
 
 	mu       sync.Mutex
 	noKey    map[string]time.Time // subjects known to have no key schema, until
@@ -162,6 +162,50 @@ func (e *Engine) Metrics() *Metrics { return e.metrics }
 
 // Inflight returns the bytes currently reserved.
 func (e *Engine) Inflight() int64 { return e.inflight.Load() }
+
+// waiter counts outstanding batches; unlike a WaitGroup, adding while
+// someone waits is allowed (a request that passed the closing check just
+// before shutdown).
+type waiter struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{}
+}
+
+func (w *waiter) add() {
+	w.mu.Lock()
+	w.n++
+	w.mu.Unlock()
+}
+
+func (w *waiter) done() {
+	w.mu.Lock()
+	w.n--
+	if w.n == 0 && w.zero != nil {
+		close(w.zero)
+		w.zero = nil
+	}
+	w.mu.Unlock()
+}
+
+func (w *waiter) wait(ctx context.Context) error {
+	w.mu.Lock()
+	if w.n == 0 {
+		w.mu.Unlock()
+		return nil
+	}
+	if w.zero == nil {
+		w.zero = make(chan struct{})
+	}
+	ch := w.zero
+	w.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Hold is a reservation of in-flight bytes.
 type Hold struct {
@@ -202,13 +246,9 @@ func (e *Engine) Stopping() { e.closing.Store(true) }
 // Kafka (or ctx ends), then closes the writer, which flushes what is left.
 func (e *Engine) Close(ctx context.Context) error {
 	e.closing.Store(true)
-	done := make(chan struct{})
-	go func() { e.pending.Wait(); close(done) }()
 	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("waiting for kafka acks: %w", ctx.Err())
+	if werr := e.pending.wait(ctx); werr != nil {
+		err = fmt.Errorf("waiting for kafka acks: %w", werr)
 	}
 	if cerr := e.writer.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("closing kafka writer: %w", cerr))
@@ -303,7 +343,7 @@ func (t *tracker) finish() {
 	t.once.Do(func() {
 		t.hold.Release()
 		close(t.finished)
-		t.e.pending.Done()
+		t.e.pending.done()
 	})
 }
 
@@ -318,6 +358,8 @@ func (b *balancer) Balance(msg kafkago.Message, partitions ...int) int {
 
 // complete is the writer's delivery callback.
 func (e *Engine) complete(msgs []kafkago.Message, err error) {
+	var t tally
+	var topic string
 	for i := range msgs {
 		s, ok := msgs[i].WriterData.(*slot)
 		if !ok {
@@ -329,27 +371,74 @@ func (e *Engine) complete(msgs []kafkago.Message, err error) {
 		s.err = err
 		s.done.Store(true)
 		if s.tr.async {
-			e.countAsync(s)
+			topic = s.tr.topic
+			t.count(s, nil)
+			if err != nil {
+				e.log.Error("async record not produced", "topic", topic, "err", err)
+			}
 		}
 		if s.tr.remaining.Add(-1) == 0 {
 			s.tr.finish()
 		}
 	}
+	if topic != "" {
+		e.flush(topic, &t)
+	}
 }
 
-func (e *Engine) countAsync(s *slot) {
-	topic := s.tr.topic
+// tally counts a batch's outcomes so metrics are updated once per batch,
+// not once per record.
+type tally struct {
+	accepted, acceptedBytes int
+	dlq, dlqBytes           int
+	rejected                int
+	reasons                 map[string]int
+}
+
+// count records one message's outcome; rerr is its validation error, if any.
+func (t *tally) count(s *slot, rerr *Error) {
 	switch {
-	case s.err != nil:
-		e.metrics.Records.WithLabelValues(topic, "rejected").Inc()
-		e.metrics.RecordErrors.WithLabelValues(topic, KindUnavailable.reason()).Inc()
-		e.log.Error("async record not produced", "topic", topic, "err", s.err)
-	case s.dlq:
-		e.metrics.Records.WithLabelValues(topic, "dead_lettered").Inc()
-		e.metrics.Bytes.WithLabelValues(topic, "dead_lettered").Add(float64(s.size))
-	default:
-		e.metrics.Records.WithLabelValues(topic, "accepted").Inc()
-		e.metrics.Bytes.WithLabelValues(topic, "accepted").Add(float64(s.size))
+	case s != nil && s.err != nil:
+		t.reject(KindUnavailable.reason())
+	case s != nil && s.dlq:
+		t.dlq++
+		t.dlqBytes += s.size
+		if rerr != nil {
+			t.reason(rerr.Kind.reason())
+		}
+	case s != nil:
+		t.accepted++
+		t.acceptedBytes += s.size
+	}
+}
+
+func (t *tally) reject(reason string) {
+	t.rejected++
+	t.reason(reason)
+}
+
+func (t *tally) reason(r string) {
+	if t.reasons == nil {
+		t.reasons = map[string]int{}
+	}
+	t.reasons[r]++
+}
+
+func (e *Engine) flush(topic string, t *tally) {
+	m := e.metrics
+	if t.accepted > 0 {
+		m.Records.WithLabelValues(topic, "accepted").Add(float64(t.accepted))
+		m.Bytes.WithLabelValues(topic, "accepted").Add(float64(t.acceptedBytes))
+	}
+	if t.dlq > 0 {
+		m.Records.WithLabelValues(topic, "dead_lettered").Add(float64(t.dlq))
+		m.Bytes.WithLabelValues(topic, "dead_lettered").Add(float64(t.dlqBytes))
+	}
+	if t.rejected > 0 {
+		m.Records.WithLabelValues(topic, "rejected").Add(float64(t.rejected))
+	}
+	for r, n := range t.reasons {
+		m.RecordErrors.WithLabelValues(topic, r).Add(float64(n))
 	}
 }
 
@@ -395,6 +484,8 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 	msgs := make([]kafkago.Message, 0, len(b.Records))
 	tr := &tracker{e: e, topic: b.Topic, hold: b.Hold, async: b.Async, finished: make(chan struct{})}
 	rejected := 0
+	var t tally
+	defer func() { e.flush(b.Topic, &t) }()
 	for i := range b.Records {
 		r := &b.Records[i]
 		results[i].SchemaID = vc.ID
@@ -426,8 +517,7 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 			continue
 		}
 		rejected++
-		e.metrics.Records.WithLabelValues(b.Topic, "rejected").Inc()
-		e.metrics.RecordErrors.WithLabelValues(b.Topic, rerr.Kind.reason()).Inc()
+		t.reject(rerr.Kind.reason())
 	}
 	if rejected > 0 && b.AllOrNothing {
 		for i := range results {
@@ -440,7 +530,7 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 		return results, nil
 	}
 	tr.remaining.Store(int64(len(msgs)))
-	e.pending.Add(1)
+	e.pending.add()
 	owned = false // the tracker releases the hold from here on
 
 	if b.Async {
@@ -461,26 +551,19 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 		res := &results[s.index]
 		if !s.done.Load() {
 			res.Err = Errorf(KindUnavailable, "Kafka did not acknowledge the record within %s (it may still be written); retry later", e.cfg.ProduceTimeout)
-			e.metrics.Records.WithLabelValues(b.Topic, "rejected").Inc()
-			e.metrics.RecordErrors.WithLabelValues(b.Topic, KindUnavailable.reason()).Inc()
+			t.reject(KindUnavailable.reason())
 			continue
 		}
 		if s.err != nil {
 			res.Err = Errorf(KindUnavailable, "Kafka error: %v", s.err)
-			e.metrics.Records.WithLabelValues(b.Topic, "rejected").Inc()
-			e.metrics.RecordErrors.WithLabelValues(b.Topic, KindUnavailable.reason()).Inc()
+			t.reject(KindUnavailable.reason())
 			continue
 		}
 		res.Partition, res.Offset, res.Time = s.gotPartition, s.offset, s.time
 		if s.dlq {
 			res.DeadLettered = true
-			e.metrics.Records.WithLabelValues(b.Topic, "dead_lettered").Inc()
-			e.metrics.Bytes.WithLabelValues(b.Topic, "dead_lettered").Add(float64(s.size))
-			e.metrics.RecordErrors.WithLabelValues(b.Topic, res.Err.Kind.reason()).Inc()
-		} else {
-			e.metrics.Records.WithLabelValues(b.Topic, "accepted").Inc()
-			e.metrics.Bytes.WithLabelValues(b.Topic, "accepted").Add(float64(s.size))
 		}
+		t.count(s, res.Err)
 	}
 	return results, nil
 }
