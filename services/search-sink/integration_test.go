@@ -122,7 +122,8 @@ func TestItemFailuresDLQAndRetry(t *testing.T) {
 	})
 	const n = 10
 	e.produce(t, 0, n)
-	startSink(t, e.args(t, "-search-sink-group-id", "g2"))
+	admin := freeAddr(t)
+	startSink(t, e.args(t, "-search-sink-group-id", "g2", "-search-sink-admin-addr", admin))
 	eventually(t, 30*time.Second, "offsets committed", func() bool { return sum(e.committed(t, "g2")) == n })
 	docs := e.docs("orders-2026.03.01")
 	if len(docs) != n-1 {
@@ -152,6 +153,17 @@ func TestItemFailuresDLQAndRetry(t *testing.T) {
 	}
 	if string(m.Value) != string(e.order(t, 3, "eu", 100)) || string(m.Key) != "k3" {
 		t.Fatal("DLQ record does not carry the original key and value")
+	}
+	for name, want := range map[string]string{
+		`sluice_searchsink_dlq_records_total{topic="orders"}`:                    "1",
+		`sluice_searchsink_docs_failed_total{reason="mapper_parsing_exception"}`: "1",
+		`sluice_searchsink_docs_failed_total{reason="rejected"}`:                 "2",
+		`sluice_searchsink_docs_indexed_total{index="orders-2026.03.01"}`:        "9",
+		`sluice_searchsink_retries_total{kind="item"}`:                           "2",
+	} {
+		if got := metric(t, admin, name); !strings.HasSuffix(got, " "+want) {
+			t.Errorf("%s = %q, want %s", name, got, want)
+		}
 	}
 }
 

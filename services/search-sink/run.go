@@ -176,7 +176,25 @@ func run(ctx context.Context, args []string) error {
 	}, prepare, observe)
 	app.Go("dlq", dlq.Run)
 	app.Go("retries", pl.RunRetries)
-	app.Go("consumer", consumer.Run)
+	// The consumer is stopped first, in an OnStop hook, so that while it
+	// drains (flush, wait for acknowledgements, final commit) the DLQ writer
+	// and the retry loop are still running.
+	cctx, stopConsumer := context.WithCancel(context.WithoutCancel(ctx))
+	consumerDone := make(chan struct{})
+	app.Go("consumer", func(ctx context.Context) error {
+		defer close(consumerDone)
+		go func() { <-ctx.Done(); stopConsumer() }()
+		return consumer.Run(cctx)
+	})
+	app.OnStop("consumer", func(ctx context.Context) error {
+		stopConsumer()
+		select {
+		case <-consumerDone:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("consumer did not drain in time: %w", ctx.Err())
+		}
+	})
 
 	ln, err := service.Listen(ctx, cfg.AdminAddr)
 	if err != nil {

@@ -319,6 +319,8 @@ func (c *Consumer) fetch(ctx context.Context, pt *partition, offset int64) {
 		}
 		seq := pt.add(m.Offset)
 		if !c.process(ctx, &m, pt, seq, size) {
+			pt.drop(seq)
+			c.pl.release(size)
 			return
 		}
 	}

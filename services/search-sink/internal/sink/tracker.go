@@ -82,3 +82,17 @@ func (p *partition) pending() int {
 	defer p.mu.Unlock()
 	return len(p.offsets) - p.head
 }
+
+// drop forgets the most recently added record, which was never handed on
+// (the fetcher stopped): it is not pending, and the watermark stays below it
+// so it is fetched again.
+func (p *partition) drop(s uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s != p.next-1 || len(p.offsets) == p.head || p.done[len(p.done)-1] {
+		return
+	}
+	p.offsets = p.offsets[:len(p.offsets)-1]
+	p.done = p.done[:len(p.done)-1]
+	p.next--
+}

@@ -82,3 +82,24 @@ func TestPartitionWatermarkRandomOrder(t *testing.T) {
 		t.Fatalf("pending = %d", p.pending())
 	}
 }
+
+func TestPartitionDropUnsubmitted(t *testing.T) {
+	t.Parallel()
+	p := newPartition("t", 0)
+	a := p.add(1)
+	b := p.add(2)
+	p.drop(a) // not the last: ignored
+	p.drop(b)
+	if p.pending() != 1 {
+		t.Fatalf("pending = %d, want 1", p.pending())
+	}
+	p.ack(a)
+	if c, ok := p.take(); !ok || c != 2 {
+		t.Fatalf("commit = %d, want 2 (offset 2 was dropped, so it is read again)", c)
+	}
+	c := p.add(2) // fetched again after a restart of the fetcher
+	p.ack(c)
+	if off, _ := p.take(); off != 3 {
+		t.Fatalf("commit = %d, want 3", off)
+	}
+}

@@ -1,0 +1,118 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/pkg/testkit/estest"
+	"github.com/sluicehq/sluice/services/search-sink/internal/document"
+	"github.com/sluicehq/sluice/services/search-sink/internal/es"
+)
+
+// TestBackpressureWhileClusterDown: with the cluster answering 503, the
+// buffer fills to its bound and Acquire blocks (consumption pauses), the
+// pause grows per failed request (not per item), nothing is acknowledged;
+// when the cluster recovers every document is indexed and acknowledged.
+func TestBackpressureWhileClusterDown(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	down.Store(true)
+	var calls atomic.Int32
+	double := estest.New()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_bulk" {
+			calls.Add(1)
+			if down.Load() {
+				w.Header().Set("X-Elastic-Product", "Elasticsearch")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = io.WriteString(w, `{"error":{"type":"unavailable_shards_exception","reason":"down"},"status":503}`)
+				return
+			}
+		}
+		double.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := es.New(es.Options{URLs: []string{srv.URL}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics(prometheus.NewRegistry())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	const maxDocs = 8
+	pl, err := NewPipeline(c, PipelineOptions{Workers: 1, FlushBytes: 1 << 20, FlushInterval: 10 * time.Millisecond,
+		MaxBufferedDocs: maxDocs, MaxBufferedBytes: 1 << 20, RetryBase: 50 * time.Millisecond, RetryMax: time.Second}, m, NewDLQ(nil, nil, m, log), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = pl.RunRetries(ctx) }()
+	pt := newPartition("orders", 0)
+	for i := 0; i < maxDocs; i++ {
+		if err := pl.Acquire(ctx, 100); err != nil {
+			t.Fatal(err)
+		}
+		seq := pt.add(int64(i))
+		d := &document.Doc{Index: "orders-x", ID: "id-" + strconv.Itoa(i), Action: document.ActionIndex, Version: -1, Body: []byte(`{"n":1}`)}
+		if err := pl.Submit(ctx, &kafkago.Message{Topic: "orders", Offset: int64(i)}, d, pt, seq, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for calls.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("no retried bulk requests")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	actx, acancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	err = pl.Acquire(actx, 100)
+	acancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire beyond the bound = %v, want it to block", err)
+	}
+	if _, ok := pt.take(); ok {
+		t.Fatal("a commit was offered while every bulk request failed")
+	}
+	if got := testutil.ToFloat64(m.Buffered); got != maxDocs {
+		t.Fatalf("buffered docs = %v, want %d", got, maxDocs)
+	}
+	// One failed request of 8 items grows the backoff once, not 8 times:
+	// after n failed requests the pause is at most base*2^(n-1).
+	n := int(calls.Load())
+	if until := time.Until(time.Unix(0, pl.pauseUntil.Load())); until > time.Duration(1<<n)*50*time.Millisecond {
+		t.Fatalf("pause %s after %d failed requests", until, n)
+	}
+	down.Store(false)
+	deadline = time.Now().Add(15 * time.Second)
+	for pt.pending() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d documents still pending after recovery", pt.pending())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if off, ok := pt.take(); !ok || off != maxDocs {
+		t.Fatalf("commit = %d, want %d", off, maxDocs)
+	}
+	if len(double.Docs("orders-x")) != maxDocs {
+		t.Fatalf("%d docs indexed", len(double.Docs("orders-x")))
+	}
+	if err := pl.Acquire(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := pl.WaitGate(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
