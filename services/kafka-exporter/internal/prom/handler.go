@@ -36,6 +36,7 @@ type Handler struct {
 	zw sync.Pool // *gzip.Writer for the registry part
 }
 
+// ServeHTTP writes the snapshot and the registry, gzipped when accepted.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var own bytes.Buffer
 	if h.Gatherer != nil {

@@ -21,6 +21,7 @@ const (
 // Codes lists every code in severity order.
 var Codes = []Code{OK, WARN, ERR, STOP, STALL}
 
+// String is the Burrow name of the code.
 func (c Code) String() string {
 	switch c {
 	case OK:
