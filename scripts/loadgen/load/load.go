@@ -163,6 +163,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var backoff time.Duration
 			for ctx.Err() == nil {
 				n := int64(cfg.Batch)
 				first := issued.Add(n) - n
@@ -201,8 +202,16 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 					reqErrs.Add(1)
 					failed.Add(n)
 					firstErr.CompareAndSwap(nil, err.Error())
+					// Back off like a real client, so an outage does not burn
+					// through the run's record budget in a tight loop.
+					backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
+					select {
+					case <-time.After(backoff):
+					case <-ctx.Done():
+					}
 					continue
 				}
+				backoff = 0
 				for i, a := range acks {
 					if a.ok {
 						acked.Add(1)
@@ -324,10 +333,11 @@ func (h *httpSender) send(ctx context.Context, recs []record) ([]ack, error) {
 	}
 	var out struct {
 		Results []struct {
-			Partition *int32 `json:"partition"`
-			Offset    *int64 `json:"offset"`
-			ErrorCode int    `json:"error_code"`
-			Message   string `json:"message"`
+			Partition    *int32 `json:"partition"`
+			Offset       *int64 `json:"offset"`
+			ErrorCode    int    `json:"error_code"`
+			Message      string `json:"message"`
+			DeadLettered bool   `json:"dead_lettered"`
 		} `json:"results"`
 		Message string `json:"message"`
 	}
@@ -339,10 +349,10 @@ func (h *httpSender) send(ctx context.Context, recs []record) ([]ack, error) {
 	}
 	acks := make([]ack, len(recs))
 	for i, r := range out.Results {
-		if r.ErrorCode == 0 && r.Offset != nil && r.Partition != nil {
+		if r.ErrorCode == 0 && !r.DeadLettered && r.Offset != nil && r.Partition != nil {
 			acks[i] = ack{ok: true, partition: *r.Partition, offset: *r.Offset}
 		} else {
-			acks[i] = ack{err: fmt.Sprintf("%d %s", r.ErrorCode, r.Message)}
+			acks[i] = ack{err: fmt.Sprintf("%d %s (dead-lettered: %v)", r.ErrorCode, r.Message, r.DeadLettered)}
 		}
 	}
 	return acks, nil
