@@ -15,6 +15,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/avro"
+	"github.com/sluicehq/sluice/services/s3-sink/internal/avrocheck"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/config"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/partition"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/upload"
@@ -70,6 +71,30 @@ type Sink struct {
 
 	dlqMu     sync.Mutex
 	dlqTopics map[string]bool
+
+	// needValue: the partitioner or rotation reads record fields, so
+	// records are decoded; otherwise they are only validated.
+	needValue  bool
+	valMu      sync.RWMutex
+	validators map[int]*avrocheck.Validator
+}
+
+// validator returns the cached validator for a codec's schema.
+func (s *Sink) validator(c *avro.Codec) (*avrocheck.Validator, error) {
+	s.valMu.RLock()
+	v, ok := s.validators[c.ID]
+	s.valMu.RUnlock()
+	if ok {
+		return v, nil
+	}
+	v, err := avrocheck.New(c.Schema.Schema)
+	if err != nil {
+		return nil, err
+	}
+	s.valMu.Lock()
+	s.validators[c.ID] = v
+	s.valMu.Unlock()
+	return v, nil
 }
 
 // New validates the options and builds a Sink.
@@ -83,7 +108,11 @@ func New(o Options) (*Sink, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Sink{o: o, cfg: o.Config, log: o.Log, stopCh: make(chan struct{}), done: make(chan struct{}), dlqTopics: map[string]bool{}}
+	s := &Sink{
+		o: o, cfg: o.Config, log: o.Log, stopCh: make(chan struct{}), done: make(chan struct{}), dlqTopics: map[string]bool{},
+		needValue:  o.Config.Partitioner == "field" || o.Config.TimestampSource == "field",
+		validators: map[int]*avrocheck.Validator{},
+	}
 	if o.Config.TopicRegex != "" {
 		re, err := regexp.Compile(o.Config.TopicRegex)
 		if err != nil {

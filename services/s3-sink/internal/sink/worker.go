@@ -386,6 +386,17 @@ func (w *worker) decode(ctx, gctx context.Context, m kafkago.Message) (native an
 	backoff := 100 * time.Millisecond
 	for {
 		codec, err := w.s.o.Codecs.ByID(ctx, id)
+		if err == nil && !w.s.needValue {
+			// Nothing looks inside the record: validate without decoding.
+			val, err := w.s.validator(codec)
+			if err != nil {
+				return nil, id, nil, fmt.Sprintf("schema: schema id %d: %v", id, err)
+			}
+			if err := val.Validate(body); err != nil {
+				return nil, id, nil, fmt.Sprintf("avro: schema id %d: %v", id, err)
+			}
+			return nil, id, body, ""
+		}
 		if err == nil {
 			v, rest, err := codec.NativeFromBinary(body)
 			if err != nil {

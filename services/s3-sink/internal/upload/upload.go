@@ -2,13 +2,18 @@
 // collect in memory until a part is full, full parts go up as a multipart
 // upload, and a small object is a single PutObject. Memory per object is
 // bounded by the part size, not the object size.
+//
+// The buffer is a list of fixed 256 KiB chunks from a process-wide pool:
+// no doubling slack, no copying when it grows, and chunks freed by one
+// object are reused by the next.
 package upload
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -47,19 +52,27 @@ type Upload struct {
 	partSize    int
 	obs         Observer
 
-	buf      []byte
+	chunks   [][]byte // full chunks, then one being filled
+	buffered int
 	uploadID *string
 	parts    []types.CompletedPart
 	size     int64
 	done     bool
 }
 
+// ChunkSize is the unit the buffer grows and shrinks by.
+const ChunkSize = 256 << 10
+
+var chunkPool = sync.Pool{New: func() any { return new([ChunkSize]byte) }}
+
 // New starts an object. partSize must be at least S3's 5 MiB minimum for
-// real S3; nothing is sent until a part fills or Complete is called.
+// real S3 and is rounded down to a multiple of ChunkSize; nothing is sent
+// until a part fills or Complete is called.
 func New(api API, bucket, key, contentType string, partSize int, obs Observer) *Upload {
 	if obs == nil {
 		obs = nopObserver{}
 	}
+	partSize = max(partSize/ChunkSize, 1) * ChunkSize
 	return &Upload{api: api, bucket: bucket, key: key, contentType: contentType, partSize: partSize, obs: obs}
 }
 
@@ -70,34 +83,54 @@ func (u *Upload) Key() string { return u.key }
 func (u *Upload) Size() int64 { return u.size }
 
 // Buffered is the number of bytes held in memory.
-func (u *Upload) Buffered() int { return len(u.buf) }
+func (u *Upload) Buffered() int { return u.buffered }
 
 // Write appends p to the in-memory buffer. It never fails; it lets an
 // Upload be an io.Writer for encoders.
 func (u *Upload) Write(p []byte) (int, error) {
-	before := cap(u.buf)
-	u.buf = append(u.buf, p...)
-	u.size += int64(len(p))
-	if d := cap(u.buf) - before; d != 0 {
-		u.obs.Buffered(int64(d))
+	n := len(p)
+	for len(p) > 0 {
+		last := len(u.chunks) - 1
+		if last < 0 || len(u.chunks[last]) == ChunkSize {
+			c := chunkPool.Get().(*[ChunkSize]byte)
+			u.chunks = append(u.chunks, c[:0])
+			u.obs.Buffered(ChunkSize)
+			last++
+		}
+		c := u.chunks[last]
+		k := copy(c[len(c):ChunkSize], p)
+		u.chunks[last] = c[:len(c)+k]
+		p = p[k:]
 	}
-	return len(p), nil
+	u.buffered += n
+	u.size += int64(n)
+	return n, nil
 }
 
 // Flush uploads every full part in the buffer, starting the multipart
 // upload on the first one.
 func (u *Upload) Flush(ctx context.Context) error {
-	for len(u.buf) >= u.partSize {
-		if err := u.uploadPart(ctx, u.buf[:u.partSize]); err != nil {
+	for u.buffered >= u.partSize {
+		k := u.partSize / ChunkSize
+		if err := u.uploadPart(ctx, u.chunks[:k], int64(u.partSize)); err != nil {
 			return err
 		}
-		n := copy(u.buf, u.buf[u.partSize:])
-		u.buf = u.buf[:n]
+		u.freeChunks(u.chunks[:k])
+		u.chunks = append(u.chunks[:0], u.chunks[k:]...)
+		u.buffered -= u.partSize
 	}
 	return nil
 }
 
-func (u *Upload) uploadPart(ctx context.Context, b []byte) error {
+func (u *Upload) freeChunks(cs [][]byte) {
+	for i, c := range cs {
+		chunkPool.Put((*[ChunkSize]byte)(c[:ChunkSize]))
+		cs[i] = nil
+		u.obs.Buffered(-ChunkSize)
+	}
+}
+
+func (u *Upload) uploadPart(ctx context.Context, chunks [][]byte, n int64) error {
 	if u.uploadID == nil {
 		start := time.Now()
 		out, err := u.api.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
@@ -113,7 +146,7 @@ func (u *Upload) uploadPart(ctx context.Context, b []byte) error {
 	start := time.Now()
 	out, err := u.api.UploadPart(ctx, &s3.UploadPartInput{
 		Bucket: &u.bucket, Key: &u.key, UploadId: u.uploadID, PartNumber: &num,
-		Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
+		Body: newChunkReader(chunks, n), ContentLength: aws.Int64(n),
 	})
 	u.obs.Request("part", time.Since(start), err)
 	if err != nil {
@@ -139,7 +172,7 @@ func (u *Upload) Complete(ctx context.Context) error {
 		start := time.Now()
 		_, err := u.api.PutObject(ctx, &s3.PutObjectInput{
 			Bucket: &u.bucket, Key: &u.key, ContentType: aws.String(u.contentType),
-			Body: bytes.NewReader(u.buf), ContentLength: aws.Int64(int64(len(u.buf))),
+			Body: newChunkReader(u.chunks, int64(u.buffered)), ContentLength: aws.Int64(int64(u.buffered)),
 		})
 		u.obs.Request("put", time.Since(start), err)
 		if err != nil {
@@ -147,8 +180,8 @@ func (u *Upload) Complete(ctx context.Context) error {
 		}
 		return nil
 	}
-	if len(u.buf) > 0 {
-		if err := u.uploadPart(ctx, u.buf); err != nil {
+	if u.buffered > 0 {
+		if err := u.uploadPart(ctx, u.chunks, int64(u.buffered)); err != nil {
 			u.abort(ctx)
 			return err
 		}
@@ -193,8 +226,52 @@ func (u *Upload) abort(ctx context.Context) {
 
 func (u *Upload) release() {
 	u.done = true
-	if c := cap(u.buf); c > 0 {
-		u.obs.Buffered(-int64(c))
+	u.freeChunks(u.chunks)
+	u.chunks = nil
+	u.buffered = 0
+}
+
+// chunkReader reads a list of chunks as one seekable body, so the SDK can
+// hash and retry it without a contiguous copy.
+type chunkReader struct {
+	chunks [][]byte
+	size   int64
+	off    int64
+}
+
+func newChunkReader(chunks [][]byte, size int64) *chunkReader {
+	return &chunkReader{chunks: chunks, size: size}
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if r.off >= r.size {
+		return 0, io.EOF
 	}
-	u.buf = nil
+	n := 0
+	for n < len(p) && r.off < r.size {
+		ci, co := r.off/ChunkSize, r.off%ChunkSize
+		c := r.chunks[ci]
+		end := min(int64(len(c)), r.size-ci*ChunkSize)
+		k := copy(p[n:], c[co:end])
+		n += k
+		r.off += int64(k)
+	}
+	return n, nil
+}
+
+func (r *chunkReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += r.off
+	case io.SeekEnd:
+		offset += r.size
+	default:
+		return 0, fmt.Errorf("chunk reader: bad whence %d", whence)
+	}
+	if offset < 0 {
+		return 0, fmt.Errorf("chunk reader: negative offset %d", offset)
+	}
+	r.off = offset
+	return offset, nil
 }
