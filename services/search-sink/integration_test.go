@@ -155,11 +155,11 @@ func TestItemFailuresDLQAndRetry(t *testing.T) {
 		t.Fatal("DLQ record does not carry the original key and value")
 	}
 	for name, want := range map[string]string{
-		`sluice_searchsink_dlq_records_total{topic="orders"}`:                    "1",
-		`sluice_searchsink_docs_failed_total{reason="mapper_parsing_exception"}`: "1",
-		`sluice_searchsink_docs_failed_total{reason="rejected"}`:                 "2",
-		`sluice_searchsink_docs_indexed_total{index="orders-2026.03.01"}`:        "9",
-		`sluice_searchsink_retries_total{kind="item"}`:                           "2",
+		`sluice_searchsink_dlq_records_total{topic="orders"}`:                                              "1",
+		`sluice_searchsink_docs_failed_total{index="orders-2026.03.01",reason="mapper_parsing_exception"}`: "1",
+		`sluice_searchsink_docs_failed_total{index="orders-2026.03.01",reason="rejected"}`:                 "2",
+		`sluice_searchsink_docs_indexed_total{index="orders-2026.03.01"}`:                                  "9",
+		`sluice_searchsink_retries_total{kind="item"}`:                                                     "2",
 	} {
 		if got := metric(t, admin, name); !strings.HasSuffix(got, " "+want) {
 			t.Errorf("%s = %q, want %s", name, got, want)
@@ -205,5 +205,39 @@ func TestRefusesServerWithoutProductHeader(t *testing.T) {
 	}
 	if len(e.es.Requests()) != 1 {
 		t.Fatalf("sink sent %d requests to an unknown product, want only GET /", len(e.es.Requests()))
+	}
+}
+
+func TestUndecodableRecordsGoToDLQ(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	ctx := kafkatest.Context(t, 30*time.Second)
+	good := e.order(t, 1, "eu", 1)
+	if err := e.w.WriteMessages(ctx,
+		kafkago.Message{Value: []byte(`{"not":"framed"}`), Time: day0},
+		kafkago.Message{Value: append([]byte{0, 0, 0, 0x7f, 0x7f}, good[5:]...), Time: day0}, // unknown schema id
+		kafkago.Message{Value: good, Time: day0},
+	); err != nil {
+		t.Fatal(err)
+	}
+	startSink(t, e.args(t, "-search-sink-group-id", "undecodable"))
+	eventually(t, 30*time.Second, "offsets committed", func() bool { return sum(e.committed(t, "undecodable")) == 3 })
+	if docs := e.es.Docs("orders-2026.03.01"); len(docs) != 1 || docs["orders+0+2"] == nil {
+		t.Fatalf("docs = %v, want only orders+0+2", docs)
+	}
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: e.kc.Brokers(), Topic: "orders.dlq", MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	for _, want := range []string{"decoding confluent framing", "schema id 32639"} {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := map[string]string{}
+		for _, x := range m.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		if h["sluice-stage"] != "decode" || !strings.Contains(h["sluice-error"], want) {
+			t.Fatalf("DLQ headers %v, want stage decode and error containing %q", h, want)
+		}
 	}
 }

@@ -338,7 +338,7 @@ func (c *Consumer) process(ctx context.Context, m *kafkago.Message, pt *partitio
 		}
 		if document.IsPermanent(err) {
 			c.log.Warn("record cannot be decoded, sending to DLQ", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
-			c.m.Failed.WithLabelValues("decode").Inc()
+			c.m.Failed.WithLabelValues("", "decode").Inc()
 			c.pl.DeadLetter(m, pt, seq, size, "decode", err.Error())
 			return true
 		}

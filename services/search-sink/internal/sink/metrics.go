@@ -24,7 +24,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_searchsink_docs_duplicate_total",
 			Help: "Bulk items answered 409 (already present from an earlier delivery, or an older external version): counted as done."}),
 		Failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_docs_failed_total",
-			Help: "Failed bulk item attempts by reason (rejected and server errors are retried; other reasons go to the DLQ)."}, []string{"reason"}),
+			Help: "Failed document attempts by target index and reason (request, rejected and server_error are retried; decode and Elasticsearch error types go to the DLQ; index is empty for decode failures)."}, []string{"index", "reason"}),
 		DLQ: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_dlq_records_total",
 			Help: "Records written to <topic>.dlq, by source topic."}, []string{"topic"}),
 		Bulk: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_searchsink_bulk_duration_seconds",

@@ -211,7 +211,7 @@ func (p *Pipeline) failed(it *item, res esutil.BulkIndexerResponseItem, err erro
 	case err != nil:
 		// The whole bulk request failed (connection, 503, 429 on the request):
 		// OnError has paused consumption; resend when the pause ends.
-		p.m.Failed.WithLabelValues("request").Inc()
+		p.m.Failed.WithLabelValues(it.doc.Index, "request").Inc()
 		p.m.Retries.WithLabelValues("request").Inc()
 		p.schedule(it, time.Unix(0, p.pauseUntil.Load()))
 	case res.Status == http.StatusConflict:
@@ -227,7 +227,7 @@ func (p *Pipeline) failed(it *item, res esutil.BulkIndexerResponseItem, err erro
 		if res.Status >= 500 {
 			reason = "server_error"
 		}
-		p.m.Failed.WithLabelValues(reason).Inc()
+		p.m.Failed.WithLabelValues(it.doc.Index, reason).Inc()
 		p.m.Retries.WithLabelValues("item").Inc()
 		it.attempts++
 		p.schedule(it, time.Now().Add(expBackoff(p.o.RetryBase, p.o.RetryMax, it.attempts-1)))
@@ -236,7 +236,7 @@ func (p *Pipeline) failed(it *item, res esutil.BulkIndexerResponseItem, err erro
 		if typ == "" {
 			typ = http.StatusText(res.Status)
 		}
-		p.m.Failed.WithLabelValues(typ).Inc()
+		p.m.Failed.WithLabelValues(it.doc.Index, typ).Inc()
 		reason := fmt.Sprintf("%d %s: %s", res.Status, res.Error.Type, res.Error.Reason)
 		if res.Error.Cause.Reason != "" {
 			reason += " (caused by " + res.Error.Cause.Type + ": " + res.Error.Cause.Reason + ")"
