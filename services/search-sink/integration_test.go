@@ -66,6 +66,15 @@ func TestIndexesEveryRecordOnce(t *testing.T) {
 		t.Fatalf("docs from partitions %v, want 3", perPartition)
 	}
 	eventually(t, 10*time.Second, "offsets committed to the end", func() bool { return sum(e.committed(t, "g1")) == n })
+	items := 0
+	for _, r := range e.es.Requests() {
+		if r.Path == "/_bulk" {
+			items += strings.Count(string(r.Body), `{"index":{"_id":"orders+`)
+		}
+	}
+	if items != n {
+		t.Fatalf("%d bulk items for %d records", items, n)
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("sink exited with %v", err)
 	}
