@@ -475,7 +475,9 @@ func (r *Registry) DeleteVersion(ctx context.Context, subject, version string, p
 		return 0, newErr(http.StatusUnprocessableEntity, CodeReferenceExists, "One or more references exist to the schema {subject=%s,version=%d}: ids %v", subject, v.Version, ids)
 	}
 	if permanent {
-		_, err = r.b.Write(ctx, store.SchemaKey(subject, v.Version), nil)
+		if err = r.writeWatermark(ctx); err == nil {
+			_, err = r.b.Write(ctx, store.SchemaKey(subject, v.Version), nil)
+		}
 	} else {
 		err = r.writeDeleted(ctx, v)
 	}
@@ -483,6 +485,15 @@ func (r *Registry) DeleteVersion(ctx context.Context, subject, version string, p
 		return 0, storeErr(err)
 	}
 	return v.Version, nil
+}
+
+// writeWatermark records the highest id assigned so far before records
+// are tombstoned: ids are never reused, even once compaction has removed
+// every record that carried them.
+func (r *Registry) writeWatermark(ctx context.Context) error {
+	val := mustEncode(store.DeleteSubjectValue{Subject: store.WatermarkSubject, Version: r.b.State().MaxID()})
+	_, err := r.b.Write(ctx, store.DeleteSubjectKey(store.WatermarkSubject), val)
+	return err
 }
 
 func (r *Registry) writeDeleted(ctx context.Context, v store.Version) error {
@@ -514,6 +525,11 @@ func (r *Registry) DeleteSubject(ctx context.Context, subject string, permanent 
 	for _, v := range all {
 		if ids := st.ReferencedBy(subject, v.Version); len(ids) > 0 {
 			return nil, newErr(http.StatusUnprocessableEntity, CodeReferenceExists, "One or more references exist to the schema {subject=%s,version=%d}: ids %v", subject, v.Version, ids)
+		}
+	}
+	if permanent {
+		if err := r.writeWatermark(ctx); err != nil {
+			return nil, storeErr(err)
 		}
 	}
 	out := []int{}

@@ -84,6 +84,13 @@ type svKey struct {
 
 const maxConflicts = 4096
 
+// WatermarkSubject names the DELETE_SUBJECT record that keeps the highest
+// id ever assigned in the log ("version" carries it). Permanent deletes
+// write it before their tombstones, so that compaction removing the
+// records of a deleted id cannot make a replica reissue that id. To
+// Confluent it is a soft delete of a subject that does not exist: a no-op.
+const WatermarkSubject = "__sluice.id-watermark"
+
 // NewState returns an empty state.
 func NewState(log *slog.Logger) *State {
 	return &State{
@@ -208,6 +215,12 @@ func (s *State) Apply(offset int64, key, value []byte) {
 		v, err := ParseDeleteSubjectValue(value)
 		if err != nil {
 			s.log.Warn("skipping unreadable DELETE_SUBJECT record", "offset", offset, "err", err)
+			return
+		}
+		if subject == WatermarkSubject {
+			if v.Version > s.maxID {
+				s.maxID = v.Version
+			}
 			return
 		}
 		for n, ver := range s.subjects[subject] {
