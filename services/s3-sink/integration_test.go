@@ -348,3 +348,116 @@ func TestRebalanceTwoSinks(t *testing.T) {
 	}
 	checkExactlyOnce(t, topic, "mv", objs, events, func(e event) string { return fmt.Sprintf("partition=%d", e.Partition) })
 }
+
+// TestTombstoneModes: write records tombstones in _tombstones/ files,
+// ignore skips them (and commits past them), fail stops the sink with an
+// error naming the offset and writes nothing past it.
+func TestTombstoneModes(t *testing.T) {
+	h := newHarness(t)
+	topic := "deletes"
+	h.kc.CreateTopic(topic, 1, nil)
+	id := h.reg.Register(t, topic+"-value", eventSchema)
+	good := func(i int64) []byte {
+		return encodeEvent(t, mustCodec(t), id, event{ID: i, Country: "FR", TS: time.UnixMilli(1700000000000 + i)})
+	}
+	ts := time.UnixMilli(1700000000123)
+	msgs := []kafkago.Message{
+		{Topic: topic, Value: good(0)},
+		{Topic: topic, Key: []byte("gone"), Time: ts},
+		{Topic: topic, Value: good(2)},
+	}
+	if err := h.writer(t).WriteMessages(kafkatest.Context(t, time.Minute), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	base := map[string]string{"S3_SINK_TOPICS": topic, "S3_SINK_ROTATE_MAX_OPEN": "300ms"}
+	with := func(extra map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range base {
+			out[k] = v
+		}
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
+	}
+
+	t.Run("write", func(t *testing.T) {
+		stop := h.startSink(t, with(map[string]string{"S3_SINK_TOMBSTONES": "write", "S3_SINK_GROUP_ID": "tw", "S3_SINK_PREFIX": "tw"}))
+		h.waitRecords(t, "tw/", 3, time.Minute)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		tomb, err := h.objects(t.Context(), "tw/deletes/_tombstones/partition=0/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tomb) != 1 || len(tomb[0].Records) != 1 || tomb[0].Start != 1 {
+			t.Fatalf("tombstone objects = %+v", tomb)
+		}
+		r := tomb[0].Records[0]
+		if string(anyBytes(r["key"])) != "gone" || r["offset"] != int64(1) || fmt.Sprint(r["partition"]) != "0" {
+			t.Fatalf("tombstone record = %v", r)
+		}
+		if got, ok := r["timestamp"].(time.Time); !ok || !got.Equal(ts) {
+			t.Fatalf("tombstone timestamp = %v, want %s", r["timestamp"], ts)
+		}
+		data, err := h.objects(t.Context(), "tw/deletes/partition=0/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if countRecords(data) != 2 {
+			t.Fatalf("%d data records, want 2", countRecords(data))
+		}
+	})
+
+	t.Run("ignore", func(t *testing.T) {
+		admin := freeAddr(t)
+		stop := h.startSink(t, with(map[string]string{"S3_SINK_TOMBSTONES": "ignore", "S3_SINK_GROUP_ID": "ti", "S3_SINK_PREFIX": "ti", "S3_SINK_ADMIN_ADDR": admin}))
+		h.waitRecords(t, "ti/", 2, time.Minute)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			lag, ok := scrape(t, "http://"+admin+"/metrics", `sluice_s3sink_lag_records{partition="0",topic="deletes"}`)
+			ign, ok2 := scrape(t, "http://"+admin+"/metrics", `sluice_s3sink_tombstones_total{action="ignored",topic="deletes"}`)
+			if ok && ok2 && lag == 0 && ign == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("lag %v, ignored %v; want 0 and 1", lag, ign)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		objs, err := h.objects(t.Context(), "ti/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if countRecords(objs) != 2 {
+			t.Fatalf("%d records, want 2", countRecords(objs))
+		}
+	})
+
+	t.Run("fail", func(t *testing.T) {
+		ctx := kafkatest.Context(t, time.Minute)
+		err := run(ctx, flags(h.env(with(map[string]string{"S3_SINK_TOMBSTONES": "fail", "S3_SINK_GROUP_ID": "tf", "S3_SINK_PREFIX": "tf"}))))
+		if err == nil || !strings.Contains(err.Error(), "tombstone at offset 1") {
+			t.Fatalf("run returned %v, want the tombstone failure", err)
+		}
+		if n := h.countObjects(t.Context(), "tf/"); n != 0 {
+			t.Fatalf("%d objects written by a sink that failed before any file completed", n)
+		}
+	})
+}
+
+func anyBytes(v any) []byte {
+	switch x := v.(type) {
+	case []byte:
+		return x
+	case map[string]any:
+		for _, inner := range x {
+			return anyBytes(inner)
+		}
+	}
+	return nil
+}

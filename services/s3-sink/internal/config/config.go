@@ -109,7 +109,7 @@ type Sink struct {
 	RotateInterval   time.Duration `env:"S3_SINK_ROTATE_INTERVAL" default:"0s" help:"rotate when a record's timestamp leaves the interval-aligned window of the file's first record (deterministic; 0: off)"`
 	RotateMaxOpen    time.Duration `env:"S3_SINK_ROTATE_MAX_OPEN" default:"0s" help:"rotate a file open longer than this by the wall clock (not deterministic, see README; 0: off)"`
 	PartSize         int64         `env:"S3_SINK_PART_SIZE" default:"5242880" help:"multipart part size and per-file upload buffer (>= 5 MiB)"`
-	Tombstones       string        `env:"S3_SINK_TOMBSTONES" default:"ignore" help:"records with a null value: ignore, fail or dlq"`
+	Tombstones       string        `env:"S3_SINK_TOMBSTONES" default:"ignore" help:"records with a null value: ignore (skip), fail (stop the sink), dlq (dead-letter) or write (into _tombstones/ OCF files)"`
 	DLQ              bool          `env:"S3_SINK_DLQ" default:"true" help:"send undecodable records to <topic>.dlq; false stops the sink on them"`
 	FlushOnShutdown  bool          `env:"S3_SINK_FLUSH_ON_SHUTDOWN" default:"true" help:"on SIGTERM upload open files and commit before exiting"`
 	SessionTimeout   time.Duration `env:"S3_SINK_SESSION_TIMEOUT" default:"30s" help:"consumer group session timeout"`
@@ -189,9 +189,9 @@ func (s *Sink) Validate() error {
 		return service.Invalid("S3_SINK_PART_SIZE", "must be at least %d (S3's minimum part size), got %d", MinPartSize, s.PartSize)
 	}
 	switch s.Tombstones {
-	case "ignore", "fail", "dlq":
+	case "ignore", "fail", "dlq", "write":
 	default:
-		return service.Invalid("S3_SINK_TOMBSTONES", "want ignore, fail or dlq, got %q", s.Tombstones)
+		return service.Invalid("S3_SINK_TOMBSTONES", "want ignore, fail, dlq or write, got %q", s.Tombstones)
 	}
 	if s.SessionTimeout <= 0 || s.RebalanceTimeout <= 0 || s.Heartbeat <= 0 || s.Heartbeat >= s.SessionTimeout {
 		return service.Invalid("S3_SINK_HEARTBEAT_INTERVAL", "session, rebalance and heartbeat must be positive and heartbeat below the session timeout")

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/linkedin/goavro/v2"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/avro"
@@ -74,9 +75,10 @@ type Sink struct {
 
 	// needValue: the partitioner or rotation reads record fields, so
 	// records are decoded; otherwise they are only validated.
-	needValue  bool
-	valMu      sync.RWMutex
-	validators map[int]*avrocheck.Validator
+	needValue      bool
+	tombstoneCodec *goavro.Codec
+	valMu          sync.RWMutex
+	validators     map[int]*avrocheck.Validator
 }
 
 // validator returns the cached validator for a codec's schema.
@@ -113,6 +115,11 @@ func New(o Options) (*Sink, error) {
 		needValue:  o.Config.Partitioner == "field" || o.Config.TimestampSource == "field",
 		validators: map[int]*avrocheck.Validator{},
 	}
+	tc, err := goavro.NewCodec(TombstoneSchema)
+	if err != nil {
+		return nil, fmt.Errorf("compiling the tombstone schema: %w", err)
+	}
+	s.tombstoneCodec = tc
 	if o.Config.TopicRegex != "" {
 		re, err := regexp.Compile(o.Config.TopicRegex)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/linkedin/goavro/v2"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/registry"
@@ -244,6 +245,9 @@ func (w *worker) handle(ctx, gctx context.Context, m kafkago.Message) error {
 	w.ps.highWater = m.HighWaterMark
 	w.ps.mu.Unlock()
 	if m.Value == nil {
+		if w.s.cfg.Tombstones == "write" {
+			return w.writeTombstone(ctx, gctx, m)
+		}
 		if err := w.tombstone(ctx, gctx, m); err != nil {
 			return err
 		}
@@ -280,6 +284,22 @@ func (w *worker) handle(ctx, gctx context.Context, m kafkago.Message) error {
 			return nil
 		}
 	}
+	return w.write(ctx, gctx, m, path, id, ts, payload)
+}
+
+// tombstoneID is the pseudo schema id of tombstone files (S3_SINK_TOMBSTONES=write).
+const tombstoneID = -1
+
+// TombstoneSchema is the schema of tombstone files: which key was deleted
+// where and when.
+const TombstoneSchema = `{"type":"record","name":"Tombstone","namespace":"sluice.s3sink","fields":[` +
+	`{"name":"key","type":["null","bytes"]},{"name":"partition","type":"int"},{"name":"offset","type":"long"},` +
+	`{"name":"timestamp","type":{"type":"long","logicalType":"timestamp-millis"}}]}`
+
+// write appends a validated record to the open file for its path,
+// rotating first when the schema or the record-time window changed, and
+// completes the file when it is full.
+func (w *worker) write(ctx, gctx context.Context, m kafkago.Message, path string, id int, ts time.Time, payload []byte) error {
 	window := w.window(ts)
 	of := w.files[path]
 	if of != nil && (of.schemaID != id || (w.s.cfg.RotateInterval > 0 && window != of.window)) {
@@ -289,13 +309,19 @@ func (w *worker) handle(ctx, gctx context.Context, m kafkago.Message) error {
 		of = nil
 	}
 	if of == nil {
-		codec, err := w.s.o.Codecs.ByID(ctx, id)
-		if err != nil {
-			return fmt.Errorf("codec for schema id %d: %w", id, err)
+		var codec *goavro.Codec
+		if id == tombstoneID {
+			codec = w.s.tombstoneCodec
+		} else {
+			c, err := w.s.o.Codecs.ByID(ctx, id)
+			if err != nil {
+				return fmt.Errorf("codec for schema id %d: %w", id, err)
+			}
+			codec = c.Codec
 		}
 		key := Key(w.s.cfg.Prefix, w.topic, path, w.partition, m.Offset)
 		up := upload.New(w.s.o.S3, w.s.o.Bucket, key, "avro/binary", int(w.s.cfg.PartSize), w.s.o.Metrics)
-		f, err := ocf.Create(up, codec.Codec, w.s.cfg.Codec)
+		f, err := ocf.Create(up, codec, w.s.cfg.Codec)
 		if err != nil {
 			up.Abort(ctx)
 			return err
@@ -434,6 +460,23 @@ func Permanent(err error) bool {
 		return false
 	}
 	return true
+}
+
+// writeTombstone records a null-valued record in the partition's tombstone
+// file, under <prefix>/<topic>/_tombstones/partition=<n>/.
+func (w *worker) writeTombstone(ctx, gctx context.Context, m kafkago.Message) error {
+	var key any
+	if m.Key != nil {
+		key = goavro.Union("bytes", m.Key)
+	}
+	bin, err := w.s.tombstoneCodec.BinaryFromNative(nil, map[string]any{
+		"key": key, "partition": int32(m.Partition), "offset": m.Offset, "timestamp": m.Time,
+	})
+	if err != nil {
+		return fmt.Errorf("encoding tombstone at offset %d: %w", m.Offset, err)
+	}
+	w.s.o.Metrics.tombstones.WithLabelValues(w.topic, "written").Inc()
+	return w.write(ctx, gctx, m, "_tombstones/partition="+strconv.Itoa(m.Partition), tombstoneID, m.Time, bin)
 }
 
 func (w *worker) tombstone(ctx, gctx context.Context, m kafkago.Message) error {
