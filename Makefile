@@ -11,7 +11,7 @@ SERVICES  := ingest-gateway schema-registry s3-sink search-sink kafka-exporter
 BIN       := $(CURDIR)/bin
 TEST_FLAGS ?= -race -shuffle=on -timeout 20m
 BENCH     ?= .
-BENCHTIME ?= 1x
+BENCHTIME ?=
 
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
@@ -40,8 +40,11 @@ test: tools ## run every module's tests with -race -shuffle=on (installs test to
 	@fail=0; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || fail=1; done; exit $$fail
 
 .PHONY: bench
-bench: tools build ## run every benchmark and print the comparison table
-	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...) ; done
+bench: tools ## run every benchmark (services, registry, sinks, exporter, whole pipeline) and print one table
+	@mkdir -p $(BIN); : > $(BIN)/bench.txt
+	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' $(if $(BENCHTIME),-benchtime $(BENCHTIME)) -timeout 30m ./... 2>&1 | grep -v '^{' ) | tee -a $(BIN)/bench.txt; done
+	@echo; echo "Machine: $$(nproc) cores, $$(free -g | awk '/Mem:/{print $$2}') GiB, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+	@cd scripts/e2e && $(GO) run ./cmd/benchtable < $(BIN)/bench.txt | tee $(BIN)/bench-table.md
 
 .PHONY: lint
 lint: ## gofmt and go vet over every module

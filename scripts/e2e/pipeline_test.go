@@ -92,7 +92,9 @@ rules:
     severity: critical
 `
 
-func startStack(t *testing.T) *stack {
+// startStack runs the backends and the five services; over adds or
+// replaces environment variables per service name.
+func startStack(t testing.TB, over map[string]map[string]string) *stack {
 	t.Helper()
 	st := &stack{}
 	st.kc = kafkatest.Start(t)
@@ -121,13 +123,12 @@ func startStack(t *testing.T) *stack {
 		"LOG_LEVEL":        "info",
 		"SHUTDOWN_TIMEOUT": "20s",
 	}
-	with := func(extra map[string]string) map[string]string {
+	withFor := func(name string, extra map[string]string) map[string]string {
 		m := map[string]string{}
-		for k, v := range common {
-			m[k] = v
-		}
-		for k, v := range extra {
-			m[k] = v
+		for _, src := range []map[string]string{common, extra, over[name]} {
+			for k, v := range src {
+				m[k] = v
+			}
 		}
 		return m
 	}
@@ -136,7 +137,7 @@ func startStack(t *testing.T) *stack {
 	hp, gp := proctest.FreePort(t), proctest.FreePort(t)
 	st.gwHTTP, st.gwGRPC = proctest.PortURL(hp, ""), "127.0.0.1:"+strconv.Itoa(gp)
 	st.gw = proctest.Start(t, proctest.Spec{Name: "ingest-gateway", Bin: proctest.Build(t, "services/ingest-gateway"),
-		ReadyURL: proctest.PortURL(hp, "/readyz"), Env: with(map[string]string{
+		ReadyURL: proctest.PortURL(hp, "/readyz"), Env: withFor("ingest-gateway", map[string]string{
 			"GATEWAY_HTTP_ADDR":          "127.0.0.1:" + strconv.Itoa(hp),
 			"GATEWAY_GRPC_ADDR":          st.gwGRPC,
 			"GATEWAY_TOPICS":             topics,
@@ -145,7 +146,7 @@ func startStack(t *testing.T) *stack {
 
 	sp := proctest.FreePort(t)
 	st.s3sink = proctest.Start(t, proctest.Spec{Name: "s3-sink", Bin: proctest.Build(t, "services/s3-sink"),
-		ReadyURL: proctest.PortURL(sp, "/readyz"), Env: with(map[string]string{
+		ReadyURL: proctest.PortURL(sp, "/readyz"), Env: withFor("s3-sink", map[string]string{
 			"S3_SINK_ADMIN_ADDR":    "127.0.0.1:" + strconv.Itoa(sp),
 			"S3_SINK_TOPICS":        topics,
 			"S3_SINK_FLUSH_RECORDS": "3000",
@@ -160,7 +161,7 @@ func startStack(t *testing.T) *stack {
 
 	ep := proctest.FreePort(t)
 	st.search = proctest.Start(t, proctest.Spec{Name: "search-sink", Bin: proctest.Build(t, "services/search-sink"),
-		ReadyURL: proctest.PortURL(ep, "/readyz"), Env: with(map[string]string{
+		ReadyURL: proctest.PortURL(ep, "/readyz"), Env: withFor("search-sink", map[string]string{
 			"SEARCH_SINK_ADMIN_ADDR":        "127.0.0.1:" + strconv.Itoa(ep),
 			"SEARCH_SINK_TOPICS":            topics,
 			"SEARCH_SINK_GROUP_ID":          searchGroup,
@@ -172,7 +173,7 @@ func startStack(t *testing.T) *stack {
 	xp := proctest.FreePort(t)
 	st.exporterURL = proctest.PortURL(xp, "/metrics")
 	st.exporter = proctest.Start(t, proctest.Spec{Name: "kafka-exporter", Bin: proctest.Build(t, "services/kafka-exporter"),
-		ReadyURL: proctest.PortURL(xp, "/readyz"), Env: with(map[string]string{
+		ReadyURL: proctest.PortURL(xp, "/readyz"), Env: withFor("kafka-exporter", map[string]string{
 			"EXPORTER_ADMIN_ADDR": "127.0.0.1:" + strconv.Itoa(xp),
 			"EXPORTER_INTERVAL":   "1s",
 		})})
@@ -186,7 +187,7 @@ func TestPipeline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole pipeline")
 	}
-	st := startStack(t)
+	st := startStack(t, nil)
 	ctx := kafkatest.Context(t, 9*time.Minute)
 
 	var (

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -219,6 +220,28 @@ func (p *Proc) Restart(tb testing.TB) {
 	if err := p.launch(); err != nil {
 		tb.Fatalf("proctest: restarting %s: %v\n%s", p.spec.Name, err, p.Log(12000))
 	}
+}
+
+// PeakRSSMiB is the process's peak resident memory (VmHWM), or 0 when it
+// is not running or /proc is not there.
+func (p *Proc) PeakRSSMiB() float64 {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }
 
 // Log returns the last n bytes of the process's output.
