@@ -102,7 +102,14 @@ func TestCompactedContestedLogReplaysIdentically(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Let background repairs (if any) land, then compare.
-	time.Sleep(300 * time.Millisecond) //nolint:forbidigo // waiting out RepairAfter is the point
+	eventually(t, 10*time.Second, "no lost races left to repair", func() (bool, string) {
+		for i, r := range reps {
+			if n := len(r.Store.State().LostKeys(0)); n > 0 {
+				return false, "replica " + strconv.Itoa(i) + " has " + strconv.Itoa(n)
+			}
+		}
+		return true, ""
+	})
 	for _, r := range reps {
 		if err := r.Store.Sync(ctx); err != nil {
 			t.Fatal(err)
