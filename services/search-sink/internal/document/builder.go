@@ -49,7 +49,6 @@ type Options struct {
 	IDMode      IDMode
 	Decimal     DecimalMode
 	MetaField   string // "_kafka" by default; empty disables
-	DateNanos   bool   // reserved
 	TimestampAt string // document field for the record timestamp, "@timestamp"
 }
 

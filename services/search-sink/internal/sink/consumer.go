@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -50,7 +51,12 @@ type Consumer struct {
 
 	mu       sync.Mutex
 	prepared map[string]bool
-	assigned int
+	observed map[topicPartition]*atomic.Int64 // highest offset shown to the rules
+}
+
+type topicPartition struct {
+	topic     string
+	partition int
 }
 
 // NewConsumer wires a consumer. prepare runs once per topic before its
@@ -74,7 +80,7 @@ func NewConsumer(kc *skafka.Clients, b *document.Builder, pl *Pipeline, m *Metri
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 10 << 20
 	}
-	return &Consumer{kc: kc, b: b, pl: pl, m: m, log: log, o: o, prepare: prepare, observe: observe, prepared: map[string]bool{}}
+	return &Consumer{kc: kc, b: b, pl: pl, m: m, log: log, o: o, prepare: prepare, observe: observe, prepared: map[string]bool{}, observed: map[topicPartition]*atomic.Int64{}}
 }
 
 // Eligible reports whether a discovered topic is a data topic: internal
@@ -254,18 +260,24 @@ func (c *Consumer) startGeneration(gen *kafkago.Generation) {
 			gen.Start(func(ctx context.Context) { c.fetch(ctx, pt, offset) })
 		}
 	}
-	c.mu.Lock()
-	c.assigned = len(parts)
-	c.mu.Unlock()
 	c.log.Info("generation started", "generation", gen.ID, "partitions", len(parts))
 	gen.Start(func(ctx context.Context) { c.commitLoop(ctx, gen, parts) })
 }
 
-// Assigned returns how many partitions the current generation holds.
-func (c *Consumer) Assigned() int {
+// observedMark returns the highest offset of a partition already shown to
+// the rules in this process, so records fetched again after a rebalance or
+// a retry are not counted twice in rule windows.
+func (c *Consumer) observedMark(topic string, partition int) *atomic.Int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.assigned
+	k := topicPartition{topic, partition}
+	m := c.observed[k]
+	if m == nil {
+		m = &atomic.Int64{}
+		m.Store(-1)
+		c.observed[k] = m
+	}
+	return m
 }
 
 func (c *Consumer) fetch(ctx context.Context, pt *partition, offset int64) {
@@ -286,6 +298,7 @@ func (c *Consumer) fetch(ctx context.Context, pt *partition, offset int64) {
 		c.log.Error("setting offset", "topic", pt.topic, "partition", pt.id, "offset", offset, "err", err)
 		return
 	}
+	mark := c.observedMark(pt.topic, pt.id)
 	ps := strconv.Itoa(pt.id)
 	lagRecords := c.m.LagRecords.WithLabelValues(pt.topic, ps)
 	lagSeconds := c.m.LagSeconds.WithLabelValues(pt.topic, ps)
@@ -318,7 +331,7 @@ func (c *Consumer) fetch(ctx context.Context, pt *partition, offset int64) {
 			return
 		}
 		seq := pt.add(m.Offset)
-		if !c.process(ctx, &m, pt, seq, size) {
+		if !c.process(ctx, &m, pt, seq, size, mark) {
 			pt.drop(seq)
 			c.pl.release(size)
 			return
@@ -327,7 +340,7 @@ func (c *Consumer) fetch(ctx context.Context, pt *partition, offset int64) {
 }
 
 // process decodes and submits one record; it returns false when ctx ended.
-func (c *Consumer) process(ctx context.Context, m *kafkago.Message, pt *partition, seq uint64, size int64) bool {
+func (c *Consumer) process(ctx context.Context, m *kafkago.Message, pt *partition, seq uint64, size int64, mark *atomic.Int64) bool {
 	b := newBackoff(200*time.Millisecond, 30*time.Second)
 	var d *document.Doc
 	for {
@@ -352,8 +365,9 @@ func (c *Consumer) process(ctx context.Context, m *kafkago.Message, pt *partitio
 		c.pl.Skip(pt, seq, size)
 		return true
 	}
-	if c.observe != nil && d.Fields != nil {
+	if c.observe != nil && d.Fields != nil && m.Offset > mark.Load() {
 		c.observe(m.Topic, m.Time, d.Fields)
+		mark.Store(m.Offset)
 	}
 	if err := c.pl.Submit(ctx, m, d, pt, seq, size); err != nil {
 		return false
