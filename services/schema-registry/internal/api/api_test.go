@@ -637,3 +637,26 @@ func TestWriteTimeout(t *testing.T) {
 	r := c.post("/subjects/orders-value/versions", map[string]any{"schema": orderV2})
 	c.expectErr(r, 500, 50002)
 }
+
+// TestConfluentClientRequestShapes sends the bodies and parameters that
+// Confluent's Java and Python clients send (explicit AVRO type, empty
+// references, null metadata and rule set, fetchMaxId, normalize=false).
+func TestConfluentClientRequestShapes(t *testing.T) {
+	t.Parallel()
+	c, _, _ := start(t, srtest.Options{})
+	body := `{"schemaType":"AVRO","references":[],"metadata":null,"ruleSet":null,"schema":"{\"type\":\"record\",\"name\":\"Order\",\"namespace\":\"com.acme\",\"fields\":[{\"name\":\"id\",\"type\":\"long\"}]}"}`
+	r := c.do(http.MethodPost, "/subjects/orders-value/versions?normalize=false", body, "application/vnd.schemaregistry.v1+json")
+	if r.status != http.StatusOK {
+		t.Fatalf("Java-style registration: %d %s", r.status, r.body)
+	}
+	r = c.do(http.MethodPost, "/subjects/orders-value?normalize=false&deleted=false", body, "application/vnd.schemaregistry+json")
+	if r.status != http.StatusOK {
+		t.Fatalf("Java-style lookup: %d %s", r.status, r.body)
+	}
+	if r := c.get("/schemas/ids/1?fetchMaxId=false&subject=orders-value"); r.status != http.StatusOK {
+		t.Fatalf("Java-style fetch by id: %d %s", r.status, r.body)
+	}
+	if r := c.get("/config/orders-value?defaultToGlobal=true"); r.status != http.StatusOK {
+		t.Fatalf("Java-style config: %d %s", r.status, r.body)
+	}
+}
