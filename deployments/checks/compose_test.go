@@ -173,7 +173,7 @@ func TestCompose(t *testing.T) {
 	if err != nil {
 		t.Fatalf("compose-go: %v", err)
 	}
-	for _, want := range []string{"kafka", "minio", "minio-init", "elasticsearch", "kibana", "prometheus", "grafana"} {
+	for _, want := range []string{"kafka", "minio", "minio-init", "elasticsearch", "kibana", "kibana-init", "prometheus", "grafana"} {
 		if _, ok := p.Services[want]; !ok {
 			t.Errorf("compose stack lacks %s", want)
 		}
