@@ -49,18 +49,8 @@ func (c *Codec) NativeFromJSON(v any, o Options) (any, error) {
 	return fromJSON(c.root, v, o, &pathBuf{root: o.Root})
 }
 
-// BinaryFromJSON appends the Avro binary encoding of the JSON document data
-// to dst. Malformed JSON and values that do not fit the schema return a
-// *FieldError.
-func (c *Codec) BinaryFromJSON(dst, data []byte, o Options) ([]byte, error) {
-	v, err := DecodeJSON(data)
-	if err != nil {
-		return dst, &FieldError{Path: o.Root, Reason: "malformed JSON: " + err.Error()}
-	}
-	return c.BinaryFromJSONValue(dst, v, o)
-}
-
-// BinaryFromJSONValue is BinaryFromJSON for an already decoded JSON value.
+// BinaryFromJSONValue encodes an already decoded JSON value (DecodeJSON)
+// through NativeFromJSON and goavro. The value may be reused in place.
 func (c *Codec) BinaryFromJSONValue(dst []byte, v any, o Options) ([]byte, error) {
 	native, err := c.NativeFromJSON(v, o)
 	if err != nil {

@@ -32,12 +32,24 @@ func FuzzBinaryFromJSON(f *testing.F) {
 			mode = AvroJSON
 		}
 		bin, err := c.BinaryFromJSON(nil, data, Options{Mode: mode, Root: "value"})
+		// The generic path (DecodeJSON, NativeFromJSON, goavro) is the oracle.
+		var gen []byte
+		v, gerr := DecodeJSON(data)
+		if gerr == nil {
+			gen, gerr = c.BinaryFromJSONValue(nil, v, Options{Mode: mode, Root: "value"})
+		}
+		if (err == nil) != (gerr == nil) {
+			t.Fatalf("%q (%s): direct encoder err %v, goavro path err %v", data, mode, err, gerr)
+		}
 		if err != nil {
 			var fe *FieldError
 			if !errors.As(err, &fe) {
 				t.Fatalf("error %v is %T, want *FieldError", err, err)
 			}
 			return
+		}
+		if !sameDatum(t, c, bin, gen) {
+			t.Fatalf("%q (%s): direct encoder and goavro disagree", data, mode)
 		}
 		for _, m := range []Mode{PlainJSON, AvroJSON} {
 			js, err := c.JSONFromBinary(nil, bin, m)
@@ -96,6 +108,50 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 		if err == nil && !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q: DecodeJSON %#v, encoding/json %#v", data, got, want)
+		}
+	})
+}
+
+// FuzzScan checks ScanObject/ScanArray against encoding/json validity and
+// that the raw members re-assemble to the same value.
+func FuzzScan(f *testing.F) {
+	for _, s := range []string{`{"a":1,"b":[1,{"c":"\u00e9"}],"d":null}`, `[1,"x",{}]`, `{"a":}`, `[1,]`, `{} x`, `{"a":"\x"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want any
+		werr := json.Unmarshal(data, &want)
+		m := map[string]any{}
+		oerr := ScanObject(data, func(k string, raw []byte) error {
+			var v any
+			if err := json.Unmarshal(raw, &v); err != nil {
+				t.Fatalf("member %q raw %q is not JSON: %v", k, raw, err)
+			}
+			m[k] = v
+			return nil
+		})
+		if _, isObj := want.(map[string]any); werr == nil && isObj {
+			if oerr != nil || !reflect.DeepEqual(want, m) {
+				t.Fatalf("%q: ScanObject err %v, got %v want %v", data, oerr, m, want)
+			}
+		} else if oerr == nil {
+			t.Fatalf("%q: ScanObject accepted, encoding/json: %v (%T)", data, werr, want)
+		}
+		var a []any
+		aerr := ScanArray(data, func(_ int, raw []byte) error {
+			var v any
+			if err := json.Unmarshal(raw, &v); err != nil {
+				t.Fatalf("element raw %q is not JSON: %v", raw, err)
+			}
+			a = append(a, v)
+			return nil
+		})
+		if wa, isArr := want.([]any); werr == nil && isArr {
+			if aerr != nil || len(a) != len(wa) || (len(a) > 0 && !reflect.DeepEqual(wa, a)) {
+				t.Fatalf("%q: ScanArray err %v, got %v want %v", data, aerr, a, wa)
+			}
+		} else if aerr == nil {
+			t.Fatalf("%q: ScanArray accepted, encoding/json: %v", data, werr)
 		}
 	})
 }

@@ -346,3 +346,251 @@ func (p *jsonParser) slowStr(start int) (string, error) {
 	}
 	return "", errEOF
 }
+
+// skipValue consumes one JSON value, validating it, without building it.
+func (p *jsonParser) skipValue(depth int) error {
+	if p.i >= len(p.b) {
+		return errEOF
+	}
+	switch c := p.b[p.i]; {
+	case c == '{':
+		if depth+1 > maxDepth {
+			return p.errorf("exceeded max depth")
+		}
+		p.i++
+		p.ws()
+		if p.i < len(p.b) && p.b[p.i] == '}' {
+			p.i++
+			return nil
+		}
+		for {
+			p.ws()
+			if p.i >= len(p.b) {
+				return errEOF
+			}
+			if p.b[p.i] != '"' {
+				return p.errorf("invalid character %q looking for beginning of object key string", p.b[p.i])
+			}
+			if err := p.skipString(); err != nil {
+				return err
+			}
+			p.ws()
+			if p.i >= len(p.b) {
+				return errEOF
+			}
+			if p.b[p.i] != ':' {
+				return p.errorf("invalid character %q after object key", p.b[p.i])
+			}
+			p.i++
+			p.ws()
+			if err := p.skipValue(depth + 1); err != nil {
+				return err
+			}
+			p.ws()
+			if p.i >= len(p.b) {
+				return errEOF
+			}
+			switch p.b[p.i] {
+			case ',':
+				p.i++
+			case '}':
+				p.i++
+				return nil
+			default:
+				return p.errorf("invalid character %q after object key:value pair", p.b[p.i])
+			}
+		}
+	case c == '[':
+		if depth+1 > maxDepth {
+			return p.errorf("exceeded max depth")
+		}
+		p.i++
+		p.ws()
+		if p.i < len(p.b) && p.b[p.i] == ']' {
+			p.i++
+			return nil
+		}
+		for {
+			p.ws()
+			if err := p.skipValue(depth + 1); err != nil {
+				return err
+			}
+			p.ws()
+			if p.i >= len(p.b) {
+				return errEOF
+			}
+			switch p.b[p.i] {
+			case ',':
+				p.i++
+			case ']':
+				p.i++
+				return nil
+			default:
+				return p.errorf("invalid character %q after array element", p.b[p.i])
+			}
+		}
+	case c == '"':
+		return p.skipString()
+	case c == 't':
+		return p.literal("true")
+	case c == 'f':
+		return p.literal("false")
+	case c == 'n':
+		return p.literal("null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		_, err := p.number()
+		return err
+	}
+	return p.errorf("invalid character %q looking for beginning of value", p.b[p.i])
+}
+
+// skipString consumes a string, validating escapes.
+func (p *jsonParser) skipString() error {
+	p.i++ // opening quote
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			return nil
+		case c < 0x20:
+			return p.errorf("invalid character %q in string literal", c)
+		case c == '\\':
+			p.i++
+			if p.i >= len(p.b) {
+				return errEOF
+			}
+			switch p.b[p.i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				p.i++
+			case 'u':
+				if _, ok := hex4(p.b[p.i+1:]); !ok {
+					if len(p.b)-p.i-1 < 4 {
+						return errEOF
+					}
+					return p.errorf("invalid character in \\u hexadecimal character escape")
+				}
+				p.i += 5
+			default:
+				return p.errorf("invalid character %q in string escape code", p.b[p.i])
+			}
+		default:
+			p.i++
+		}
+	}
+	return errEOF
+}
+
+// ScanObject calls fn for each member of the JSON object data, in order,
+// with the decoded key and the member's raw value bytes. It validates all
+// of data, which must hold exactly one object (whitespace around allowed),
+// without decoding the values: request envelopes use it to hand record
+// values to BinaryFromJSON untouched.
+func ScanObject(data []byte, fn func(key string, value []byte) error) error {
+	p := jsonParser{b: data}
+	p.ws()
+	if p.i >= len(p.b) {
+		return errEOF
+	}
+	if p.b[p.i] != '{' {
+		return p.errorf("want a JSON object, got %q", p.b[p.i])
+	}
+	p.i++
+	p.ws()
+	if p.i < len(p.b) && p.b[p.i] == '}' {
+		p.i++
+		return p.end()
+	}
+	for {
+		p.ws()
+		if p.i >= len(p.b) {
+			return errEOF
+		}
+		if p.b[p.i] != '"' {
+			return p.errorf("invalid character %q looking for beginning of object key string", p.b[p.i])
+		}
+		k, err := p.str()
+		if err != nil {
+			return err
+		}
+		p.ws()
+		if p.i >= len(p.b) {
+			return errEOF
+		}
+		if p.b[p.i] != ':' {
+			return p.errorf("invalid character %q after object key", p.b[p.i])
+		}
+		p.i++
+		p.ws()
+		start := p.i
+		if err := p.skipValue(1); err != nil {
+			return err
+		}
+		if err := fn(k, p.b[start:p.i]); err != nil {
+			return err
+		}
+		p.ws()
+		if p.i >= len(p.b) {
+			return errEOF
+		}
+		switch p.b[p.i] {
+		case ',':
+			p.i++
+		case '}':
+			p.i++
+			return p.end()
+		default:
+			return p.errorf("invalid character %q after object key:value pair", p.b[p.i])
+		}
+	}
+}
+
+// ScanArray calls fn for each element of the JSON array data with its raw
+// bytes, validating all of data.
+func ScanArray(data []byte, fn func(i int, value []byte) error) error {
+	p := jsonParser{b: data}
+	p.ws()
+	if p.i >= len(p.b) {
+		return errEOF
+	}
+	if p.b[p.i] != '[' {
+		return p.errorf("want a JSON array, got %q", p.b[p.i])
+	}
+	p.i++
+	p.ws()
+	if p.i < len(p.b) && p.b[p.i] == ']' {
+		p.i++
+		return p.end()
+	}
+	for n := 0; ; n++ {
+		p.ws()
+		start := p.i
+		if err := p.skipValue(1); err != nil {
+			return err
+		}
+		if err := fn(n, p.b[start:p.i]); err != nil {
+			return err
+		}
+		p.ws()
+		if p.i >= len(p.b) {
+			return errEOF
+		}
+		switch p.b[p.i] {
+		case ',':
+			p.i++
+		case ']':
+			p.i++
+			return p.end()
+		default:
+			return p.errorf("invalid character %q after array element", p.b[p.i])
+		}
+	}
+}
+
+func (p *jsonParser) end() error {
+	p.ws()
+	if p.i < len(p.b) {
+		return p.errorf("unexpected data after the JSON value")
+	}
+	return nil
+}

@@ -91,6 +91,7 @@ type field struct {
 	typ        *node
 	hasDefault bool
 	def        any // default converted to goavro native form
+	fieldDefault
 }
 
 // describe names the type for error messages.

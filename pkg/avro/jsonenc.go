@@ -1,0 +1,896 @@
+package avro
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"math"
+	"math/big"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+)
+
+// BinaryFromJSON appends the Avro binary encoding of the JSON document data
+// to dst in one pass over the text, directed by the schema: no
+// intermediate maps. It accepts exactly what NativeFromJSON followed by
+// goavro's BinaryFromNative accepts and produces the same datum (checked
+// by FuzzBinaryFromJSON against that path). Errors are *FieldError; when a
+// datum has several problems the first in input order is reported.
+func (c *Codec) BinaryFromJSON(dst, data []byte, o Options) ([]byte, error) {
+	e := encoder{jsonParser: jsonParser{b: data}, mode: o.Mode, p: pathBuf{root: o.Root}}
+	start := len(dst)
+	e.ws()
+	out, err := e.enc(c.root, dst, 0)
+	if errors.Is(err, errDuplicateKey) {
+		// Repeated object keys (last wins): take the generic path.
+		v, derr := DecodeJSON(data)
+		if derr != nil {
+			return dst[:start], &FieldError{Path: o.Root, Reason: "malformed JSON: " + derr.Error()}
+		}
+		return c.BinaryFromJSONValue(dst[:start], v, o)
+	}
+	if err != nil {
+		return dst[:start], err
+	}
+	e.ws()
+	if e.i < len(e.b) {
+		return dst[:start], &FieldError{Path: o.Root, Reason: "malformed JSON: " + e.errorf("unexpected data after the JSON value").Error()}
+	}
+	return out, nil
+}
+
+type encoder struct {
+	jsonParser
+	mode Mode
+	p    pathBuf
+}
+
+var errSyntaxMarker = errors.New("syntax")
+
+// syntax wraps a JSON syntax error as a FieldError at the root, as
+// BinaryFromJSON on malformed text always did.
+func (e *encoder) syntax(err error) error {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return err
+	}
+	return &FieldError{Path: e.p.root, Reason: "malformed JSON: " + err.Error()}
+}
+
+// peek parses the value at the cursor generically without consuming it,
+// for error messages.
+func (e *encoder) peek() (any, error) {
+	save := e.i
+	v, err := e.value(0)
+	e.i = save
+	return v, err
+}
+
+// mismatch reports "expected <type>, got <value>" for the value at the
+// cursor (or the syntax error, if it is not valid JSON).
+func (e *encoder) mismatch(n *node) error {
+	v, err := e.peek()
+	if err != nil {
+		return e.syntax(err)
+	}
+	return e.p.mismatch(n, v)
+}
+
+// skip consumes one JSON value, validating it without building it.
+func (e *encoder) skip(depth int) error { return e.skipValue(depth) }
+
+// rawString returns a string's content without allocating when it has no
+// escapes and is valid UTF-8; otherwise a decoded copy.
+func (e *encoder) rawString() ([]byte, error) {
+	if e.i >= len(e.b) || e.b[e.i] != '"' {
+		return nil, errSyntaxMarker
+	}
+	start := e.i + 1
+	for j := start; j < len(e.b); j++ {
+		c := e.b[j]
+		if c == '"' {
+			s := e.b[start:j]
+			e.i = j + 1
+			if !utf8.Valid(s) {
+				return fixUTF8(s), nil
+			}
+			return s, nil
+		}
+		if c == '\\' || c < 0x20 {
+			break
+		}
+	}
+	s, err := e.str()
+	return []byte(s), err
+}
+
+func appendLong(dst []byte, v int64) []byte {
+	return binary.AppendUvarint(dst, uint64((v<<1)^(v>>63)))
+}
+
+func (e *encoder) enc(n *node, dst []byte, depth int) ([]byte, error) {
+	if depth > maxDepth {
+		return dst, e.syntax(e.errorf("exceeded max depth"))
+	}
+	if e.i >= len(e.b) {
+		return dst, e.syntax(errEOF)
+	}
+	c := e.b[e.i]
+	switch n.kind {
+	case kNull:
+		if c == 'n' {
+			return dst, e.lit("null")
+		}
+	case kBoolean:
+		switch c {
+		case 't':
+			return append(dst, 1), e.lit("true")
+		case 'f':
+			return append(dst, 0), e.lit("false")
+		}
+	case kInt, kLong, kFloat, kDouble:
+		return e.number(n, dst)
+	case kString:
+		if c != '"' {
+			break
+		}
+		save := e.i
+		s, err := e.rawString()
+		if err != nil {
+			return dst, e.syntax(err)
+		}
+		if n.logical == lUUID && !isUUID(string(s)) {
+			e.i = save
+			v, _ := e.peek()
+			return dst, e.p.errorf("expected uuid, got %s", describeJSON(v))
+		}
+		dst = appendLong(dst, int64(len(s)))
+		return append(dst, s...), nil
+	case kEnum:
+		if c != '"' {
+			break
+		}
+		s, err := e.rawString()
+		if err != nil {
+			return dst, e.syntax(err)
+		}
+		idx, ok := n.symbolIndex[string(s)]
+		if !ok {
+			return dst, e.p.errorf("%q is not a symbol of enum %s (one of %s)", s, n.name, strings.Join(n.symbols, ", "))
+		}
+		return appendLong(dst, int64(idx)), nil
+	case kBytes, kFixed:
+		if n.logical == lDecimal {
+			return e.decimal(n, dst)
+		}
+		if c != '"' {
+			break
+		}
+		s, err := e.str()
+		if err != nil {
+			return dst, e.syntax(err)
+		}
+		b, ferr := bytesFromString(n, s, Options{Mode: e.mode}, &e.p)
+		if ferr != nil {
+			return dst, ferr
+		}
+		if n.kind == kFixed {
+			if len(b) != n.size {
+				return dst, e.p.errorf("expected %d bytes for fixed %s, got %d", n.size, n.name, len(b))
+			}
+			return append(dst, b...), nil
+		}
+		dst = appendLong(dst, int64(len(b)))
+		return append(dst, b...), nil
+	case kArray:
+		if c == '[' {
+			return e.array(n, dst, depth)
+		}
+	case kMap:
+		if c == '{' {
+			return e.mapValue(n, dst, depth)
+		}
+	case kRecord:
+		if c == '{' {
+			return e.record(n, dst, depth)
+		}
+	case kUnion:
+		if e.mode == AvroJSON {
+			return e.unionWrapped(n, dst, depth)
+		}
+		return e.unionPlain(n, dst, depth)
+	}
+	return dst, e.mismatch(n)
+}
+
+func (e *encoder) lit(word string) error {
+	if err := e.literal(word); err != nil {
+		return e.syntax(err)
+	}
+	return nil
+}
+
+// number handles int, long, float and double, including their logical
+// types given as strings.
+func (e *encoder) number(n *node, dst []byte) ([]byte, error) {
+	c := e.b[e.i]
+	if c == '"' {
+		if n.logical == lNone && n.kind != kFloat && n.kind != kDouble {
+			return dst, e.mismatch(n)
+		}
+		save := e.i
+		s, err := e.str()
+		if err != nil {
+			return dst, e.syntax(err)
+		}
+		var v any
+		var ferr error
+		switch n.kind {
+		case kInt:
+			v, ferr = intFromJSON(n, s, &e.p)
+		case kLong:
+			v, ferr = longFromJSON(n, s, &e.p)
+		default:
+			f, ok := floatFromJSON(s)
+			if !ok {
+				e.i = save
+				return dst, e.mismatch(n)
+			}
+			return appendFloat(n, dst, f), nil
+		}
+		if ferr != nil {
+			return dst, ferr
+		}
+		switch x := v.(type) {
+		case int32:
+			return appendLong(dst, int64(x)), nil
+		case int64:
+			return appendLong(dst, x), nil
+		}
+		return dst, e.p.errorf("internal: unexpected %T", v)
+	}
+	if c != '-' && (c < '0' || c > '9') {
+		return dst, e.mismatch(n)
+	}
+	save := e.i
+	numAny, err := e.jsonParser.number()
+	if err != nil {
+		return dst, e.syntax(err)
+	}
+	num := numAny.(json.Number)
+	switch n.kind {
+	case kInt, kLong:
+		i, _, ok := integerFromJSON(num)
+		if n.kind == kInt && ok && (i < math.MinInt32 || i > math.MaxInt32) {
+			ok = false
+		}
+		if !ok {
+			e.i = save
+			bits := "64"
+			if n.kind == kInt {
+				bits = "32"
+			}
+			return dst, e.p.errorf("expected %s, got %s (not a %s-bit integer)", n.describe(), describeJSON(num), bits)
+		}
+		return appendLong(dst, i), nil
+	}
+	f, err := strconv.ParseFloat(string(num), 64)
+	if err != nil {
+		var ne *strconv.NumError
+		if !errors.As(err, &ne) || ne.Err != strconv.ErrRange {
+			return dst, e.p.mismatch(n, num)
+		}
+		// encoding/json would reject an out-of-range number too.
+		return dst, e.p.mismatch(n, num)
+	}
+	if n.kind == kFloat && !math.IsInf(f, 0) && !math.IsNaN(f) && math.Abs(f) > math.MaxFloat32 {
+		return dst, e.p.errorf("%s is out of range for float", describeJSON(num))
+	}
+	return appendFloat(n, dst, f), nil
+}
+
+func appendFloat(n *node, dst []byte, f float64) []byte {
+	if n.kind == kFloat {
+		return binary.LittleEndian.AppendUint32(dst, math.Float32bits(float32(f)))
+	}
+	return binary.LittleEndian.AppendUint64(dst, math.Float64bits(f))
+}
+
+// decimal encodes a decimal from a string or number (or, in AvroJSON
+// mode, the raw two's-complement bytes string), as goavro does: the
+// unscaled value in minimal two's complement (bytes) or sign-extended to
+// the fixed size.
+func (e *encoder) decimal(n *node, dst []byte) ([]byte, error) {
+	v, err := e.peek()
+	if err != nil {
+		return dst, e.syntax(err)
+	}
+	if err := e.skip(0); err != nil {
+		return dst, e.syntax(err)
+	}
+	native, ferr := decimalFromJSON(n, v, Options{Mode: e.mode}, &e.p)
+	if ferr != nil {
+		return dst, ferr
+	}
+	r := native.(*big.Rat)
+	unscaled := new(big.Int).Mul(r.Num(), new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(n.scale)), nil))
+	unscaled.Quo(unscaled, r.Denom())
+	if n.kind == kFixed {
+		return append(dst, fixedTwos(unscaled, n.size)...), nil
+	}
+	b := minimalTwos(unscaled)
+	dst = appendLong(dst, int64(len(b)))
+	return append(dst, b...), nil
+}
+
+func minimalTwos(x *big.Int) []byte {
+	switch x.Sign() {
+	case 0:
+		return []byte{0}
+	case 1:
+		b := x.Bytes()
+		if b[0]&0x80 != 0 {
+			b = append([]byte{0}, b...)
+		}
+		return b
+	}
+	size := x.BitLen()/8 + 1
+	b := new(big.Int).Add(x, new(big.Int).Lsh(big.NewInt(1), uint(size*8))).Bytes()
+	if len(b) >= 2 && b[0] == 0xff && b[1]&0x80 != 0 {
+		b = b[1:]
+	}
+	return b
+}
+
+func fixedTwos(x *big.Int, size int) []byte {
+	out := make([]byte, size)
+	if x.Sign() >= 0 {
+		x.FillBytes(out)
+		return out
+	}
+	new(big.Int).Add(x, new(big.Int).Lsh(big.NewInt(1), uint(size*8))).FillBytes(out)
+	return out
+}
+
+// array writes one block: the count (patched in once known), the items, 0.
+func (e *encoder) array(n *node, dst []byte, depth int) ([]byte, error) {
+	e.i++ // [
+	countAt := len(dst)
+	dst = append(dst, 0)
+	count := 0
+	e.ws()
+	if e.i < len(e.b) && e.b[e.i] == ']' {
+		e.i++
+		return dst, nil // the placeholder 0 is the empty array
+	}
+	for {
+		e.ws()
+		e.p.index(count)
+		var err error
+		dst, err = e.enc(n.items, dst, depth+1)
+		e.p.pop()
+		if err != nil {
+			return dst, err
+		}
+		count++
+		e.ws()
+		if e.i >= len(e.b) {
+			return dst, e.syntax(errEOF)
+		}
+		switch e.b[e.i] {
+		case ',':
+			e.i++
+			continue
+		case ']':
+			e.i++
+			return append(patchCount(dst, countAt, count), 0), nil
+		}
+		return dst, e.syntax(e.errorf("invalid character %q after array element", e.b[e.i]))
+	}
+}
+
+// patchCount replaces the one-byte placeholder at at with the zigzag
+// varint of count, moving what follows when it needs more bytes.
+func patchCount(dst []byte, at, count int) []byte {
+	var tmp [binary.MaxVarintLen64]byte
+	enc := appendLong(tmp[:0], int64(count))
+	if len(enc) == 1 {
+		dst[at] = enc[0]
+		return dst
+	}
+	extra := len(enc) - 1
+	dst = append(dst, make([]byte, extra)...)
+	copy(dst[at+len(enc):], dst[at+1:len(dst)-extra])
+	copy(dst[at:], enc)
+	return dst
+}
+
+func (e *encoder) mapValue(n *node, dst []byte, depth int) ([]byte, error) {
+	e.i++ // {
+	countAt := len(dst)
+	dst = append(dst, 0)
+	count := 0
+	e.ws()
+	if e.i < len(e.b) && e.b[e.i] == '}' {
+		e.i++
+		return dst, nil
+	}
+	// Duplicate keys: the last wins, as with encoding/json. Rare, so
+	// handled by re-encoding through the generic path.
+	var seenBuf [16][]byte
+	seen := seenBuf[:0]
+	var seenMap map[string]struct{}
+	for {
+		e.ws()
+		if e.i >= len(e.b) {
+			return dst, e.syntax(errEOF)
+		}
+		if e.b[e.i] != '"' {
+			return dst, e.syntax(e.errorf("invalid character %q looking for beginning of object key string", e.b[e.i]))
+		}
+		k, err := e.rawString()
+		if err != nil {
+			return dst, e.syntax(err)
+		}
+		if seenMap != nil {
+			if _, dup := seenMap[string(k)]; dup {
+				return dst, errDuplicateKey
+			}
+			seenMap[string(k)] = struct{}{}
+		} else {
+			for _, s := range seen {
+				if string(s) == string(k) {
+					return dst, errDuplicateKey
+				}
+			}
+			seen = append(seen, k)
+			if len(seen) > 32 {
+				seenMap = make(map[string]struct{}, 64)
+				for _, s := range seen {
+					seenMap[string(s)] = struct{}{}
+				}
+			}
+		}
+		e.ws()
+		if e.i >= len(e.b) || e.b[e.i] != ':' {
+			return dst, e.syntax(e.colonErr())
+		}
+		e.i++
+		e.ws()
+		dst = appendLong(dst, int64(len(k)))
+		dst = append(dst, k...)
+		valStart := e.i
+		e.p.key(string(k))
+		dst, err = e.enc(n.items, dst, depth+1)
+		e.p.pop()
+		if err != nil {
+			return dst, e.unlessRepeated(string(k), valStart, err, depth)
+		}
+		count++
+		e.ws()
+		if e.i >= len(e.b) {
+			return dst, e.syntax(errEOF)
+		}
+		switch e.b[e.i] {
+		case ',':
+			e.i++
+			continue
+		case '}':
+			e.i++
+			return append(patchCount(dst, countAt, count), 0), nil
+		}
+		return dst, e.syntax(e.errorf("invalid character %q after object key:value pair", e.b[e.i]))
+	}
+}
+
+func (e *encoder) colonErr() error {
+	if e.i >= len(e.b) {
+		return errEOF
+	}
+	return e.errorf("invalid character %q after object key", e.b[e.i])
+}
+
+// unlessRepeated returns err, or errDuplicateKey when key appears again
+// later in the same object: then the failed value is overridden (last key
+// wins) and the generic path decides.
+func (e *encoder) unlessRepeated(key string, valStart int, err error, depth int) error {
+	if errors.Is(err, errDuplicateKey) {
+		return err
+	}
+	e.i = valStart
+	if e.skip(depth+1) != nil {
+		return err
+	}
+	for {
+		e.ws()
+		if e.i >= len(e.b) || e.b[e.i] != ',' {
+			return err
+		}
+		e.i++
+		e.ws()
+		k, kerr := e.rawString()
+		if kerr != nil {
+			return err
+		}
+		if string(k) == key {
+			return errDuplicateKey
+		}
+		e.ws()
+		if e.i >= len(e.b) || e.b[e.i] != ':' {
+			return err
+		}
+		e.i++
+		e.ws()
+		if e.skip(depth+1) != nil {
+			return err
+		}
+	}
+}
+
+// errDuplicateKey sends an object with a repeated key down the generic
+// path, which keeps the last value as encoding/json does.
+var errDuplicateKey = errors.New("duplicate key")
+
+// record encodes fields straight into dst while the keys come in schema
+// order (the usual case); otherwise each field is encoded separately and
+// the record assembled in schema order.
+func (e *encoder) record(n *node, dst []byte, depth int) ([]byte, error) {
+	start, startI := len(dst), e.i
+	out, err := e.recordInOrder(n, dst, depth)
+	if !errors.Is(err, errOutOfOrder) {
+		return out, err
+	}
+	e.i = startI
+	return e.recordAnyOrder(n, dst[:start], depth)
+}
+
+var errOutOfOrder = errors.New("fields out of schema order")
+
+func (e *encoder) recordInOrder(n *node, dst []byte, depth int) ([]byte, error) {
+	e.i++ // {
+	next := 0
+	e.ws()
+	if e.i < len(e.b) && e.b[e.i] == '}' {
+		e.i++
+		return e.defaultsFrom(n, dst, next)
+	}
+	for {
+		e.ws()
+		if e.i >= len(e.b) {
+			return dst, e.syntax(errEOF)
+		}
+		if e.b[e.i] != '"' {
+			return dst, e.syntax(e.errorf("invalid character %q looking for beginning of object key string", e.b[e.i]))
+		}
+		k, err := e.rawString()
+		if err != nil {
+			return dst, e.syntax(err)
+		}
+		if next >= len(n.fields) || string(k) != n.fields[next].name {
+			return dst, errOutOfOrder
+		}
+		e.ws()
+		if e.i >= len(e.b) || e.b[e.i] != ':' {
+			return dst, e.syntax(e.colonErr())
+		}
+		e.i++
+		e.ws()
+		f := n.fields[next]
+		valStart := e.i
+		e.p.field(f.name)
+		dst, err = e.enc(f.typ, dst, depth+1)
+		e.p.pop()
+		if err != nil {
+			return dst, e.unlessRepeated(string(k), valStart, err, depth)
+		}
+		next++
+		e.ws()
+		if e.i >= len(e.b) {
+			return dst, e.syntax(errEOF)
+		}
+		switch e.b[e.i] {
+		case ',':
+			e.i++
+			continue
+		case '}':
+			e.i++
+			return e.defaultsFrom(n, dst, next)
+		}
+		return dst, e.syntax(e.errorf("invalid character %q after object key:value pair", e.b[e.i]))
+	}
+}
+
+// defaultsFrom appends the defaults of fields[from:], which were absent.
+func (e *encoder) defaultsFrom(n *node, dst []byte, from int) ([]byte, error) {
+	for _, f := range n.fields[from:] {
+		if !f.hasDefault {
+			e.p.field(f.name)
+			err := e.p.errorf("missing required field (type %s)", f.typ.describe())
+			e.p.pop()
+			return dst, err
+		}
+		b, err := f.defaultBinary()
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, b...)
+	}
+	return dst, nil
+}
+
+func (e *encoder) recordAnyOrder(n *node, dst []byte, depth int) ([]byte, error) {
+	e.i++ // {
+	vals := make([][]byte, len(n.fields))
+	have := make([]bool, len(n.fields))
+	var unknown []string
+	e.ws()
+	if e.i < len(e.b) && e.b[e.i] == '}' {
+		e.i++
+	} else {
+	loop:
+		for {
+			e.ws()
+			if e.i >= len(e.b) {
+				return dst, e.syntax(errEOF)
+			}
+			if e.b[e.i] != '"' {
+				return dst, e.syntax(e.errorf("invalid character %q looking for beginning of object key string", e.b[e.i]))
+			}
+			k, err := e.rawString()
+			if err != nil {
+				return dst, e.syntax(err)
+			}
+			e.ws()
+			if e.i >= len(e.b) || e.b[e.i] != ':' {
+				return dst, e.syntax(e.colonErr())
+			}
+			e.i++
+			e.ws()
+			idx, known := n.fieldIndex[string(k)]
+			if !known {
+				unknown = append(unknown, string(k))
+				if err := e.skip(depth + 1); err != nil {
+					return dst, e.syntax(err)
+				}
+			} else {
+				f := n.fields[idx]
+				valStart := e.i
+				e.p.field(f.name)
+				vals[idx], err = e.enc(f.typ, vals[idx][:0], depth+1)
+				e.p.pop()
+				if err != nil {
+					return dst, e.unlessRepeated(string(k), valStart, err, depth)
+				}
+				have[idx] = true
+			}
+			e.ws()
+			if e.i >= len(e.b) {
+				return dst, e.syntax(errEOF)
+			}
+			switch e.b[e.i] {
+			case ',':
+				e.i++
+			case '}':
+				e.i++
+				break loop
+			default:
+				return dst, e.syntax(e.errorf("invalid character %q after object key:value pair", e.b[e.i]))
+			}
+		}
+	}
+	for i, f := range n.fields {
+		if have[i] {
+			continue
+		}
+		if !f.hasDefault {
+			e.p.field(f.name)
+			err := e.p.errorf("missing required field (type %s)", f.typ.describe())
+			e.p.pop()
+			return dst, err
+		}
+	}
+	if len(unknown) > 0 {
+		first := unknown[0]
+		for _, u := range unknown[1:] {
+			if u < first {
+				first = u
+			}
+		}
+		e.p.field(first)
+		err := e.p.errorf("unknown field (record %s has no field %q)", n.name, first)
+		e.p.pop()
+		return dst, err
+	}
+	for i, f := range n.fields {
+		if have[i] {
+			dst = append(dst, vals[i]...)
+			continue
+		}
+		b, err := f.defaultBinary()
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, b...)
+	}
+	return dst, nil
+}
+
+// unionWrapped reads null or {"branch": value}.
+func (e *encoder) unionWrapped(n *node, dst []byte, depth int) ([]byte, error) {
+	c := e.b[e.i]
+	if c == 'n' {
+		for i, b := range n.branches {
+			if b.kind == kNull {
+				return appendLong(dst, int64(i)), e.lit("null")
+			}
+		}
+		return dst, e.p.errorf("expected %s, got null (the union has no null branch)", n.describe())
+	}
+	if c == '{' {
+		save := e.i
+		if out, ok, err := e.tryWrapped(n, dst, depth); ok || err != nil {
+			return out, err
+		}
+		e.i = save
+	}
+	v, err := e.peek()
+	if err != nil {
+		return dst, e.syntax(err)
+	}
+	if m, ok := v.(map[string]any); ok && len(m) == 1 {
+		for k := range m {
+			return dst, e.p.errorf("union has no branch %q (want one of %s)", k, n.branchKeys())
+		}
+	}
+	return dst, e.p.errorf("expected a union value wrapped as {\"<type>\": value} with type one of %s, or null; got %s", n.branchKeys(), describeJSON(v))
+}
+
+// tryWrapped encodes {"branch": value}; ok is false (and nothing consumed
+// that matters) when the object is not a one-key wrapper of a branch.
+func (e *encoder) tryWrapped(n *node, dst []byte, depth int) ([]byte, bool, error) {
+	e.i++ // {
+	e.ws()
+	if e.i >= len(e.b) || e.b[e.i] != '"' {
+		return dst, false, nil
+	}
+	k, err := e.rawString()
+	if err != nil {
+		return dst, false, nil
+	}
+	b := n.branchByName(string(k))
+	if b == nil {
+		return dst, false, nil
+	}
+	e.ws()
+	if e.i >= len(e.b) || e.b[e.i] != ':' {
+		return dst, false, nil
+	}
+	e.i++
+	e.ws()
+	// A second key makes it not a wrapper: look ahead before encoding.
+	save := e.i
+	if err := e.skip(depth + 1); err != nil {
+		return dst, false, nil
+	}
+	e.ws()
+	if e.i >= len(e.b) || e.b[e.i] != '}' {
+		return dst, false, nil
+	}
+	end := e.i + 1
+	e.i = save
+	idx := n.branchIndex(b)
+	out := appendLong(dst, int64(idx))
+	out, err = e.enc(b, out, depth+1)
+	if err != nil {
+		return dst, true, err
+	}
+	e.i = end
+	return out, true, nil
+}
+
+func (n *node) branchIndex(b *node) int {
+	for i, x := range n.branches {
+		if x == b {
+			return i
+		}
+	}
+	return -1
+}
+
+// fitsFirstByte is jsonKindFits from the first byte of the JSON value.
+func fitsFirstByte(b *node, c byte) bool {
+	switch {
+	case c == 'n':
+		return b.kind == kNull
+	case c == 't' || c == 'f':
+		return b.kind == kBoolean
+	case c == '-' || (c >= '0' && c <= '9'):
+		switch b.kind {
+		case kInt, kLong, kFloat, kDouble:
+			return true
+		case kBytes, kFixed:
+			return b.logical == lDecimal
+		}
+	case c == '"':
+		switch b.kind {
+		case kString, kEnum, kBytes, kFixed, kFloat, kDouble:
+			return true
+		case kInt, kLong:
+			return b.logical != lNone
+		}
+	case c == '{':
+		return b.kind == kRecord || b.kind == kMap
+	case c == '[':
+		return b.kind == kArray
+	}
+	return false
+}
+
+// unionPlain infers the branch: the first, in schema order, that accepts
+// the value; then the Avro-style wrapped form.
+func (e *encoder) unionPlain(n *node, dst []byte, depth int) ([]byte, error) {
+	c := e.b[e.i]
+	save, start := e.i, len(dst)
+	var firstErr error
+	compatible := 0
+	for i, b := range n.branches {
+		if !fitsFirstByte(b, c) {
+			continue
+		}
+		compatible++
+		out := appendLong(dst, int64(i))
+		out, err := e.enc(b, out, depth+1)
+		if err == nil {
+			return out, nil
+		}
+		if errors.Is(err, errDuplicateKey) {
+			return dst[:start], err
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		e.i, dst = save, dst[:start]
+	}
+	if c == '{' {
+		out, ok, err := e.tryWrapped(n, dst, depth)
+		if ok || err != nil {
+			return out, err
+		}
+		e.i = save
+	}
+	if compatible == 1 {
+		return dst, firstErr
+	}
+	v, err := e.peek()
+	if err != nil {
+		return dst, e.syntax(err)
+	}
+	return dst, e.p.errorf("no union branch matches: expected %s, got %s", n.describe(), describeJSON(v))
+}
+
+// defaultBinary is the field's default, Avro-encoded, computed once.
+func (f *field) defaultBinary() ([]byte, error) {
+	f.defOnce.Do(func() {
+		f.defBin, f.defErr = encodeNative(f.typ, f.def)
+	})
+	return f.defBin, f.defErr
+}
+
+// encodeNative encodes a goavro-native default through the schema.
+func encodeNative(n *node, v any) ([]byte, error) {
+	js, err := appendJSON(nil, n, v, AvroJSON, &pathBuf{})
+	if err != nil {
+		return nil, err
+	}
+	e := encoder{jsonParser: jsonParser{b: js}, mode: AvroJSON}
+	return e.enc(n, nil, 0)
+}
+
+// Lazily encoded defaults live on the field.
+type fieldDefault struct {
+	defOnce sync.Once
+	defBin  []byte
+	defErr  error
+}
