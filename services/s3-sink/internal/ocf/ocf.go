@@ -1,10 +1,12 @@
-// Package ocf writes one Avro object container file into an upload stream.
-// goavro's OCFWriter writes the header (schema, codec, and a sync marker
-// derived from the object key, so a replay produces identical bytes); data
-// blocks are the records' binary encodings, which the Confluent payload
-// already is, copied verbatim after the caller validated them with the
-// same writer schema. That skips a decode-to-native/encode round trip per
-// record and keeps pending blocks as compact bytes, not Go maps.
+// Package ocf writes one Avro object container file into an upload stream,
+// byte-for-byte reproducibly: the header's metadata entries are written in
+// sorted order and the sync marker is derived from the object key, so a
+// replay produces an identical object. (goavro's OCFWriter writes the
+// metadata map in Go's random map order and so cannot be used for this.)
+// Data blocks are the records' binary encodings, which the Confluent
+// payload already is, copied verbatim after the caller validated them
+// against the same writer schema: no decode-to-native/encode round trip
+// per record, and pending blocks stay compact bytes, not Go maps.
 package ocf
 
 import (
@@ -52,7 +54,8 @@ func SyncMarker(key string) [16]byte {
 	return m
 }
 
-// Create writes the OCF header (schema of codec, compression) into up.
+// Create writes the OCF header (the codec's schema, the compression and
+// the sync marker) into up.
 func Create(up *upload.Upload, codec *goavro.Codec, compression string) (*File, error) {
 	switch compression {
 	case goavro.CompressionNullLabel, goavro.CompressionDeflateLabel, goavro.CompressionSnappyLabel:
@@ -60,10 +63,25 @@ func Create(up *upload.Upload, codec *goavro.Codec, compression string) (*File, 
 		return nil, fmt.Errorf("OCF compression %q: want null, deflate or snappy", compression)
 	}
 	sm := SyncMarker(up.Key())
-	if _, err := goavro.NewOCFWriter(goavro.OCFConfig{W: up, Codec: codec, CompressionName: compression, SyncMarker: sm}); err != nil {
-		return nil, fmt.Errorf("starting OCF %s: %w", up.Key(), err)
-	}
+	_, _ = up.Write(Header(codec.Schema(), compression, sm))
 	return &File{up: up, compression: compression, sync: sm}, nil
+}
+
+// Header encodes an OCF header: magic, the metadata map with avro.codec
+// and avro.schema (in that, sorted, order) as one block, and the sync
+// marker.
+func Header(schema, compression string, sync [16]byte) []byte {
+	b := make([]byte, 0, len(schema)+64)
+	b = append(b, 'O', 'b', 'j', 1)
+	b = binary.AppendVarint(b, 2) // one block of two entries
+	for _, kv := range [2][2]string{{"avro.codec", compression}, {"avro.schema", schema}} {
+		for _, s := range kv {
+			b = binary.AppendVarint(b, int64(len(s)))
+			b = append(b, s...)
+		}
+	}
+	b = binary.AppendVarint(b, 0) // end of map
+	return append(b, sync[:]...)
 }
 
 // Append adds one record's binary Avro encoding, which must be valid for
