@@ -72,7 +72,7 @@ func TestErrorMatrix(t *testing.T) {
 		{name: "bad decimal", path: native, body: one(`.25"`, `.255"`), status: 422, code: 42201, field: "value.amount", message: "more than 2 digits after the point"},
 		{name: "oversize request", path: native, body: []byte(`{"records":[{"value":"` + strings.Repeat("x", 70000) + `"}]}`), status: 413, code: 41301, message: "over the limit of 65536"},
 		{name: "oversize record", path: native, body: one(`"email":"`, `"email":"`+strings.Repeat("y", 3000)), status: 422, code: 42202, message: "more than the limit of 2000"},
-		{name: "too many records", path: native, body: records(51, func(int) string { return `{"value":null}` }), status: 413, code: 41301, message: "51 records"},
+		{name: "too many records", path: native, body: records(51, func(int) string { return `{"value":null}` }), status: 413, code: 41301, message: "more than the limit of 50 records"},
 		{name: "topic not allowed", path: "/v1/topics/secret/records", body: one(), status: 404, code: 40401, message: "Topic secret not found."},
 		{name: "topic missing in kafka", path: "/v1/topics/missing-topic/records", body: one(), status: 404, code: 40401, message: "Topic missing-topic not found."},
 		{name: "subject without schema", path: "/v1/topics/noschema/records", body: one(), status: 404, code: 40403, message: "subject noschema-value has no registered schema"},

@@ -56,15 +56,10 @@ type Record struct {
 	// JSON text itself.
 	KeyJSON json.RawMessage
 	// Value is JSON text (JSON formats; nil means null) or Avro binary.
-	Value []byte
-	// Decoded, when HasDecoded, is the value already decoded from JSON
-	// (avro.DecodeJSON) and is used instead of Value. Conversion reuses it
-	// in place.
-	Decoded    any
-	HasDecoded bool
-	Headers    []kafkago.Header
-	Time       time.Time // zero: the gateway's receive time
-	Partition  int32     // -1: by key hash (murmur2, as Java clients)
+	Value     []byte
+	Headers   []kafkago.Header
+	Time      time.Time // zero: the gateway's receive time
+	Partition int32     // -1: by key hash (murmur2, as Java clients)
 }
 
 // Batch is one produce call for one topic.
@@ -491,11 +486,6 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 		results[i].SchemaID = vc.ID
 		s := &slots[i]
 		s.tr, s.index, s.partition = tr, i, -1
-		if dlq && r.HasDecoded && r.Value == nil {
-			// Keep the original for the dead-letter topic before the
-			// conversion reuses the decoded value.
-			r.Value, _ = json.Marshal(r.Decoded)
-		}
 		msg, rerr := e.encode(b, r, vc, kc, partitions, now)
 		if rerr == nil {
 			if kc != nil {
@@ -615,15 +605,7 @@ func (e *Engine) encode(b *Batch, r *Record, vc, kc *avro.Codec, partitions int,
 	if r.Partition >= 0 && int(r.Partition) >= partitions {
 		return msg, &Error{Kind: KindUnknownPartition, Message: fmt.Sprintf("Partition %d not found: topic %s has %d partitions.", r.Partition, b.Topic, partitions), Field: "partition"}
 	}
-	var (
-		value []byte
-		err   *Error
-	)
-	if r.HasDecoded && b.Format != FormatAvroBinary {
-		value, err = encodeDecoded(vc, b.Format, r.Decoded, "value")
-	} else {
-		value, err = encodeValue(vc, b.Format, r.Value, "value")
-	}
+	value, err := encodeValue(vc, b.Format, r.Value, "value")
 	if err != nil {
 		return msg, err
 	}
@@ -662,24 +644,6 @@ func encodeValue(c *avro.Codec, f Format, data []byte, root string) ([]byte, *Er
 		mode = avro.AvroJSON
 	}
 	out, err := c.BinaryFromJSON(out, data, avro.Options{Mode: mode, Root: root})
-	if err != nil {
-		var fe *avro.FieldError
-		if errors.As(err, &fe) {
-			return nil, &Error{Kind: KindInvalidRecord, Message: fe.Error(), Field: fe.Path}
-		}
-		return nil, &Error{Kind: KindInvalidRecord, Message: err.Error(), Field: root}
-	}
-	return out, nil
-}
-
-func encodeDecoded(c *avro.Codec, f Format, v any, root string) ([]byte, *Error) {
-	out := make([]byte, 0, 256)
-	out = wire.AppendHeader(out, uint32(c.ID))
-	mode := avro.PlainJSON
-	if f == FormatAvroJSON {
-		mode = avro.AvroJSON
-	}
-	out, err := c.BinaryFromJSONValue(out, v, avro.Options{Mode: mode, Root: root})
 	if err != nil {
 		var fe *avro.FieldError
 		if errors.As(err, &fe) {

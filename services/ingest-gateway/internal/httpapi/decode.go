@@ -1,7 +1,7 @@
 package httpapi
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -13,145 +13,156 @@ import (
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
 )
 
-// decodedRequest is a native batch parsed in a single pass: record values
-// stay decoded, so they are not parsed again before Avro encoding.
-type decodedRequest struct {
+// batchRequest is a native batch; records stay raw JSON so their values
+// go to the schema-directed encoder untouched (and to a dead-letter topic
+// byte for byte).
+type batchRequest struct {
 	SchemaID      int
 	SchemaVersion int
 	Format        string
 	Async         bool
-	Records       []any
+	Records       [][]byte
 }
 
-func jsonInt(v any, what string) (int64, error) {
-	n, ok := v.(json.Number)
-	if !ok {
-		return 0, fmt.Errorf("%s: want an integer, got %T", what, v)
-	}
-	i, err := strconv.ParseInt(string(n), 10, 64)
+func rawInt(raw []byte, what string) (int64, error) {
+	i, err := strconv.ParseInt(string(raw), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%s: want an integer, got %s", what, n)
+		return 0, fmt.Errorf("%s: want an integer, got %.40s", what, raw)
 	}
 	return i, nil
 }
 
+func rawString(raw []byte) (string, bool) {
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	v, err := avro.DecodeJSON(raw)
+	if err != nil {
+		return "", false
+	}
+	s, ok := v.(string)
+	return s, ok
+}
+
+var errNoRecords = errors.New("records: want an array")
+
 // parseBatch parses POST /v1/topics/{topic}/records bodies strictly:
 // unknown fields are errors, so a typo does not silently produce nulls.
-func parseBatch(body []byte, maxRecords int) (*decodedRequest, *gateway.Error) {
-	v, err := avro.DecodeJSON(body)
-	if err != nil {
-		return nil, gateway.Errorf(gateway.KindBadRequest, "malformed JSON request: %v", err)
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, gateway.Errorf(gateway.KindBadRequest, "malformed JSON request: want an object with \"records\"")
-	}
-	req := &decodedRequest{}
-	for k, x := range m {
-		var err error
+func parseBatch(body []byte, maxRecords int) (*batchRequest, *gateway.Error) {
+	req := &batchRequest{}
+	err := avro.ScanObject(body, func(k string, raw []byte) error {
 		switch k {
 		case "records":
-			a, ok := x.([]any)
-			if !ok {
-				return nil, gateway.Errorf(gateway.KindBadRequest, "records: want an array")
-			}
-			req.Records = a
+			req.Records = req.Records[:0]
+			return avro.ScanArray(raw, func(_ int, rec []byte) error {
+				if len(req.Records) >= maxRecords {
+					return errTooMany
+				}
+				req.Records = append(req.Records, rec)
+				return nil
+			})
 		case "schema_id":
-			var i int64
-			i, err = jsonInt(x, k)
+			i, err := rawInt(raw, k)
 			req.SchemaID = int(i)
+			return err
 		case "schema_version":
-			var i int64
-			i, err = jsonInt(x, k)
+			i, err := rawInt(raw, k)
 			req.SchemaVersion = int(i)
+			return err
 		case "format":
-			s, ok := x.(string)
+			s, ok := rawString(raw)
 			if !ok {
-				err = fmt.Errorf("format: want a string")
+				return fmt.Errorf("format: want a string")
 			}
 			req.Format = s
 		case "async":
-			b, ok := x.(bool)
-			if !ok {
-				err = fmt.Errorf("async: want true or false")
+			switch string(raw) {
+			case "true":
+				req.Async = true
+			case "false":
+			default:
+				return fmt.Errorf("async: want true or false")
 			}
-			req.Async = b
 		default:
-			err = fmt.Errorf("unknown field %q", k)
+			return fmt.Errorf("unknown field %q", k)
 		}
-		if err != nil {
-			return nil, gateway.Errorf(gateway.KindBadRequest, "malformed JSON request: %v", err)
-		}
+		return nil
+	})
+	if errors.Is(err, errTooMany) {
+		return nil, gateway.Errorf(gateway.KindRequestTooLarge, "request has more than the limit of %d records", maxRecords)
+	}
+	if err != nil {
+		return nil, gateway.Errorf(gateway.KindBadRequest, "malformed JSON request: %v", err)
 	}
 	if len(req.Records) == 0 {
 		return nil, gateway.Errorf(gateway.KindBadRequest, "request has no records")
 	}
-	if len(req.Records) > maxRecords {
-		return nil, gateway.Errorf(gateway.KindRequestTooLarge, "request has %d records, more than the limit of %d", len(req.Records), maxRecords)
-	}
 	return req, nil
 }
 
-// recordFromDecoded converts one decoded record object. structural errors
-// (not an object, unknown field) are request errors in a batch; the others
-// name the record's field.
-func recordFromDecoded(v any, prefix string) (rec gateway.Record, rerr *gateway.Error, structural bool) {
+var errTooMany = errors.New("too many records")
+
+type structuralError struct{ msg string }
+
+func (e *structuralError) Error() string { return e.msg }
+
+// recordFromRaw converts one raw record object. structural errors (not an
+// object, unknown field) are request errors in a batch; the others name
+// the record's field.
+func recordFromRaw(raw []byte, prefix string) (rec gateway.Record, rerr *gateway.Error, structural bool) {
 	rec.Partition = -1
-	m, ok := v.(map[string]any)
-	if !ok {
-		return rec, gateway.Errorf(gateway.KindBadRequest, "%swant a record object, got %T", prefix, v), true
-	}
 	bad := func(field, format string, args ...any) *gateway.Error {
 		return &gateway.Error{Kind: gateway.KindInvalidRecord, Message: prefix + field + ": " + fmt.Sprintf(format, args...), Field: field}
 	}
-	for k, x := range m {
+	err := avro.ScanObject(raw, func(k string, x []byte) error {
+		null := string(x) == "null"
 		switch k {
 		case "value":
-			rec.Decoded, rec.HasDecoded = x, true
+			if !null {
+				rec.Value = x
+			}
 		case "key":
-			switch kv := x.(type) {
-			case nil:
-			case string:
-				rec.KeyJSON, _ = json.Marshal(kv)
-			default:
-				b, err := json.Marshal(kv)
-				if err != nil {
-					return rec, bad("key", "%v", err), false
-				}
-				rec.KeyJSON = b
+			if !null {
+				rec.KeyJSON = x
 			}
 		case "timestamp":
-			switch t := x.(type) {
-			case nil:
-			case string:
-				ts, err := time.Parse(time.RFC3339Nano, t)
+			if null {
+				return nil
+			}
+			if s, ok := rawString(x); ok {
+				ts, err := time.Parse(time.RFC3339Nano, s)
 				if err != nil {
-					return rec, bad("timestamp", "want RFC 3339 or epoch milliseconds, got %q", t), false
+					rerr = bad("timestamp", "want RFC 3339 or epoch milliseconds, got %q", s)
+					return rerr
 				}
 				rec.Time = ts
-			default:
-				ms, err := jsonInt(t, "timestamp")
-				if err != nil {
-					return rec, bad("timestamp", "want RFC 3339 or epoch milliseconds"), false
-				}
-				rec.Time = time.UnixMilli(ms)
+				return nil
 			}
+			ms, err := rawInt(x, "timestamp")
+			if err != nil {
+				rerr = bad("timestamp", "want RFC 3339 or epoch milliseconds")
+				return rerr
+			}
+			rec.Time = time.UnixMilli(ms)
 		case "partition":
-			if x == nil {
-				continue
+			if null {
+				return nil
 			}
-			p, err := jsonInt(x, "partition")
+			p, err := rawInt(x, "partition")
 			if err != nil || p < 0 || p > 1<<30 {
-				return rec, bad("partition", "must be a non-negative integer"), false
+				rerr = bad("partition", "must be a non-negative integer")
+				return rerr
 			}
 			rec.Partition = int32(p)
 		case "headers":
-			if x == nil {
-				continue
+			if null {
+				return nil
 			}
-			hm, ok := x.(map[string]any)
+			v, _ := avro.DecodeJSON(x)
+			hm, ok := v.(map[string]any)
 			if !ok {
-				return rec, bad("headers", "want an object of strings"), false
+				rerr = bad("headers", "want an object of strings")
+				return rerr
 			}
 			keys := make([]string, 0, len(hm))
 			for hk := range hm {
@@ -161,16 +172,25 @@ func recordFromDecoded(v any, prefix string) (rec gateway.Record, rerr *gateway.
 			for _, hk := range keys {
 				s, ok := hm[hk].(string)
 				if !ok {
-					return rec, bad("headers", "header %q: want a string", hk), false
+					rerr = bad("headers", "header %q: want a string", hk)
+					return rerr
 				}
 				rec.Headers = append(rec.Headers, kafkago.Header{Key: hk, Value: []byte(s)})
 			}
 		default:
-			return rec, gateway.Errorf(gateway.KindBadRequest, "%sunknown field %q", prefix, k), true
+			return &structuralError{fmt.Sprintf("%sunknown field %q", prefix, k)}
 		}
+		return nil
+	})
+	if rerr != nil {
+		return rec, rerr, false
 	}
-	if !rec.HasDecoded {
-		rec.HasDecoded = true // absent value is null
+	if err != nil {
+		var se *structuralError
+		if errors.As(err, &se) {
+			return rec, gateway.Errorf(gateway.KindBadRequest, "%s", se.msg), true
+		}
+		return rec, gateway.Errorf(gateway.KindBadRequest, "%swant a record object: %v", prefix, err), true
 	}
 	return rec, nil, false
 }

@@ -9,11 +9,11 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
 )
 
@@ -150,7 +150,7 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 	pre := make([]*gateway.Error, len(req.Records))
 	b.Records = make([]gateway.Record, 0, len(req.Records))
 	for i := range req.Records {
-		rec, rerr, structural := recordFromDecoded(req.Records[i], fmt.Sprintf("records[%d].", i))
+		rec, rerr, structural := recordFromRaw(req.Records[i], fmt.Sprintf("records[%d].", i))
 		if structural {
 			hold.Release()
 			s.fail(w, gateway.Errorf(gateway.KindBadRequest, "malformed JSON request: %s", rerr.Message))
@@ -190,13 +190,12 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 
 // parseLine decodes one NDJSON line into a record.
 func parseLine(line []byte, n int) (gateway.Record, *gateway.Error) {
-	v, err := avro.DecodeJSON(line)
-	if err != nil {
-		return gateway.Record{}, &gateway.Error{Kind: gateway.KindInvalidRecord, Message: fmt.Sprintf("line %d: malformed JSON: %v", n, err)}
-	}
-	rec, rerr, _ := recordFromDecoded(v, fmt.Sprintf("line %d: ", n))
+	rec, rerr, structural := recordFromRaw(line, fmt.Sprintf("line %d: ", n))
 	if rerr != nil {
 		rerr.Kind = gateway.KindInvalidRecord
+		if structural {
+			rerr.Message = fmt.Sprintf("line %d: malformed record: %s", n, strings.TrimPrefix(rerr.Message, fmt.Sprintf("line %d: ", n)))
+		}
 		return rec, rerr
 	}
 	return rec, nil
