@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"testing"
 
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
@@ -125,4 +126,21 @@ func TestBatchStatus(t *testing.T) {
 			t.Errorf("%s: %d retry=%v", tc.name, status, retry != nil)
 		}
 	}
+}
+
+// FuzzAppendResult: the hand-rolled result JSON equals encoding/json's.
+func FuzzAppendResult(f *testing.F) {
+	f.Add("orders.dlq", int32(1), int64(5), "2024-01-01T00:00:00Z", 3, false, true, 42201, "value.x: expected <int> & \"y\"", "value.x")
+	f.Add("", int32(0), int64(0), "", 0, true, false, 0, "", "")
+	f.Fuzz(func(t *testing.T, topic string, p int32, o int64, ts string, id int, queued, dlq bool, code int, msg, field string) {
+		r := NativeResult{Topic: topic, Timestamp: ts, SchemaID: id, Queued: queued, DeadLettered: dlq, ErrorCode: code, Message: msg, Field: field}
+		if p%2 == 0 {
+			r.Partition, r.Offset = &p, &o
+		}
+		want, _ := json.Marshal(r)
+		var a, b any
+		if json.Unmarshal(appendResult(nil, r), &a) != nil || json.Unmarshal(want, &b) != nil || !reflect.DeepEqual(a, b) {
+			t.Fatalf("appendResult %s, encoding/json %s", appendResult(nil, r), want)
+		}
+	})
 }
