@@ -2,18 +2,35 @@
 // between JSON and Avro for the gateway and the sinks.
 //
 // Codecs.ByID fetches a schema once (ids are immutable) and returns a
-// *Codec: a goavro codec for binary, plus
+// *Codec (NewCodec compiles a schema text directly). A Codec embeds the
+// goavro codec (binary decode, NativeFromBinary) and adds:
 //
-//   - NativeFromJSON / BinaryFromJSON: JSON in (plain JSON with union
-//     inference, or strict Avro JSON with wrapped unions), validated against
-//     the schema, with *FieldError naming the path of the bad field
-//     ("value.items[3].price: expected double, got string \"abc\"").
-//     Logical types: timestamp-millis/micros from RFC 3339 strings or
-//     numbers, date from "2006-01-02" or days, time-millis/micros, decimal
-//     from strings or numbers (checked against precision and scale), uuid.
-//   - AppendJSON / JSONFromBinary: the reverse, for sinks: timestamps as RFC
-//     3339 UTC strings, decimals as strings, bytes as base64 (PlainJSON) or
-//     the Avro JSON encoding (AvroJSON), record fields in schema order.
+//   - BinaryFromJSON(dst, text, Options): JSON text to Avro binary in one
+//     pass directed by the schema (no intermediate maps; the gateway's hot
+//     path). Options.Mode is PlainJSON (union branches inferred: the first
+//     branch, in schema order, that accepts the value; the Avro-style
+//     wrapped form is accepted too; bytes/fixed as base64) or AvroJSON (the
+//     Avro specification's JSON encoding: unions wrapped {"type": value},
+//     bytes as code points 0-255). Options.Root prefixes error paths.
+//   - NativeFromJSON / BinaryFromJSONValue: the same conversion from an
+//     already decoded value into goavro's native form and through goavro.
+//     FuzzBinaryFromJSON checks that both paths accept the same inputs and
+//     produce the same datum.
+//   - AppendJSON / JSONFromBinary: the reverse, for sinks: record fields in
+//     schema order; in PlainJSON mode unions unwrapped, timestamps RFC 3339
+//     UTC strings, dates "2006-01-02", decimals strings, bytes base64.
+//
+// Logical types on input: timestamp-millis/micros (RFC 3339 or number),
+// local-timestamp-millis/micros, date ("2006-01-02" or days), time-millis /
+// time-micros ("15:04:05.000" or number), decimal (string or number checked
+// against precision and scale; AvroJSON also takes the raw bytes string),
+// uuid (checked). Unknown fields and missing fields without a default are
+// errors. Every conversion error is a *FieldError whose Path names the
+// field: "value.items[3].price: expected double, got string \"abc\"".
+//
+// DecodeJSON is a single-pass JSON parser equivalent to encoding/json with
+// UseNumber (fuzzed against it); ScanObject and ScanArray walk a JSON
+// envelope handing out members' raw bytes without decoding them.
 //
 // Schemas with references to other subjects are not supported.
 package avro
