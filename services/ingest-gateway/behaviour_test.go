@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/sluicehq/sluice/pkg/avro"
 	ingestv1 "github.com/sluicehq/sluice/pkg/gen/sluice/ingest/v1"
 	"github.com/sluicehq/sluice/pkg/testkit/kafkatest"
 	"github.com/sluicehq/sluice/pkg/wire"
@@ -500,4 +502,90 @@ func TestRegistryOutage(t *testing.T) {
 	}
 	readTopic(t, e.kafka.Brokers(), "known", 2)
 	readTopic(t, e.kafka.Brokers(), "unknown", 1)
+}
+
+// TestRESTProxyV2AvroAndBinary: v2 avro with inline schemas (registered
+// under <topic>-value / -key, ids in the response) and the binary
+// embedded format (Avro binary, validated).
+func TestRESTProxyV2AvroAndBinary(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil)
+	e.kafka.CreateTopic("v2t", 1, nil)
+	schemaJSON, _ := json.Marshal(orderSchema)
+	i := 7
+	avroJSON := strings.Replace(orderJSON(i), `"amount":"7.25"`, `"amount":7.25`, 1)
+	avroJSON = strings.Replace(avroJSON, `"email":"c7@example.com"`, `"email":{"string":"c7@example.com"}`, 1)
+	avroJSON = strings.Replace(avroJSON, `"ref":"6f1c8a7e-3b2d-4c5e-9f00-112233445507"`, `"ref":{"string":"6f1c8a7e-3b2d-4c5e-9f00-112233445507"}`, 1)
+	avroJSON = strings.Replace(avroJSON, `"note":7`, `"note":{"long":7}`, 1)
+	avroJSON = strings.Replace(avroJSON, `"created":"2024-05-01T12:00:00.007Z"`, `"created":1714564800007`, 1)
+	body := []byte(`{"key_schema":"\"string\"","value_schema":` + string(schemaJSON) + `,"records":[{"key":"k7","value":` + avroJSON + `}]}`)
+	res := post(t, e.httpURL+"/topics/v2t", "application/vnd.kafka.avro.v2+json", body)
+	var v2 struct {
+		KeySchemaID   *int `json:"key_schema_id"`
+		ValueSchemaID *int `json:"value_schema_id"`
+		Offsets       []struct {
+			Partition *int32 `json:"partition"`
+			Offset    *int64 `json:"offset"`
+			ErrorCode *int   `json:"error_code"`
+		} `json:"offsets"`
+	}
+	res.json(t, &v2)
+	if res.status != 200 || v2.KeySchemaID == nil || v2.ValueSchemaID == nil || v2.Offsets[0].ErrorCode != nil || res.header.Get("Content-Type") != "application/vnd.kafka.v2+json" {
+		t.Fatalf("v2 avro: %d %v %s", res.status, res.header, res.body)
+	}
+	// The inline schema is now the subject's latest version in the registry.
+	resp, err := http.Get(e.reg.URL() + "/subjects/v2t-value/versions/latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var latest struct {
+		ID int `json:"id"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&latest)
+	resp.Body.Close()
+	if latest.ID != *v2.ValueSchemaID {
+		t.Fatalf("registry latest id %d, response value_schema_id %d", latest.ID, *v2.ValueSchemaID)
+	}
+
+	// Binary embedded format: base64 Avro binary against the latest schema.
+	codec, err := avro.NewCodec(latest.ID, orderSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := codec.BinaryFromJSON(nil, []byte(orderJSON(8)), avro.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = post(t, e.httpURL+"/topics/v2t/partitions/0", "application/vnd.kafka.binary.v2+json",
+		[]byte(`{"records":[{"key":"`+base64.StdEncoding.EncodeToString([]byte("k8"))+`","value":"`+base64.StdEncoding.EncodeToString(bin)+`"}]}`))
+	if res.status != 200 {
+		t.Fatalf("v2 binary: %d %s", res.status, res.body)
+	}
+	res = post(t, e.httpURL+"/topics/v2t", "application/vnd.kafka.binary.v2+json",
+		[]byte(`{"records":[{"value":"`+base64.StdEncoding.EncodeToString(bin[:len(bin)-3])+`"}]}`))
+	if res.status != 422 || !strings.Contains(string(res.body), `"error_code":42203`) {
+		t.Fatalf("v2 truncated binary: %d %s", res.status, res.body)
+	}
+
+	got := readTopic(t, e.kafka.Brokers(), "v2t", 2)
+	serde := decoder(t, latest.ID, orderSchema)
+	for _, r := range got {
+		var o hOrder
+		if err := serde.Decode(r.Value, &o); err != nil {
+			t.Fatal(err)
+		}
+		n := 7
+		if r.Offset == 1 {
+			n = 8
+			if string(r.Key) != "k8" {
+				t.Errorf("binary key %q", r.Key)
+			}
+		} else {
+			id, payload, err := wire.Decode(r.Key)
+			if err != nil || int(id) != *v2.KeySchemaID || string(payload[1:]) != "k7" {
+				t.Errorf("avro key % x (%v), want framed string k7 with id %d", r.Key, err, *v2.KeySchemaID)
+			}
+		}
+		checkOrder(t, n, &o)
+	}
 }
