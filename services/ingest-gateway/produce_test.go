@@ -130,6 +130,10 @@ func TestValidRecordsLandFramed(t *testing.T) {
 	// Native JSON batch.
 	idx := take(20)
 	body := records(len(idx), func(j int) string {
+		if j == 0 {
+			// Explicit partition and producer timestamp.
+			return fmt.Sprintf(`{"key":"k%d","value":%s,"headers":{"h":"v"},"partition":2,"timestamp":"2023-01-02T03:04:05.678Z"}`, idx[j], orderJSON(idx[j]))
+		}
 		return fmt.Sprintf(`{"key":"k%d","value":%s,"headers":{"h":"v"}}`, idx[j], orderJSON(idx[j]))
 	})
 	res := post(t, e.httpURL+"/v1/topics/orders/records", "application/json", body)
@@ -154,6 +158,10 @@ func TestValidRecordsLandFramed(t *testing.T) {
 		}
 		all = append(all, sent{idx[j], fmt.Sprintf("k%d", idx[j]), *r.Partition, *r.Offset})
 	}
+	if *nr.Results[0].Partition != 2 {
+		t.Fatalf("explicit partition 2 landed in %d", *nr.Results[0].Partition)
+	}
+	explicit := all[0]
 
 	// NDJSON stream.
 	idx = take(30)
@@ -278,6 +286,10 @@ func TestValidRecordsLandFramed(t *testing.T) {
 
 	// Everything acknowledged is in Kafka, framed, and decodes to what was sent.
 	got := readTopic(t, e.kafka.Brokers(), "orders", len(all))
+	first := got[[2]int64{int64(explicit.partition), explicit.offset}]
+	if first.Headers["h"] != "v" || !first.Time.Equal(time.Date(2023, 1, 2, 3, 4, 5, 678e6, time.UTC)) {
+		t.Errorf("headers %v / timestamp %v not kept", first.Headers, first.Time)
+	}
 	serde := decoder(t, id, orderSchema)
 	for _, s := range all {
 		rec, ok := got[[2]int64{int64(s.partition), s.offset}]
