@@ -9,6 +9,7 @@ import (
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/linkedin/goavro/v2"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/avro"
@@ -51,6 +52,11 @@ func run(ctx context.Context, args []string) error {
 			return service.Invalid("SEARCH_SINK_RULES_FILE", "%v", err)
 		}
 	}
+
+	// goavro's block limits default to MaxInt32: a few hostile bytes make it
+	// pre-allocate a map of that size. A Kafka record (1 MiB by default)
+	// cannot legitimately hold more than this many items or bytes per block.
+	goavro.MaxBlockCount, goavro.MaxBlockSize = 1<<20, 64<<20
 
 	kc, err := kafka.New(cfg.Kafka)
 	if err != nil {
@@ -133,7 +139,9 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	app.OnClose("bulk-indexer", func(ctx context.Context) error { return pl.Close(ctx) })
-	builder := document.NewBuilder(codecSource{codecs}, document.Options{Namer: namer, IDMode: document.IDMode(cfg.IDMode), Decimal: decimals, MetaField: metaName})
+	// Records are transcoded straight from Avro binary to JSON unless the
+	// rules need the decoded fields.
+	builder := document.NewBuilder(codecSource{codecs}, document.Options{Namer: namer, IDMode: document.IDMode(cfg.IDMode), Decimal: decimals, MetaField: metaName, Fields: ruleFile != nil})
 
 	var observe sink.Observer
 	var exclude []string

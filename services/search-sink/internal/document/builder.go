@@ -50,6 +50,10 @@ type Options struct {
 	Decimal     DecimalMode
 	MetaField   string // "_kafka" by default; empty disables
 	TimestampAt string // document field for the record timestamp, "@timestamp"
+	// Fields decodes through goavro's native values so Doc.Fields is set
+	// (the anomaly rules need them); without it records are transcoded
+	// straight from Avro binary to JSON, which is faster.
+	Fields bool
 }
 
 // Builder decodes records into documents. Safe for concurrent use.
@@ -148,25 +152,41 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 	if err != nil {
 		return nil, &PermanentError{err}
 	}
-	native, rest, err := codec.NativeFromBinary(payload)
-	if err != nil {
-		return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %w", id, err)}
-	}
-	if len(rest) != 0 {
-		return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %d trailing bytes", id, len(rest))}
-	}
-	v := Normalize(node, native, b.opt.Decimal)
 	buf := make([]byte, 0, len(payload)*2+160)
 	skip := []string{b.opt.TimestampAt}
 	if b.opt.MetaField != "" {
 		skip = append(skip, b.opt.MetaField)
 	}
-	if fields, ok := v.(map[string]any); ok && node.Type == "record" {
-		d.Fields = fields
-		buf = appendRecord(buf, node, fields, 0, skip)
+	if b.opt.Fields {
+		native, rest, err := codec.NativeFromBinary(payload)
+		if err != nil {
+			return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %w", id, err)}
+		}
+		if len(rest) != 0 {
+			return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %d trailing bytes", id, len(rest))}
+		}
+		v := Normalize(node, native, b.opt.Decimal)
+		if fields, ok := v.(map[string]any); ok && node.Type == "record" {
+			d.Fields = fields
+			buf = appendRecord(buf, node, fields, 0, skip)
+		} else {
+			buf = append(buf, `{"value":`...)
+			buf = appendValue(buf, node, v, 0)
+		}
 	} else {
-		buf = append(buf, `{"value":`...)
-		buf = appendValue(buf, node, v, 0)
+		t := transcoder{b: payload, mode: b.opt.Decimal}
+		if node.Type == "record" {
+			buf, err = t.record(buf, node, false, 0, skip)
+		} else {
+			buf = append(buf, `{"value":`...)
+			buf, err = t.value(buf, node, false, 0)
+		}
+		if err != nil {
+			return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %w", id, err)}
+		}
+		if len(t.b) != 0 {
+			return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %d trailing bytes", id, len(t.b))}
+		}
 	}
 	if buf[len(buf)-1] != '{' {
 		buf = append(buf, ',')

@@ -49,6 +49,10 @@ func (downCodecs) Codec(context.Context, int) (*Codec, error) {
 }
 
 func newBuilder(t testing.TB, mode IndexMode, id IDMode, dec DecimalMode) (*Builder, *goavro.Codec) {
+	return newBuilderFields(t, mode, id, dec, true)
+}
+
+func newBuilderFields(t testing.TB, mode IndexMode, id IDMode, dec DecimalMode, fields bool) (*Builder, *goavro.Codec) {
 	t.Helper()
 	gc, err := goavro.NewCodec(richSchema)
 	if err != nil {
@@ -58,7 +62,7 @@ func newBuilder(t testing.TB, mode IndexMode, id IDMode, dec DecimalMode) (*Buil
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewBuilder(fakeCodecs{7: {ID: 7, Schema: richSchema, Codec: gc}}, Options{Namer: namer, IDMode: id, Decimal: dec, MetaField: "_kafka"}), gc
+	return NewBuilder(fakeCodecs{7: {ID: 7, Schema: richSchema, Codec: gc}}, Options{Namer: namer, IDMode: id, Decimal: dec, MetaField: "_kafka", Fields: fields}), gc
 }
 
 func richRecord() map[string]any {
@@ -79,15 +83,18 @@ func TestBuildDocument(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		dec        DecimalMode
+		fields     bool
 		wantPrice  string
 		wantOptPri string
 	}{
-		{"decimals as strings", DecimalString, `"12.345"`, `"-2.50"`},
-		{"decimals as numbers", DecimalNumber, `12.345`, `-2.50`},
+		{"decimals as strings", DecimalString, true, `"12.345"`, `"-2.50"`},
+		{"decimals as numbers", DecimalNumber, true, `12.345`, `-2.50`},
+		{"transcoded, decimals as strings", DecimalString, false, `"12.345"`, `"-2.50"`},
+		{"transcoded, decimals as numbers", DecimalNumber, false, `12.345`, `-2.50`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			b, gc := newBuilder(t, ModeIndex, IDOffset, tc.dec)
+			b, gc := newBuilderFields(t, ModeIndex, IDOffset, tc.dec, tc.fields)
 			bin, err := gc.BinaryFromNative(nil, richRecord())
 			if err != nil {
 				t.Fatal(err)
@@ -119,6 +126,12 @@ func TestBuildDocument(t *testing.T) {
 			}
 			if len(got) != len(want) {
 				t.Errorf("document has %d fields, want %d: %s", len(got), len(want), d.Body)
+			}
+			if !tc.fields {
+				if d.Fields != nil {
+					t.Error("transcoded document has rule fields")
+				}
+				return
 			}
 			if _, ok := d.Fields["@timestamp"]; ok {
 				t.Error("rule fields leak @timestamp")
@@ -215,6 +228,7 @@ func TestNamer(t *testing.T) {
 }
 
 func FuzzBuild(f *testing.F) {
+	limitGoavro(f)
 	gc, err := goavro.NewCodec(richSchema)
 	if err != nil {
 		f.Fatal(err)

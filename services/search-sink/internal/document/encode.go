@@ -117,26 +117,24 @@ func appendRecord(dst []byte, n *Node, m map[string]any, depth int, skip []strin
 	return append(dst, '}')
 }
 
-func unionBranchFor(n *Node, v any) *Node {
+// unionBranchFor returns the branch of a [null, T] union; unions with
+// several non-null branches are written generically (records and maps with
+// sorted keys), which is lossless whichever branch the value took.
+func unionBranchFor(n *Node, _ any) *Node {
+	return soleBranch(n)
+}
+
+func soleBranch(n *Node) *Node {
 	var nonNull *Node
-	count := 0
 	for _, b := range n.Branches {
 		if b.Type != "null" {
-			nonNull = b
-			count++
-		}
-	}
-	if count == 1 {
-		return nonNull
-	}
-	if _, ok := v.(map[string]any); ok {
-		for _, b := range n.Branches {
-			if b.Type == "record" || b.Type == "map" {
-				return b // ambiguous unions of records fall back to key order
+			if nonNull != nil {
+				return nil
 			}
+			nonNull = b
 		}
 	}
-	return nil
+	return nonNull
 }
 
 func appendFloat(dst []byte, f float64, bits int) []byte {

@@ -14,9 +14,11 @@ type Node struct {
 	Logical  string // logicalType, if any
 	Scale    int    // decimal scale
 	Fields   []Field
-	Items    *Node   // array
-	Values   *Node   // map
-	Branches []*Node // union
+	Items    *Node    // array
+	Values   *Node    // map
+	Branches []*Node  // union
+	Symbols  []string // enum
+	Size     int      // fixed
 }
 
 // Field is one field of a record.
@@ -100,6 +102,15 @@ func (p *parser) parse(raw any, ns string) (*Node, error) {
 			}
 			if sc, ok := v["scale"].(float64); ok {
 				n.Scale = int(sc)
+			}
+			if sz, ok := v["size"].(float64); ok {
+				n.Size = int(sz)
+			}
+			if syms, ok := v["symbols"].([]any); ok {
+				for _, sy := range syms {
+					s, _ := sy.(string)
+					n.Symbols = append(n.Symbols, s)
+				}
 			}
 			p.named[fn] = n
 			if n.Type == "record" {
