@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,7 @@ import (
 	ingestv1 "github.com/sluicehq/sluice/pkg/gen/sluice/ingest/v1"
 	"github.com/sluicehq/sluice/pkg/testkit/kafkatest"
 	"github.com/sluicehq/sluice/pkg/wire"
+	"github.com/sluicehq/sluice/services/ingest-gateway/internal/auth"
 )
 
 // TestDeadLetterPolicy parks invalid records in <topic>.dlq with the
@@ -588,4 +590,34 @@ func TestRESTProxyV2AvroAndBinary(t *testing.T) {
 		}
 		checkOrder(t, n, &o)
 	}
+}
+
+// TestRateLimitPerKey: a key over its records/s limit gets 429 42902 with
+// Retry-After; another key is unaffected.
+func TestRateLimitPerKey(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "keys.json")
+	f := auth.File{Keys: []auth.Key{
+		{ID: "slow", SHA256: auth.HashSecret("slow-secret"), Topics: []string{"*"}, RecordsPerSecond: 10},
+		{ID: "fast", SHA256: auth.HashSecret("fast-secret"), Topics: []string{"*"}},
+	}}
+	b, _ := json.Marshal(f)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startEnv(t, nil, nil, "-gateway-api-keys-file", p)
+	e.kafka.CreateTopic("limited", 1, nil)
+	e.reg.Register(t, "limited-value", orderSchema)
+	batch := records(20, func(i int) string { return `{"value":` + orderJSON(i) + `}` })
+	if res := post(t, e.httpURL+"/v1/topics/limited/records", "application/json", batch, "Authorization", "Bearer slow-secret"); res.status != 200 {
+		t.Fatalf("first batch: %d %s", res.status, res.body)
+	}
+	res := post(t, e.httpURL+"/v1/topics/limited/records", "application/json", batch, "Authorization", "Bearer slow-secret")
+	if res.status != 429 || res.header.Get("Retry-After") == "" || !strings.Contains(string(res.body), `"error_code":42902`) {
+		t.Fatalf("over the limit: %d %v %s", res.status, res.header, res.body)
+	}
+	if res := post(t, e.httpURL+"/v1/topics/limited/records", "application/json", batch, "Authorization", "Bearer fast-secret"); res.status != 200 {
+		t.Fatalf("other key: %d %s", res.status, res.body)
+	}
+	readTopic(t, e.kafka.Brokers(), "limited", 40)
 }

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -26,9 +27,73 @@ type Key struct {
 	ID     string   `json:"id"`
 	SHA256 string   `json:"sha256"` // hex SHA-256 of the secret
 	Topics []string `json:"topics"` // exact names or path.Match globs; "*" is any non-internal topic
+	// RecordsPerSecond limits the key's average rate; 0 means unlimited.
+	RecordsPerSecond float64 `json:"records_per_second,omitempty"`
 
-	hash [32]byte
+	hash    [32]byte
+	limiter *limiter
 }
+
+// limiter is a token bucket that may go into debt: a request is admitted
+// whenever the bucket is positive, so batches larger than one second's
+// worth are possible while the average rate holds.
+type limiter struct {
+	mu     sync.Mutex
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func (l *limiter) refill(now time.Time) {
+	l.tokens = min(l.rate, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	l.last = now
+}
+
+// Allow takes n records if the key has budget now.
+func (k *Key) Allow(n int) bool {
+	l := k.limiter
+	if l == nil {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refill(time.Now())
+	if l.tokens <= 0 {
+		return false
+	}
+	l.tokens -= float64(n)
+	return true
+}
+
+// Wait takes n records, waiting for budget (streams: backpressure instead
+// of errors).
+func (k *Key) Wait(ctx context.Context, n int) error {
+	l := k.limiter
+	if l == nil {
+		return nil
+	}
+	for {
+		l.mu.Lock()
+		l.refill(time.Now())
+		if l.tokens > 0 {
+			l.tokens -= float64(n)
+			l.mu.Unlock()
+			return nil
+		}
+		wait := time.Duration((-l.tokens + 1) / l.rate * float64(time.Second))
+		l.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// RateLimit returns the key's limit in records per second (0: none).
+func (k *Key) RateLimit() float64 { return k.RecordsPerSecond }
 
 // AllowsTopic reports whether the key may produce to topic.
 func (k *Key) AllowsTopic(topic string) bool {
@@ -96,6 +161,12 @@ func parse(b []byte) (*keySet, error) {
 			return nil, fmt.Errorf("API key %s: sha256 must be 64 hex digits", k.ID)
 		}
 		copy(k.hash[:], h)
+		if k.RecordsPerSecond < 0 {
+			return nil, fmt.Errorf("API key %s: records_per_second must not be negative", k.ID)
+		}
+		if k.RecordsPerSecond > 0 {
+			k.limiter = &limiter{rate: k.RecordsPerSecond, tokens: k.RecordsPerSecond, last: time.Now()}
+		}
 		for _, p := range k.Topics {
 			if _, err := path.Match(p, "x"); err != nil {
 				return nil, fmt.Errorf("API key %s: bad topic pattern %q", k.ID, p)

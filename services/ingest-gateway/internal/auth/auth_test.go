@@ -110,3 +110,34 @@ func TestWatchReloads(t *testing.T) {
 		t.Fatal("old key still accepted after rotation")
 	}
 }
+
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "keys.json")
+	writeKeys(t, p, File{Keys: []Key{{ID: "a", SHA256: HashSecret("x"), Topics: []string{"*"}, RecordsPerSecond: 100}}})
+	k, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := k.Authenticate("Bearer x")
+	if !key.Allow(150) {
+		t.Fatal("a full bucket must admit one batch, even a large one")
+	}
+	if key.Allow(1) {
+		t.Fatal("a bucket in debt must refuse")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := key.Wait(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// 50 records of debt at 100/s: about half a second.
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("Wait returned after %s, before the debt was repaid", d)
+	}
+	unlimited := &Key{ID: "u"}
+	if !unlimited.Allow(1 << 20) {
+		t.Fatal("a key without a limit refused")
+	}
+}

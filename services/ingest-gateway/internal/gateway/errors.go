@@ -26,6 +26,7 @@ const (
 	KindUnavailable                         // Kafka did not acknowledge in time, or is down
 	KindRegistryUnavailable                 // the schema registry did not answer
 	KindShuttingDown                        // the gateway is stopping
+	KindRateLimited                         // the API key is over its records/s limit
 )
 
 // Error is a gateway error with a stable kind and, for record errors, the
@@ -66,6 +67,7 @@ const (
 	CodeRecordTooLarge      = 42202
 	CodeInvalidSchema       = 42205
 	CodeBusy                = 42901
+	CodeRateLimited         = 42902
 	CodeKafkaUnavailable    = 50301
 	CodeRegistryUnavailable = 50302
 	CodeShuttingDown        = 50303
@@ -86,7 +88,7 @@ func (k Kind) Status() int {
 		return http.StatusUnauthorized
 	case KindForbidden:
 		return http.StatusForbidden
-	case KindBusy:
+	case KindBusy, KindRateLimited:
 		return http.StatusTooManyRequests
 	}
 	return http.StatusServiceUnavailable
@@ -117,6 +119,8 @@ func (k Kind) Code() int {
 		return CodeForbidden
 	case KindBusy:
 		return CodeBusy
+	case KindRateLimited:
+		return CodeRateLimited
 	case KindRegistryUnavailable:
 		return CodeRegistryUnavailable
 	case KindShuttingDown:
@@ -128,7 +132,7 @@ func (k Kind) Code() int {
 // Retryable reports whether the client should retry later (429/503).
 func (k Kind) Retryable() bool {
 	switch k {
-	case KindBusy, KindUnavailable, KindRegistryUnavailable, KindShuttingDown:
+	case KindBusy, KindRateLimited, KindUnavailable, KindRegistryUnavailable, KindShuttingDown:
 		return true
 	}
 	return false

@@ -54,7 +54,7 @@ func TestKindMapping(t *testing.T) {
 		KindInvalidRecord: {422, 42201}, KindRecordTooLarge: {422, 42202}, KindBadRequest: {400, 40001},
 		KindRequestTooLarge: {413, 41301}, KindUnknownTopic: {404, 40401}, KindUnknownPartition: {404, 40402},
 		KindNoSchema: {404, 40403}, KindUnauthorized: {401, 40101}, KindForbidden: {403, 40301},
-		KindBusy: {429, 42901}, KindUnavailable: {503, 50301}, KindRegistryUnavailable: {503, 50302}, KindShuttingDown: {503, 50303},
+		KindBusy: {429, 42901}, KindRateLimited: {429, 42902}, KindUnavailable: {503, 50301}, KindRegistryUnavailable: {503, 50302}, KindShuttingDown: {503, 50303},
 	} {
 		if k.Status() != want[0] || k.Code() != want[1] {
 			t.Errorf("kind %d: %d/%d, want %v", k, k.Status(), k.Code(), want)

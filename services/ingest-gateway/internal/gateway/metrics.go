@@ -57,6 +57,8 @@ func RejectReason(k Kind) string {
 	switch k {
 	case KindBusy:
 		return "busy"
+	case KindRateLimited:
+		return "rate_limited"
 	case KindRequestTooLarge:
 		return "too_large"
 	case KindUnauthorized:

@@ -51,7 +51,7 @@ func statusOf(e *gateway.Error) error {
 		c = codes.InvalidArgument
 	case gateway.KindUnknownTopic, gateway.KindUnknownPartition, gateway.KindNoSchema:
 		c = codes.NotFound
-	case gateway.KindRequestTooLarge, gateway.KindBusy:
+	case gateway.KindRequestTooLarge, gateway.KindBusy, gateway.KindRateLimited:
 		c = codes.ResourceExhausted
 	case gateway.KindUnauthorized:
 		c = codes.Unauthenticated
@@ -65,9 +65,9 @@ func statusOf(e *gateway.Error) error {
 	return st.Err()
 }
 
-func (s *Server) authorize(ctx context.Context, topic string) *gateway.Error {
+func (s *Server) authorize(ctx context.Context, topic string) (*auth.Key, *gateway.Error) {
 	if s.keys == nil {
-		return nil
+		return nil, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	var header string
@@ -76,15 +76,15 @@ func (s *Server) authorize(ctx context.Context, topic string) *gateway.Error {
 	}
 	key, err := s.keys.Authenticate(header)
 	if err != nil {
-		return gateway.Errorf(gateway.KindUnauthorized, "%v", err)
+		return nil, gateway.Errorf(gateway.KindUnauthorized, "%v", err)
 	}
 	if !s.eng.TopicAllowed(topic) {
-		return gateway.Errorf(gateway.KindUnknownTopic, "Topic %s not found.", topic)
+		return nil, gateway.Errorf(gateway.KindUnknownTopic, "Topic %s not found.", topic)
 	}
 	if !key.AllowsTopic(topic) {
-		return gateway.Errorf(gateway.KindForbidden, "API key %s may not produce to topic %s", key.ID, topic)
+		return nil, gateway.Errorf(gateway.KindForbidden, "API key %s may not produce to topic %s", key.ID, topic)
 	}
-	return nil
+	return key, nil
 }
 
 func format(f ingestv1.ValueFormat) gateway.Format {
@@ -135,8 +135,12 @@ func toResult(r gateway.Result, async bool) *ingestv1.RecordResult {
 
 // Produce validates and produces a batch; one result per record, in order.
 func (s *Server) Produce(ctx context.Context, req *ingestv1.ProduceRequest) (*ingestv1.ProduceResponse, error) {
-	if err := s.authorize(ctx, req.GetTopic()); err != nil {
-		return nil, statusOf(err)
+	key, aerr := s.authorize(ctx, req.GetTopic())
+	if aerr != nil {
+		return nil, statusOf(aerr)
+	}
+	if key != nil && !key.Allow(len(req.GetRecords())) {
+		return nil, statusOf(gateway.Errorf(gateway.KindRateLimited, "API key %s is over its limit of %g records/s; retry later", key.ID, key.RateLimit()))
 	}
 	hold, herr := s.eng.Reserve(int64(proto.Size(req)))
 	if herr != nil {
@@ -175,7 +179,11 @@ func (s *Server) ProduceStream(stream grpc.BidiStreamingServer[ingestv1.ProduceS
 	recvErr := make(chan error, 1)
 	go func() {
 		defer close(items)
-		authorized := map[string]*gateway.Error{}
+		type authResult struct {
+			key *auth.Key
+			err *gateway.Error
+		}
+		authorized := map[string]authResult{}
 		for {
 			req, err := stream.Recv()
 			if err != nil {
@@ -185,10 +193,14 @@ func (s *Server) ProduceStream(stream grpc.BidiStreamingServer[ingestv1.ProduceS
 				return
 			}
 			topic := req.GetTopic()
-			aerr, seen := authorized[topic]
+			ar, seen := authorized[topic]
 			if !seen {
-				aerr = s.authorize(ctx, topic)
-				authorized[topic] = aerr
+				ar.key, ar.err = s.authorize(ctx, topic)
+				authorized[topic] = ar
+			}
+			aerr := ar.err
+			if ar.key != nil {
+				_ = ar.key.Wait(ctx, 1)
 			}
 			f := format(req.GetFormat())
 			it := gateway.StreamItem{

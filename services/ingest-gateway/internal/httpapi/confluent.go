@@ -96,8 +96,9 @@ func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "
 
 func (s *Server) v2(w http.ResponseWriter, r *http.Request) {
 	topic := chi.URLParam(r, "topic")
-	if err := s.authorize(r, topic); err != nil {
-		s.failV2(w, err)
+	key, aerr := s.authorize(r, topic)
+	if aerr != nil {
+		s.failV2(w, aerr)
 		return
 	}
 	pathPartition := int32(-1)
@@ -137,6 +138,11 @@ func (s *Server) v2(w http.ResponseWriter, r *http.Request) {
 	if len(req.Records) > s.opt.MaxRecords {
 		hold.Release()
 		s.failV2(w, gateway.Errorf(gateway.KindRequestTooLarge, "request has %d records, more than the limit of %d", len(req.Records), s.opt.MaxRecords))
+		return
+	}
+	if lerr := allow(key, len(req.Records)); lerr != nil {
+		hold.Release()
+		s.failV2(w, lerr)
 		return
 	}
 	b := &gateway.Batch{Topic: topic, Hold: hold, AllOrNothing: true}
@@ -408,8 +414,9 @@ func v3Status(e *gateway.Error) int {
 // concatenated JSON records with one delivery report each, in order.
 func (s *Server) v3(w http.ResponseWriter, r *http.Request) {
 	topic := chi.URLParam(r, "topic")
-	if err := s.authorize(r, topic); err != nil {
-		s.fail(w, err)
+	key, aerr := s.authorize(r, topic)
+	if aerr != nil {
+		s.fail(w, aerr)
 		return
 	}
 	if cl := chi.URLParam(r, "cluster"); cl != s.opt.ClusterID {
@@ -445,6 +452,7 @@ func (s *Server) v3(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			count++
+			wait(ctx, key)
 			it := gateway.StreamItem{Size: int(dec.InputOffset() - start)}
 			if err != nil {
 				kind := gateway.KindInvalidRecord

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/sluicehq/sluice/services/ingest-gateway/internal/auth"
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
 )
 
@@ -112,13 +113,14 @@ func batchStatus(results []gateway.Result, async bool) (int, *gateway.Error) {
 
 func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 	topic := chi.URLParam(r, "topic")
-	if err := s.authorize(r, topic); err != nil {
-		s.fail(w, err)
+	key, aerr := s.authorize(r, topic)
+	if aerr != nil {
+		s.fail(w, aerr)
 		return
 	}
 	ct := mediaType(r)
 	if ct == ContentNDJSON {
-		s.nativeStream(w, r, topic)
+		s.nativeStream(w, r, topic, key)
 		return
 	}
 	if ct != "" && ct != ContentJSON && ct != ContentAvroJSON {
@@ -131,6 +133,9 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req, gerr := parseBatch(body, s.opt.MaxRecords)
+	if gerr == nil {
+		gerr = allow(key, len(req.Records))
+	}
 	if gerr != nil {
 		hold.Release()
 		s.fail(w, gerr)
@@ -291,7 +296,7 @@ func parseLine(line []byte, n int) (gateway.Record, *gateway.Error) {
 // nativeStream handles application/x-ndjson: one record per line in, one
 // result line per record out, in order, while the body is still arriving.
 // Memory stays bounded: one chunk being produced plus one being read.
-func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic string) {
+func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic string, key *auth.Key) {
 	q := r.URL.Query()
 	format, err := parseFormat(q.Get("format"))
 	if err != nil {
@@ -327,6 +332,7 @@ func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic stri
 				return
 			}
 			n++
+			wait(ctx, key)
 			it := gateway.StreamItem{Group: g, Size: len(line)}
 			if err == errLineTooLong {
 				it.Pre = &gateway.Error{Kind: gateway.KindRecordTooLarge, Message: fmt.Sprintf("line %d: longer than %d bytes", n, lr.max)}

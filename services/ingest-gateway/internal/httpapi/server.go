@@ -6,6 +6,7 @@ package httpapi
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -152,22 +153,38 @@ func (s *Server) fail(w http.ResponseWriter, e *gateway.Error) {
 	writeJSON(w, e.Kind.Status(), errorBody{Code: e.Kind.Code(), Message: e.Message})
 }
 
-// authorize checks the API key for topic.
-func (s *Server) authorize(r *http.Request, topic string) *gateway.Error {
+// authorize checks the API key for topic; the key is nil when
+// authentication is off.
+func (s *Server) authorize(r *http.Request, topic string) (*auth.Key, *gateway.Error) {
 	if s.keys == nil {
-		return nil
+		return nil, nil
 	}
 	key, err := s.keys.Authenticate(r.Header.Get("Authorization"))
 	if err != nil {
-		return gateway.Errorf(gateway.KindUnauthorized, "%v", err)
+		return nil, gateway.Errorf(gateway.KindUnauthorized, "%v", err)
 	}
 	if !s.eng.TopicAllowed(topic) {
-		return gateway.Errorf(gateway.KindUnknownTopic, "Topic %s not found.", topic)
+		return nil, gateway.Errorf(gateway.KindUnknownTopic, "Topic %s not found.", topic)
 	}
 	if !key.AllowsTopic(topic) {
-		return gateway.Errorf(gateway.KindForbidden, "API key %s may not produce to topic %s", key.ID, topic)
+		return nil, gateway.Errorf(gateway.KindForbidden, "API key %s may not produce to topic %s", key.ID, topic)
 	}
-	return nil
+	return key, nil
+}
+
+// allow applies the key's rate limit to a batch of n records.
+func allow(key *auth.Key, n int) *gateway.Error {
+	if key == nil || key.Allow(n) {
+		return nil
+	}
+	return gateway.Errorf(gateway.KindRateLimited, "API key %s is over its limit of %g records/s; retry later", key.ID, key.RateLimit())
+}
+
+// wait applies the key's rate limit to one streamed record.
+func wait(ctx context.Context, key *auth.Key) {
+	if key != nil {
+		_ = key.Wait(ctx, 1)
+	}
 }
 
 // readBody reads a whole (non-streamed) body under the request limit and
