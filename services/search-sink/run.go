@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -248,10 +250,10 @@ func connectES(ctx context.Context, cfg *config.Config) (*es.Client, error) {
 			return c, nil
 		}
 		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("search cluster at %v: %w", cfg.ES.URLs, err)
+			return nil, fmt.Errorf("search cluster at %s: %w", redactedURLs(cfg.ES.URLs), err)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("search cluster at %v: %w", cfg.ES.URLs, err)
+			return nil, fmt.Errorf("search cluster at %s: %w", redactedURLs(cfg.ES.URLs), err)
 		}
 		t := time.NewTimer(2 * time.Second)
 		select {
@@ -260,4 +262,17 @@ func connectES(ctx context.Context, cfg *config.Config) (*es.Client, error) {
 		case <-t.C:
 		}
 	}
+}
+
+// redactedURLs renders URLs for messages with any password masked.
+func redactedURLs(us []string) string {
+	out := make([]string, len(us))
+	for i, s := range us {
+		if u, err := url.Parse(s); err == nil {
+			out[i] = u.Redacted()
+		} else {
+			out[i] = "(unparsable URL)"
+		}
+	}
+	return strings.Join(out, ",")
 }

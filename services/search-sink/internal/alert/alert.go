@@ -7,10 +7,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	neturl "net/url"
 	"sort"
 	"strings"
 	"time"
@@ -174,7 +176,13 @@ func postJSON(ctx context.Context, hc *http.Client, url string, v any) error {
 	req.Header.Set("Content-Type", "application/json")
 	res, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("posting alert: %w", err) // url.Error carries the URL; the caller logs only the destination name
+		// *url.Error carries the URL, which is a secret for Slack: keep only
+		// the operation and the cause.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			return fmt.Errorf("posting alert: %s: %w", ue.Op, ue.Err)
+		}
+		return fmt.Errorf("posting alert: %w", err)
 	}
 	defer res.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(res.Body, 512))

@@ -147,3 +147,12 @@ func TestSlackAndWebhookHTTP(t *testing.T) {
 		t.Fatalf("webhook body = %s", bodies[2])
 	}
 }
+
+func TestDeliveryErrorDoesNotLeakURL(t *testing.T) {
+	t.Parallel()
+	s := &Slack{URL: "http://127.0.0.1:1/services/T0/B0/SECRETTOKEN", HTTP: &http.Client{Timeout: time.Second}}
+	err := s.Send(context.Background(), &rules.Alert{Rule: "r"})
+	if err == nil || strings.Contains(err.Error(), "SECRETTOKEN") {
+		t.Fatalf("err = %v", err)
+	}
+}

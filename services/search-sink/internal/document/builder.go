@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -139,8 +140,11 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 		if registry.IsNotFound(err) {
 			return nil, &PermanentError{fmt.Errorf("schema id %d: %w", id, err)}
 		}
+		// Only answers about the schema itself are permanent; auth failures,
+		// throttling and outages are the registry's problem, not the record's:
+		// the partition waits for them.
 		var re *registry.Error
-		if errors.As(err, &re) && re.Status < 500 && re.Status != 429 {
+		if errors.As(err, &re) && re.Status == 422 {
 			return nil, &PermanentError{fmt.Errorf("schema id %d: %w", id, err)}
 		}
 		if ctx.Err() == nil && isCompileError(err) {
@@ -216,20 +220,7 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 }
 
 func isCompileError(err error) bool {
-	return err != nil && (containsAny(err.Error(), "compiling schema", "not AVRO"))
-}
-
-func containsAny(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if len(sub) <= len(s) {
-			for i := 0; i+len(sub) <= len(s); i++ {
-				if s[i:i+len(sub)] == sub {
-					return true
-				}
-			}
-		}
-	}
-	return false
+	return err != nil && (strings.Contains(err.Error(), "compiling schema") || strings.Contains(err.Error(), "not AVRO"))
 }
 
 func (b *Builder) node(c *Codec) (*Node, error) {

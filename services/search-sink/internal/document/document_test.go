@@ -42,6 +42,10 @@ func (f fakeCodecs) Codec(_ context.Context, id int) (*Codec, error) {
 	return nil, &registry.Error{Status: 404, Code: registry.CodeSchemaNotFound, Message: "Schema not found"}
 }
 
+type errCodecs struct{ err error }
+
+func (e errCodecs) Codec(context.Context, int) (*Codec, error) { return nil, e.err }
+
 type downCodecs struct{}
 
 func (downCodecs) Codec(context.Context, int) (*Codec, error) {
@@ -188,6 +192,12 @@ func TestBuildModesAndErrors(t *testing.T) {
 	down := NewBuilder(downCodecs{}, Options{Namer: ob.opt.Namer})
 	if _, err := down.Build(ctx, &kafkago.Message{Topic: "orders", Value: wire.Encode(7, bin)}); err == nil || IsPermanent(err) {
 		t.Fatalf("registry down: err = %v, want transient", err)
+	}
+	for _, status := range []int{401, 403, 429, 503} {
+		denied := NewBuilder(errCodecs{&registry.Error{Status: status, Message: "no"}}, Options{Namer: ob.opt.Namer})
+		if _, err := denied.Build(ctx, &kafkago.Message{Topic: "orders", Value: wire.Encode(7, bin)}); err == nil || IsPermanent(err) {
+			t.Fatalf("registry %d: err = %v, want transient (the record is not at fault)", status, err)
+		}
 	}
 }
 
