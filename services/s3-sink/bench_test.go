@@ -175,6 +175,8 @@ func sinkRun(b *testing.B, h *harness, topic, group string, perFile int, records
 	stop := h.startSink(b, map[string]string{
 		"S3_SINK_TOPICS": topic, "S3_SINK_GROUP_ID": group, "S3_SINK_PREFIX": group,
 		"S3_SINK_FLUSH_RECORDS": strconv.Itoa(perFile), "S3_SINK_CODEC": "snappy", "S3_SINK_ADMIN_ADDR": admin,
+		// A starved process must not be evicted mid-measurement.
+		"S3_SINK_SESSION_TIMEOUT": "15s", "S3_SINK_HEARTBEAT_INTERVAL": "1s",
 	})
 	series := `sluice_s3sink_records_written_total{topic="` + topic + `"}`
 	deadline := time.Now().Add(5 * time.Minute)
@@ -221,6 +223,7 @@ func BenchmarkMemory100Partitions(b *testing.B) {
 		env := h.env(map[string]string{
 			"S3_SINK_TOPICS": topic, "S3_SINK_GROUP_ID": "mem-" + topic, "S3_SINK_PREFIX": prefix,
 			"S3_SINK_FLUSH_RECORDS": strconv.Itoa(perPart + 1), "S3_SINK_CODEC": "null", "S3_SINK_ADMIN_ADDR": admin,
+			"S3_SINK_SESSION_TIMEOUT": "15s", "S3_SINK_HEARTBEAT_INTERVAL": "1s",
 		})
 		logf, err := os.Create(filepath.Join(tmp, "sink.log"))
 		if err != nil {
