@@ -478,6 +478,11 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 	slots := make([]slot, len(b.Records))
 	msgs := make([]kafkago.Message, 0, len(b.Records))
 	tr := &tracker{e: e, topic: b.Topic, hold: b.Hold, async: b.Async, finished: make(chan struct{})}
+	size := 0
+	for i := range b.Records {
+		size += len(b.Records[i].Value) + len(b.Records[i].KeyJSON) + 16
+	}
+	arena := make([]byte, 0, size)
 	rejected := 0
 	var t tally
 	defer func() { e.flush(b.Topic, &t) }()
@@ -486,7 +491,7 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 		results[i].SchemaID = vc.ID
 		s := &slots[i]
 		s.tr, s.index, s.partition = tr, i, -1
-		msg, rerr := e.encode(b, r, vc, kc, partitions, now)
+		msg, rerr := e.encode(&arena, b, r, vc, kc, partitions, now)
 		if rerr == nil {
 			if kc != nil {
 				results[i].KeySchemaID = kc.ID
@@ -600,16 +605,16 @@ func msgSize(m *kafkago.Message) int {
 	return n
 }
 
-func (e *Engine) encode(b *Batch, r *Record, vc, kc *avro.Codec, partitions int, now time.Time) (kafkago.Message, *Error) {
+func (e *Engine) encode(arena *[]byte, b *Batch, r *Record, vc, kc *avro.Codec, partitions int, now time.Time) (kafkago.Message, *Error) {
 	var msg kafkago.Message
 	if r.Partition >= 0 && int(r.Partition) >= partitions {
 		return msg, &Error{Kind: KindUnknownPartition, Message: fmt.Sprintf("Partition %d not found: topic %s has %d partitions.", r.Partition, b.Topic, partitions), Field: "partition"}
 	}
-	value, err := encodeValue(vc, b.Format, r.Value, "value")
+	value, err := encodeValue(arena, vc, b.Format, r.Value, "value")
 	if err != nil {
 		return msg, err
 	}
-	key, err := e.encodeKey(b, r, kc)
+	key, err := e.encodeKey(arena, b, r, kc)
 	if err != nil {
 		return msg, err
 	}
@@ -623,8 +628,20 @@ func (e *Engine) encode(b *Batch, r *Record, vc, kc *avro.Codec, partitions int,
 	return msg, nil
 }
 
-func encodeValue(c *avro.Codec, f Format, data []byte, root string) ([]byte, *Error) {
-	out := make([]byte, 0, len(data)+5)
+// encodeValue appends the framed encoding to the batch's arena (one
+// allocation for all records of a batch) and returns the record's slice.
+func encodeValue(arena *[]byte, c *avro.Codec, f Format, data []byte, root string) ([]byte, *Error) {
+	start := len(*arena)
+	out, err := encodeFramed(*arena, c, f, data, root)
+	if err != nil {
+		*arena = (*arena)[:start]
+		return nil, err
+	}
+	*arena = out
+	return out[start:len(out):len(out)], nil
+}
+
+func encodeFramed(out []byte, c *avro.Codec, f Format, data []byte, root string) ([]byte, *Error) {
 	out = wire.AppendHeader(out, uint32(c.ID))
 	if f == FormatAvroBinary {
 		_, rest, err := c.NativeFromBinary(data)
@@ -654,7 +671,7 @@ func encodeValue(c *avro.Codec, f Format, data []byte, root string) ([]byte, *Er
 	return out, nil
 }
 
-func (e *Engine) encodeKey(b *Batch, r *Record, kc *avro.Codec) ([]byte, *Error) {
+func (e *Engine) encodeKey(arena *[]byte, b *Batch, r *Record, kc *avro.Codec) ([]byte, *Error) {
 	if r.KeyJSON == nil {
 		return r.Key, nil
 	}
@@ -663,7 +680,7 @@ func (e *Engine) encodeKey(b *Batch, r *Record, kc *avro.Codec) ([]byte, *Error)
 		if f == FormatAvroBinary {
 			f = FormatJSON
 		}
-		return encodeValue(kc, f, r.KeyJSON, "key")
+		return encodeValue(arena, kc, f, r.KeyJSON, "key")
 	}
 	var s string
 	if len(r.KeyJSON) > 0 && r.KeyJSON[0] == '"' && json.Unmarshal(r.KeyJSON, &s) == nil {
