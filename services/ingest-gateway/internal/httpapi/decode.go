@@ -109,10 +109,18 @@ func (e *structuralError) Error() string { return e.msg }
 // recordFromRaw converts one raw record object. structural errors (not an
 // object, unknown field) are request errors in a batch; the others name
 // the record's field.
-func recordFromRaw(raw []byte, prefix string) (rec gateway.Record, rerr *gateway.Error, structural bool) {
+// prefix is only rendered for errors: formatting it per record was a
+// visible cost.
+func recordFromRaw(raw []byte, prefixFn func() string) (rec gateway.Record, rerr *gateway.Error, structural bool) {
+	prefix := func() string {
+		if prefixFn == nil {
+			return ""
+		}
+		return prefixFn()
+	}
 	rec.Partition = -1
 	bad := func(field, format string, args ...any) *gateway.Error {
-		return &gateway.Error{Kind: gateway.KindInvalidRecord, Message: prefix + field + ": " + fmt.Sprintf(format, args...), Field: field}
+		return &gateway.Error{Kind: gateway.KindInvalidRecord, Message: prefix() + field + ": " + fmt.Sprintf(format, args...), Field: field}
 	}
 	err := avro.ScanObject(raw, func(k string, x []byte) error {
 		null := string(x) == "null"
@@ -178,7 +186,7 @@ func recordFromRaw(raw []byte, prefix string) (rec gateway.Record, rerr *gateway
 				rec.Headers = append(rec.Headers, kafkago.Header{Key: hk, Value: []byte(s)})
 			}
 		default:
-			return &structuralError{fmt.Sprintf("%sunknown field %q", prefix, k)}
+			return &structuralError{fmt.Sprintf("%sunknown field %q", prefix(), k)}
 		}
 		return nil
 	})
@@ -190,7 +198,7 @@ func recordFromRaw(raw []byte, prefix string) (rec gateway.Record, rerr *gateway
 		if errors.As(err, &se) {
 			return rec, gateway.Errorf(gateway.KindBadRequest, "%s", se.msg), true
 		}
-		return rec, gateway.Errorf(gateway.KindBadRequest, "%swant a record object: %v", prefix, err), true
+		return rec, gateway.Errorf(gateway.KindBadRequest, "%swant a record object: %v", prefix(), err), true
 	}
 	return rec, nil, false
 }

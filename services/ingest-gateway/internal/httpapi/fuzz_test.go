@@ -33,7 +33,7 @@ func FuzzParseBatch(f *testing.F) {
 			t.Fatalf("accepted %d records", len(req.Records))
 		}
 		for i := range req.Records {
-			rec, rerr, structural := recordFromRaw(req.Records[i], "")
+			rec, rerr, structural := recordFromRaw(req.Records[i], nil)
 			if rerr != nil {
 				if rerr.Message == "" || (!structural && rerr.Field == "") {
 					t.Fatalf("record error without message or field: %+v", rerr)

@@ -155,7 +155,7 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 	pre := make([]*gateway.Error, len(req.Records))
 	b.Records = make([]gateway.Record, 0, len(req.Records))
 	for i := range req.Records {
-		rec, rerr, structural := recordFromRaw(req.Records[i], fmt.Sprintf("records[%d].", i))
+		rec, rerr, structural := recordFromRaw(req.Records[i], func() string { return fmt.Sprintf("records[%d].", i) })
 		if structural {
 			hold.Release()
 			s.fail(w, gateway.Errorf(gateway.KindBadRequest, "malformed JSON request: %s", rerr.Message))
@@ -282,7 +282,7 @@ func appendResult(dst []byte, r NativeResult) []byte {
 
 // parseLine decodes one NDJSON line into a record.
 func parseLine(line []byte, n int) (gateway.Record, *gateway.Error) {
-	rec, rerr, structural := recordFromRaw(line, fmt.Sprintf("line %d: ", n))
+	rec, rerr, structural := recordFromRaw(line, func() string { return fmt.Sprintf("line %d: ", n) })
 	if rerr != nil {
 		rerr.Kind = gateway.KindInvalidRecord
 		if structural {
