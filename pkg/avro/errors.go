@@ -16,6 +16,7 @@ type FieldError struct {
 	Reason string
 }
 
+// Error renders "path: reason".
 func (e *FieldError) Error() string {
 	if e.Path == "" {
 		return e.Reason

@@ -28,6 +28,7 @@ const (
 	AvroJSON
 )
 
+// String names the mode ("json" or "avro-json").
 func (m Mode) String() string {
 	if m == AvroJSON {
 		return "avro-json"

@@ -344,6 +344,7 @@ func (t *tracker) finish() {
 
 type balancer struct{ murmur kafkago.Murmur2Balancer }
 
+// Balance honours an explicit partition, else murmur2 of the key.
 func (b *balancer) Balance(msg kafkago.Message, partitions ...int) int {
 	if s, ok := msg.WriterData.(*slot); ok && s.partition >= 0 {
 		return int(s.partition)

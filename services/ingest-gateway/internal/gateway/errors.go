@@ -37,6 +37,7 @@ type Error struct {
 	Field   string
 }
 
+// Error returns the message.
 func (e *Error) Error() string { return e.Message }
 
 // Errorf builds an *Error.
