@@ -88,8 +88,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	dataStreams := namer.Mode() == document.ModeDataStream
 	inst := es.NewInstaller(esc, es.InstallOptions{Policy: cfg.Policy, RetentionDays: cfg.Retention, DataStreams: dataStreams, Shards: cfg.Shards, Replicas: cfg.Replicas}, log)
-	pattern := namer.Pattern("*")
-	if err := inst.EnsurePolicy(ctx, []string{pattern}); err != nil {
+	if err := inst.EnsurePolicy(ctx); err != nil {
 		return err
 	}
 	decimals := document.DecimalString

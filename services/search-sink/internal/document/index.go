@@ -144,7 +144,10 @@ func (n *Namer) Name(topic string, t time.Time) string {
 
 // Pattern returns the index pattern a template for topic must match.
 func (n *Namer) Pattern(topic string) string {
-	st := SanitizeTopic(topic)
+	return n.pattern(SanitizeTopic(topic))
+}
+
+func (n *Namer) pattern(st string) string {
 	if n.mode == ModeDataStream {
 		return n.dsType + "-" + st + "-*"
 	}

@@ -161,7 +161,7 @@ func TestOpenSearchInstallAndBulkWithoutProductHeader(t *testing.T) {
 	}
 	in := NewInstaller(c, InstallOptions{Policy: "p", RetentionDays: 7, Replicas: -1}, slog.New(slog.DiscardHandler))
 	for i := 0; i < 2; i++ {
-		if err := in.EnsurePolicy(ctx, []string{"*-*"}); err != nil {
+		if err := in.EnsurePolicy(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if err := in.EnsureTemplate(ctx, "sluice-orders", "orders-*", map[string]any{"m": map[string]any{"type": "flat_object"}}); err != nil {
@@ -171,8 +171,17 @@ func TestOpenSearchInstallAndBulkWithoutProductHeader(t *testing.T) {
 	if len(ism.puts) != 1 {
 		t.Fatalf("ISM policy written %d times, want 1", len(ism.puts))
 	}
-	if !strings.Contains(string(ism.body), `"min_index_age":"7d"`) || !strings.Contains(string(ism.body), `"index_patterns":["*-*"]`) {
+	if !strings.Contains(string(ism.body), `"min_index_age":"7d"`) || !strings.Contains(string(ism.body), `"index_patterns":["orders-*"]`) {
 		t.Fatalf("ISM policy = %s", ism.body)
+	}
+	// A second topic (and a second process, which knows only its own
+	// topic) extends the list instead of replacing it.
+	other := NewInstaller(c, InstallOptions{Policy: "p", RetentionDays: 7, Replicas: -1}, slog.New(slog.DiscardHandler))
+	if err := other.EnsureTemplate(ctx, "sluice-payments", "payments-*", nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(ism.puts) != 2 || !strings.Contains(ism.puts[1], "if_seq_no=3&if_primary_term=1") || !strings.Contains(string(ism.body), `"index_patterns":["orders-*","payments-*"]`) {
+		t.Fatalf("ISM puts %v, policy %s", ism.puts, ism.body)
 	}
 	// A bulk request through the bare transport works without the header
 	// the Elasticsearch client insists on.

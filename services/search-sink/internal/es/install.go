@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 )
 
@@ -48,14 +49,12 @@ func hashOf(v any) string {
 	return hex.EncodeToString(s[:8])
 }
 
-// EnsurePolicy installs the ILM policy (Elasticsearch) or ISM policy
-// (OpenSearch): hot, then delete after RetentionDays.
-func (in *Installer) EnsurePolicy(ctx context.Context, indexPatterns []string) error {
-	if in.o.RetentionDays <= 0 || in.o.Policy == "" {
+// EnsurePolicy installs the ILM policy (Elasticsearch): hot, then delete
+// after RetentionDays; the templates reference it by name. On OpenSearch the
+// ISM policy is maintained per topic by EnsureTemplate instead.
+func (in *Installer) EnsurePolicy(ctx context.Context) error {
+	if in.o.RetentionDays <= 0 || in.o.Policy == "" || in.c.Flavor == OpenSearch {
 		return nil
-	}
-	if in.c.Flavor == OpenSearch {
-		return in.ensureISM(ctx, indexPatterns)
 	}
 	hot := map[string]any{"min_age": "0ms", "actions": map[string]any{}}
 	if in.o.DataStreams {
@@ -89,9 +88,33 @@ func (in *Installer) EnsurePolicy(ctx context.Context, indexPatterns []string) e
 	return nil
 }
 
-func (in *Installer) ensureISM(ctx context.Context, patterns []string) error {
+// ensureISM makes the OpenSearch ISM policy cover pattern: its
+// ism_template lists exactly the sink's topic patterns (the union of what
+// is there and what this process needs), never a catch-all that would
+// attach the retention to unrelated indices.
+func (in *Installer) ensureISM(ctx context.Context, pattern string) error {
+	path := "/_plugins/_ism/policies/" + url.PathEscape(in.o.Policy)
+	var cur struct {
+		SeqNo       *int64 `json:"_seq_no"`
+		PrimaryTerm *int64 `json:"_primary_term"`
+		Policy      struct {
+			Description string `json:"description"`
+			ISMTemplate []struct {
+				IndexPatterns []string `json:"index_patterns"`
+			} `json:"ism_template"`
+		} `json:"policy"`
+	}
+	st, err := in.c.Do(ctx, http.MethodGet, path, nil, &cur)
+	if err != nil && st != http.StatusNotFound {
+		return fmt.Errorf("reading ISM policy %s: %w", in.o.Policy, err)
+	}
+	patterns := []string{pattern}
+	for _, t := range cur.Policy.ISMTemplate {
+		patterns = append(patterns, t.IndexPatterns...)
+	}
+	slices.Sort(patterns)
+	patterns = slices.Compact(patterns)
 	policy := map[string]any{
-		"description":   "managed by " + ManagedBy,
 		"default_state": "hot",
 		"states": []any{
 			map[string]any{"name": "hot", "actions": []any{}, "transitions": []any{map[string]any{"state_name": "delete", "conditions": map[string]any{"min_index_age": fmt.Sprintf("%dd", in.o.RetentionDays)}}}},
@@ -99,20 +122,7 @@ func (in *Installer) ensureISM(ctx context.Context, patterns []string) error {
 		},
 		"ism_template": []any{map[string]any{"index_patterns": patterns, "priority": 100}},
 	}
-	h := hashOf(policy)
-	policy["description"] = "managed by " + ManagedBy + " hash " + h
-	path := "/_plugins/_ism/policies/" + url.PathEscape(in.o.Policy)
-	var cur struct {
-		SeqNo       *int64 `json:"_seq_no"`
-		PrimaryTerm *int64 `json:"_primary_term"`
-		Policy      struct {
-			Description string `json:"description"`
-		} `json:"policy"`
-	}
-	st, err := in.c.Do(ctx, http.MethodGet, path, nil, &cur)
-	if err != nil && st != http.StatusNotFound {
-		return fmt.Errorf("reading ISM policy %s: %w", in.o.Policy, err)
-	}
+	policy["description"] = "managed by " + ManagedBy + " hash " + hashOf(policy)
 	if st == http.StatusOK && cur.Policy.Description == policy["description"] {
 		return nil
 	}
@@ -122,7 +132,7 @@ func (in *Installer) ensureISM(ctx context.Context, patterns []string) error {
 	if _, err := in.c.Do(ctx, http.MethodPut, path, map[string]any{"policy": policy}, nil); err != nil {
 		return fmt.Errorf("installing ISM policy %s: %w", in.o.Policy, err)
 	}
-	in.log.Info("installed ISM policy", "policy", in.o.Policy, "retention_days", in.o.RetentionDays)
+	in.log.Info("installed ISM policy", "policy", in.o.Policy, "retention_days", in.o.RetentionDays, "patterns", patterns)
 	return nil
 }
 
@@ -164,6 +174,11 @@ func (in *Installer) EnsureTemplate(ctx context.Context, name, pattern string, p
 		return nil
 	}
 	in.mu.Unlock()
+	if in.c.Flavor == OpenSearch && in.o.RetentionDays > 0 && in.o.Policy != "" {
+		if err := in.ensureISM(ctx, pattern); err != nil {
+			return err
+		}
+	}
 	tmpl["_meta"] = map[string]any{"managed_by": ManagedBy, "sluice_hash": h}
 	path := "/_index_template/" + url.PathEscape(name)
 	var cur struct {
