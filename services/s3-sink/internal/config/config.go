@@ -92,30 +92,31 @@ func (l *Lifecycle) Validate() error {
 
 // Sink is the S3_SINK_* behaviour.
 type Sink struct {
-	GroupID          string        `env:"S3_SINK_GROUP_ID" default:"sluice-s3-sink" help:"Kafka consumer group"`
-	Topics           []string      `env:"S3_SINK_TOPICS" help:"comma-separated topics to sink (or use S3_SINK_TOPIC_REGEX)"`
-	TopicRegex       string        `env:"S3_SINK_TOPIC_REGEX" help:"sink every topic matching this regex, except internal (_*) and dead-letter (*.dlq) topics"`
-	TopicRefresh     time.Duration `env:"S3_SINK_TOPIC_REFRESH" default:"30s" help:"how often S3_SINK_TOPIC_REGEX is re-evaluated to pick up new topics"`
-	Prefix           string        `env:"S3_SINK_PREFIX" default:"topics" help:"key prefix of every object"`
-	Codec            string        `env:"S3_SINK_CODEC" default:"snappy" help:"OCF block compression: null, deflate or snappy"`
-	Partitioner      string        `env:"S3_SINK_PARTITIONER" default:"default" help:"default (partition=<n>), field (<field>=<value>) or time"`
-	PartitionField   string        `env:"S3_SINK_PARTITION_FIELD" help:"record field for the field partitioner (dots for nested fields)"`
-	PathFormat       string        `env:"S3_SINK_PATH_FORMAT" default:"hourly" help:"time partitioner path: hourly, daily or a format with YYYY MM dd HH mm, e.g. year=YYYY/month=MM/day=dd/hour=HH"`
-	TimestampSource  string        `env:"S3_SINK_TIMESTAMP_SOURCE" default:"record" help:"time partitioner clock: record (Kafka timestamp) or field"`
-	TimestampField   string        `env:"S3_SINK_TIMESTAMP_FIELD" help:"record field holding the time (long millis, timestamp-millis/micros or RFC 3339 string)"`
-	TimeZone         string        `env:"S3_SINK_TIMEZONE" default:"UTC" help:"IANA time zone for time-based paths"`
-	FlushRecords     int           `env:"S3_SINK_FLUSH_RECORDS" default:"10000" help:"rotate a file after this many records (0: no limit)"`
-	FlushBytes       int64         `env:"S3_SINK_FLUSH_BYTES" default:"67108864" help:"rotate a file once it holds this many bytes (0: no limit)"`
-	RotateInterval   time.Duration `env:"S3_SINK_ROTATE_INTERVAL" default:"0s" help:"rotate when a record's timestamp leaves the interval-aligned window of the file's first record (deterministic; 0: off)"`
-	RotateMaxOpen    time.Duration `env:"S3_SINK_ROTATE_MAX_OPEN" default:"0s" help:"rotate a file open longer than this by the wall clock (not deterministic, see README; 0: off)"`
-	PartSize         int64         `env:"S3_SINK_PART_SIZE" default:"5242880" help:"multipart part size and per-file upload buffer (>= 5 MiB)"`
-	Tombstones       string        `env:"S3_SINK_TOMBSTONES" default:"ignore" help:"records with a null value: ignore (skip), fail (stop the sink), dlq (dead-letter) or write (into _tombstones/ OCF files)"`
-	DLQ              bool          `env:"S3_SINK_DLQ" default:"true" help:"send undecodable records to <topic>.dlq; false stops the sink on them"`
-	FlushOnShutdown  bool          `env:"S3_SINK_FLUSH_ON_SHUTDOWN" default:"true" help:"on SIGTERM upload open files and commit before exiting"`
-	SessionTimeout   time.Duration `env:"S3_SINK_SESSION_TIMEOUT" default:"30s" help:"consumer group session timeout"`
-	RebalanceTimeout time.Duration `env:"S3_SINK_REBALANCE_TIMEOUT" default:"30s" help:"consumer group rebalance timeout"`
-	Heartbeat        time.Duration `env:"S3_SINK_HEARTBEAT_INTERVAL" default:"3s" help:"consumer group heartbeat interval"`
-	CommitInterval   time.Duration `env:"S3_SINK_COMMIT_INTERVAL" default:"1s" help:"how often offsets of skipped or dead-lettered records are committed when no file completes"`
+	GroupID            string        `env:"S3_SINK_GROUP_ID" default:"sluice-s3-sink" help:"Kafka consumer group"`
+	Topics             []string      `env:"S3_SINK_TOPICS" help:"comma-separated topics to sink (or use S3_SINK_TOPIC_REGEX)"`
+	TopicRegex         string        `env:"S3_SINK_TOPIC_REGEX" help:"sink every topic matching this regex, except internal (_*) and dead-letter (*.dlq) topics"`
+	TopicRefresh       time.Duration `env:"S3_SINK_TOPIC_REFRESH" default:"30s" help:"how often S3_SINK_TOPIC_REGEX is re-evaluated to pick up new topics"`
+	Prefix             string        `env:"S3_SINK_PREFIX" default:"topics" help:"key prefix of every object"`
+	Codec              string        `env:"S3_SINK_CODEC" default:"snappy" help:"OCF block compression: null, deflate or snappy"`
+	Partitioner        string        `env:"S3_SINK_PARTITIONER" default:"default" help:"default (partition=<n>), field (<field>=<value>) or time"`
+	PartitionField     string        `env:"S3_SINK_PARTITION_FIELD" help:"record field for the field partitioner (dots for nested fields)"`
+	PathFormat         string        `env:"S3_SINK_PATH_FORMAT" default:"hourly" help:"time partitioner path: hourly, daily or a format with YYYY MM dd HH mm, e.g. year=YYYY/month=MM/day=dd/hour=HH"`
+	TimestampSource    string        `env:"S3_SINK_TIMESTAMP_SOURCE" default:"record" help:"time partitioner clock: record (Kafka timestamp) or field"`
+	TimestampField     string        `env:"S3_SINK_TIMESTAMP_FIELD" help:"record field holding the time (long millis, timestamp-millis/micros or RFC 3339 string)"`
+	TimeZone           string        `env:"S3_SINK_TIMEZONE" default:"UTC" help:"IANA time zone for time-based paths"`
+	FlushRecords       int           `env:"S3_SINK_FLUSH_RECORDS" default:"10000" help:"rotate a file after this many records (0: no limit)"`
+	FlushBytes         int64         `env:"S3_SINK_FLUSH_BYTES" default:"67108864" help:"rotate a file once it holds this many bytes (0: no limit)"`
+	RotateInterval     time.Duration `env:"S3_SINK_ROTATE_INTERVAL" default:"0s" help:"rotate when a record's timestamp leaves the interval-aligned window of the file's first record (deterministic; 0: off)"`
+	RotateMaxOpen      time.Duration `env:"S3_SINK_ROTATE_MAX_OPEN" default:"0s" help:"rotate a file open longer than this by the wall clock (not deterministic, see README; 0: off)"`
+	PartSize           int64         `env:"S3_SINK_PART_SIZE" default:"5242880" help:"multipart part size and per-file upload buffer (>= 5 MiB)"`
+	Tombstones         string        `env:"S3_SINK_TOMBSTONES" default:"ignore" help:"records with a null value: ignore (skip), fail (stop the sink), dlq (dead-letter) or write (into _tombstones/ OCF files)"`
+	UnknownSchemaGrace time.Duration `env:"S3_SINK_UNKNOWN_SCHEMA_GRACE" default:"10s" help:"how long records with a schema id the registry does not know wait (a replica may lag) before going to the DLQ"`
+	DLQ                bool          `env:"S3_SINK_DLQ" default:"true" help:"send undecodable records to <topic>.dlq; false stops the sink on them"`
+	FlushOnShutdown    bool          `env:"S3_SINK_FLUSH_ON_SHUTDOWN" default:"true" help:"on SIGTERM upload open files and commit before exiting"`
+	SessionTimeout     time.Duration `env:"S3_SINK_SESSION_TIMEOUT" default:"30s" help:"consumer group session timeout"`
+	RebalanceTimeout   time.Duration `env:"S3_SINK_REBALANCE_TIMEOUT" default:"30s" help:"consumer group rebalance timeout"`
+	Heartbeat          time.Duration `env:"S3_SINK_HEARTBEAT_INTERVAL" default:"3s" help:"consumer group heartbeat interval"`
+	CommitInterval     time.Duration `env:"S3_SINK_COMMIT_INTERVAL" default:"1s" help:"how often offsets of skipped or dead-lettered records are committed when no file completes"`
 }
 
 // Validate checks values that the field types alone cannot.
@@ -195,6 +196,9 @@ func (s *Sink) Validate() error {
 	}
 	if s.SessionTimeout <= 0 || s.RebalanceTimeout <= 0 || s.Heartbeat <= 0 || s.Heartbeat >= s.SessionTimeout {
 		return service.Invalid("S3_SINK_HEARTBEAT_INTERVAL", "session, rebalance and heartbeat must be positive and heartbeat below the session timeout")
+	}
+	if s.UnknownSchemaGrace < 0 {
+		return service.Invalid("S3_SINK_UNKNOWN_SCHEMA_GRACE", "must not be negative")
 	}
 	if s.CommitInterval <= 0 {
 		return service.Invalid("S3_SINK_COMMIT_INTERVAL", "must be positive")

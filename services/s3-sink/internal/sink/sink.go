@@ -16,6 +16,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/avro"
+	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/avrocheck"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/config"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/partition"
@@ -79,6 +80,26 @@ type Sink struct {
 	tombstoneCodec *goavro.Codec
 	valMu          sync.RWMutex
 	validators     map[int]*avrocheck.Validator
+	unknownSince   map[int]time.Time // when a schema id was first answered 404
+}
+
+// unknownYoung reports whether a schema id the registry answered 404 for
+// was first seen less than S3_SINK_UNKNOWN_SCHEMA_GRACE ago: a registry
+// replica may not have replayed a schema registered elsewhere yet, so such
+// records wait instead of going to the DLQ at once.
+func (s *Sink) unknownYoung(id int, err error) bool {
+	if !registry.IsNotFound(err) || s.cfg.UnknownSchemaGrace <= 0 {
+		return false
+	}
+	now := s.o.Now()
+	s.valMu.Lock()
+	defer s.valMu.Unlock()
+	first, ok := s.unknownSince[id]
+	if !ok {
+		s.unknownSince[id] = now
+		return true
+	}
+	return now.Sub(first) < s.cfg.UnknownSchemaGrace
 }
 
 // validator returns the cached validator for a codec's schema.
@@ -112,8 +133,9 @@ func New(o Options) (*Sink, error) {
 	}
 	s := &Sink{
 		o: o, cfg: o.Config, log: o.Log, stopCh: make(chan struct{}), done: make(chan struct{}), dlqTopics: map[string]bool{},
-		needValue:  o.Config.Partitioner == "field" || o.Config.TimestampSource == "field",
-		validators: map[int]*avrocheck.Validator{},
+		needValue:    o.Config.Partitioner == "field" || o.Config.TimestampSource == "field",
+		validators:   map[int]*avrocheck.Validator{},
+		unknownSince: map[int]time.Time{},
 	}
 	tc, err := goavro.NewCodec(TombstoneSchema)
 	if err != nil {

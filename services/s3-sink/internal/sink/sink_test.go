@@ -70,3 +70,32 @@ func TestWindow(t *testing.T) {
 }
 
 func unixMilli(ms int64) time.Time { return time.UnixMilli(ms) }
+
+// TestUnknownSchemaGrace: a 404 for a schema id is retried while the id is
+// young (a registry replica may lag), then dead-lettered; other errors
+// are not affected.
+func TestUnknownSchemaGrace(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	s := &Sink{unknownSince: map[int]time.Time{}}
+	s.o.Now = func() time.Time { return now }
+	s.cfg.UnknownSchemaGrace = 10 * time.Second
+	notFound := &registry.Error{Status: 404, Code: 40403}
+	if !s.unknownYoung(7, notFound) {
+		t.Fatal("first 404 not retried")
+	}
+	now = now.Add(9 * time.Second)
+	if !s.unknownYoung(7, notFound) {
+		t.Fatal("404 within the grace not retried")
+	}
+	now = now.Add(2 * time.Second)
+	if s.unknownYoung(7, notFound) {
+		t.Fatal("404 after the grace still retried")
+	}
+	if !s.unknownYoung(8, notFound) {
+		t.Fatal("another id shares the first one's clock")
+	}
+	if s.unknownYoung(9, &registry.Error{Status: 422}) {
+		t.Fatal("a 422 is retried")
+	}
+}

@@ -254,9 +254,9 @@ func (w *worker) handle(ctx, gctx context.Context, m kafkago.Message) error {
 		w.next = m.Offset + 1
 		return nil
 	}
-	native, id, payload, reason := w.decode(ctx, gctx, m)
-	if gctx.Err() != nil {
-		return gctx.Err()
+	native, id, payload, reason, err := w.decode(ctx, gctx, m)
+	if err != nil {
+		return err
 	}
 	if reason != "" {
 		if err := w.deadLetter(ctx, gctx, m, reason); err != nil {
@@ -403,10 +403,10 @@ func (w *worker) rotateStale(ctx context.Context) error {
 // decode returns the record's native value, schema id and payload size, or
 // a reason it belongs in the DLQ. A registry outage is retried, not dead
 // lettered: the record is fine, the lookup is not.
-func (w *worker) decode(ctx, gctx context.Context, m kafkago.Message) (native any, id int, payload []byte, reason string) {
-	sid, body, err := wire.Decode(m.Value)
-	if err != nil {
-		return nil, 0, nil, "framing: " + err.Error()
+func (w *worker) decode(ctx, gctx context.Context, m kafkago.Message) (native any, id int, payload []byte, reason string, err error) {
+	sid, body, ferr := wire.Decode(m.Value)
+	if ferr != nil {
+		return nil, 0, nil, "framing: " + ferr.Error(), nil
 	}
 	id = int(sid)
 	backoff := 100 * time.Millisecond
@@ -416,30 +416,32 @@ func (w *worker) decode(ctx, gctx context.Context, m kafkago.Message) (native an
 			// Nothing looks inside the record: validate without decoding.
 			val, err := w.s.validator(codec)
 			if err != nil {
-				return nil, id, nil, fmt.Sprintf("schema: schema id %d: %v", id, err)
+				return nil, id, nil, fmt.Sprintf("schema: schema id %d: %v", id, err), nil
 			}
 			if err := val.Validate(body); err != nil {
-				return nil, id, nil, fmt.Sprintf("avro: schema id %d: %v", id, err)
+				return nil, id, nil, fmt.Sprintf("avro: schema id %d: %v", id, err), nil
 			}
-			return nil, id, body, ""
+			return nil, id, body, "", nil
 		}
 		if err == nil {
 			v, rest, err := codec.NativeFromBinary(body)
 			if err != nil {
-				return nil, id, nil, fmt.Sprintf("avro: schema id %d: %v", id, err)
+				return nil, id, nil, fmt.Sprintf("avro: schema id %d: %v", id, err), nil
 			}
 			if len(rest) != 0 {
-				return nil, id, nil, fmt.Sprintf("avro: schema id %d: %d trailing bytes after the record", id, len(rest))
+				return nil, id, nil, fmt.Sprintf("avro: schema id %d: %d trailing bytes after the record", id, len(rest)), nil
 			}
-			return v, id, body, ""
+			return v, id, body, "", nil
 		}
-		if Permanent(err) {
-			return nil, id, nil, "schema: " + err.Error()
+		if Permanent(err) && !w.s.unknownYoung(id, err) {
+			return nil, id, nil, "schema: " + err.Error(), nil
 		}
 		w.log.Warn("schema lookup failed; retrying", "schema_id", id, "offset", m.Offset, "err", err)
 		select {
 		case <-gctx.Done():
-			return nil, id, nil, ""
+			return nil, id, nil, "", gctx.Err()
+		case <-ctx.Done():
+			return nil, id, nil, "", ctx.Err()
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
@@ -535,6 +537,8 @@ func (w *worker) deadLetter(ctx, gctx context.Context, m kafkago.Message, reason
 		select {
 		case <-gctx.Done():
 			return gctx.Err()
+		case <-ctx.Done():
+			return ctx.Err()
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
