@@ -84,18 +84,30 @@ func TestPartitioners(t *testing.T) {
 		name   string
 		env    map[string]string
 		pathOf func(e event) string
+		check  func(t *testing.T, o object)
 	}{
-		{"default", map[string]string{}, func(e event) string { return fmt.Sprintf("partition=%d", e.Partition) }},
+		{"default", map[string]string{}, func(e event) string { return fmt.Sprintf("partition=%d", e.Partition) }, nil},
 		{"field", map[string]string{"S3_SINK_PARTITIONER": "field", "S3_SINK_PARTITION_FIELD": "country"},
-			func(e event) string { return "country=" + e.Country }},
+			func(e event) string { return "country=" + e.Country }, nil},
 		{"time-record-hourly", map[string]string{"S3_SINK_PARTITIONER": "time", "S3_SINK_PATH_FORMAT": "hourly"},
 			func(e event) string {
 				u := e.TS.UTC()
 				return fmt.Sprintf("year=%04d/month=%02d/day=%02d/hour=%02d", u.Year(), u.Month(), u.Day(), u.Hour())
-			}},
+			}, nil},
 		{"time-field-daily-tokyo", map[string]string{"S3_SINK_PARTITIONER": "time", "S3_SINK_PATH_FORMAT": "dt=YYYY-MM-dd",
 			"S3_SINK_TIMESTAMP_SOURCE": "field", "S3_SINK_TIMESTAMP_FIELD": "ts", "S3_SINK_TIMEZONE": "Asia/Tokyo", "S3_SINK_CODEC": "deflate"},
-			func(e event) string { return "dt=" + e.TS.In(tokyo).Format("2006-01-02") }},
+			func(e event) string { return "dt=" + e.TS.In(tokyo).Format("2006-01-02") }, nil},
+		{"record-time-interval", map[string]string{"S3_SINK_ROTATE_INTERVAL": "1h", "S3_SINK_FLUSH_RECORDS": "0"},
+			func(e event) string { return fmt.Sprintf("partition=%d", e.Partition) },
+			func(t *testing.T, o object) {
+				// Every file holds records of one interval-aligned hour.
+				first := o.Records[0]["ts"].(time.Time).Truncate(time.Hour)
+				for _, r := range o.Records {
+					if h := r["ts"].(time.Time).Truncate(time.Hour); !h.Equal(first) {
+						t.Fatalf("object %s mixes hours %s and %s", o.Key, first, h)
+					}
+				}
+			}},
 	}
 	const n = 3000
 	for _, c := range cases {
@@ -123,6 +135,11 @@ func TestPartitioners(t *testing.T) {
 			checkExactlyOnce(t, topic, "p/"+c.name, objs, events, c.pathOf)
 			if len(objs) < 6 {
 				t.Fatalf("only %d objects", len(objs))
+			}
+			for _, o := range objs {
+				if c.check != nil {
+					c.check(t, o)
+				}
 			}
 		})
 	}
