@@ -621,3 +621,29 @@ func TestRateLimitPerKey(t *testing.T) {
 	}
 	readTopic(t, e.kafka.Brokers(), "limited", 40)
 }
+
+// TestTopicCreatedLater: a topic created in Kafka after the gateway
+// started (and after a first 404) becomes usable within seconds, without
+// a restart.
+func TestTopicCreatedLater(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil)
+	e.reg.Register(t, "late-value", orderSchema)
+	body := []byte(`{"records":[{"value":` + orderJSON(1) + `}]}`)
+	if res := post(t, e.httpURL+"/v1/topics/late/records", "application/json", body); res.status != 404 {
+		t.Fatalf("before creation: %d %s", res.status, res.body)
+	}
+	e.kafka.CreateTopic("late", 1, nil)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res := post(t, e.httpURL+"/v1/topics/late/records", "application/json", body)
+		if res.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic created 15s ago still refused: %d %s", res.status, res.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	readTopic(t, e.kafka.Brokers(), "late", 1)
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -54,10 +55,14 @@ func run(ctx context.Context, args []string) error {
 		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 
-	kc, err := kafka.New(cfg.Kafka)
+	shared, err := kafka.New(cfg.Kafka)
 	if err != nil {
 		return fmt.Errorf("building kafka clients: %w", err)
 	}
+	// The gateway's own transport refreshes metadata every
+	// GATEWAY_METADATA_TTL (pkg/kafka's shared one caches for 30s), so a
+	// topic created elsewhere is usable within seconds.
+	kc := withMetadataTTL(shared, cfg.MetadataTTL)
 	app.OnClose("kafka", func(context.Context) error { kc.Close(); return nil })
 	reg := registry.New(cfg.Registry)
 	app.OnClose("registry", func(context.Context) error { return reg.Close() })
@@ -152,4 +157,24 @@ func newGRPCServer(eng *gateway.Engine, keys *auth.Keys, cfg *config.Config, tls
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 	return gs, hs
+}
+
+// withMetadataTTL copies clients onto a transport with another metadata TTL.
+func withMetadataTTL(c *kafka.Clients, ttl time.Duration) *kafka.Clients {
+	src := c.Transport
+	tr := &kafkago.Transport{
+		Dial:        src.Dial,
+		DialTimeout: src.DialTimeout,
+		IdleTimeout: src.IdleTimeout,
+		MetadataTTL: ttl,
+		ClientID:    src.ClientID,
+		TLS:         src.TLS,
+		SASL:        src.SASL,
+		Resolver:    src.Resolver,
+		Context:     src.Context,
+	}
+	out := *c
+	out.Transport = tr
+	out.Admin = &kafkago.Client{Addr: kafkago.TCP(c.Brokers()...), Transport: tr, Timeout: 30 * time.Second}
+	return &out
 }

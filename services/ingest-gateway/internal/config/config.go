@@ -34,6 +34,8 @@ type Config struct {
 	RetryAfter      time.Duration `env:"GATEWAY_RETRY_AFTER" default:"1s" help:"Retry-After sent with 429 and 503"`
 	StreamChunk     int           `env:"GATEWAY_STREAM_CHUNK" default:"500" help:"records per produce call when streaming NDJSON or v3 records"`
 
+	MetadataTTL time.Duration `env:"GATEWAY_METADATA_TTL" default:"3s" help:"how often the gateway refreshes Kafka metadata, i.e. how soon a topic created elsewhere becomes usable"`
+
 	BatchTimeout time.Duration `env:"GATEWAY_BATCH_TIMEOUT" default:"2ms" help:"how long the Kafka writer waits to fill a batch"`
 	BatchSize    int           `env:"GATEWAY_BATCH_SIZE" default:"2000" help:"most records in one Kafka produce batch per partition"`
 	BatchBytes   int64         `env:"GATEWAY_BATCH_BYTES" default:"1048576" help:"largest Kafka produce batch per partition (keep at or below the brokers' max.message.bytes)"`
@@ -85,6 +87,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryAfter < time.Second {
 		return service.Invalid("GATEWAY_RETRY_AFTER", "must be at least 1s (Retry-After has whole seconds)")
+	}
+	if c.MetadataTTL <= 0 {
+		return service.Invalid("GATEWAY_METADATA_TTL", "must be positive")
 	}
 	if c.BatchTimeout <= 0 {
 		return service.Invalid("GATEWAY_BATCH_TIMEOUT", "must be positive")
