@@ -54,8 +54,8 @@ func BenchmarkProduce(b *testing.B) {
 	// grpc-avro sends Avro binary values (validated by decoding, no JSON):
 	// it separates the gateway's own overhead from JSON conversion.
 	modes := []string{"raw", "http", "grpc", "grpc-avro"}
-	// Topics exist before the gateway starts: kafka-go caches metadata
-	// (about 6s), so topics created later would look missing for a while.
+	// Topics exist before the raw writer starts: pkg/kafka's shared
+	// transport caches metadata for 30s.
 	kf := kafkatest.Start(b)
 	for _, c := range cases {
 		for _, mode := range modes {

@@ -505,12 +505,16 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 		}
 		results[i].Err = rerr
 		if rerr.Kind == KindInvalidRecord && dlq {
-			s.dlq = true
 			m := e.deadLetter(b.Topic, r, vc.ID, rerr, now)
-			s.size = msgSize(&m)
-			m.WriterData = s
-			msgs = append(msgs, m)
-			continue
+			// An oversize dead letter would make the writer refuse the
+			// whole batch: reject it instead.
+			if size := msgSize(&m); size <= e.cfg.MaxRecordBytes {
+				s.dlq = true
+				s.size = size
+				m.WriterData = s
+				msgs = append(msgs, m)
+				continue
+			}
 		}
 		rejected++
 		t.reject(rerr.Kind.reason())
