@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/linkedin/goavro/v2"
@@ -67,6 +68,8 @@ type Sink struct {
 	re        *regexp.Regexp
 	timeField []string
 
+	failures atomic.Int32
+
 	stopOnce sync.Once
 	stopCh   chan struct{}
 	done     chan struct{}
@@ -81,6 +84,14 @@ type Sink struct {
 	valMu          sync.RWMutex
 	validators     map[int]*avrocheck.Validator
 	unknownSince   map[int]time.Time // when a schema id was first answered 404
+}
+
+// failureBackoff returns how long to wait before replaying a partition
+// after an error: exponential in the consecutive failures of the process,
+// reset when an object completes.
+func (s *Sink) failureBackoff() time.Duration {
+	n := min(s.failures.Add(1), 9)
+	return min(100*time.Millisecond<<n, 30*time.Second)
 }
 
 // unknownYoung reports whether a schema id the registry answered 404 for

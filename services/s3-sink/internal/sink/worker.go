@@ -52,7 +52,6 @@ type worker struct {
 	start     int64
 
 	log       *slog.Logger
-	reader    *kafkago.Reader
 	files     map[string]*openFile // by path
 	next      int64                // offset after the last record handled
 	committed int64
@@ -74,23 +73,6 @@ func (w *worker) run(ctx, gctx context.Context) {
 		}
 	}()
 
-	w.reader = kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:        w.s.o.Brokers,
-		Topic:          w.topic,
-		Partition:      w.partition,
-		Dialer:         w.s.o.Dialer,
-		MinBytes:       1,
-		MaxBytes:       4 << 20,
-		MaxWait:        250 * time.Millisecond,
-		QueueCapacity:  256,
-		ReadBackoffMin: 50 * time.Millisecond,
-		ReadBackoffMax: time.Second,
-	})
-	defer w.reader.Close()
-	if err := w.reader.SetOffset(w.start); err != nil {
-		w.log.Error("setting start offset", "offset", w.start, "err", err)
-		return
-	}
 	w.next = -1 // unknown until the first record when starting from FirstOffset
 	if w.start >= 0 {
 		w.next = w.start
@@ -98,27 +80,8 @@ func (w *worker) run(ctx, gctx context.Context) {
 		w.setCommitted(w.start)
 	}
 	w.log.Info("partition assigned", "generation", w.g.gen.ID, "offset", w.start)
-
-	msgs := make(chan kafkago.Message, 64)
-	pumpCtx, stopPump := context.WithCancel(gctx)
-	defer stopPump()
-	go func() {
-		defer close(msgs)
-		for {
-			m, err := w.reader.FetchMessage(pumpCtx)
-			if err != nil {
-				if pumpCtx.Err() == nil {
-					w.log.Warn("fetching", "err", err)
-				}
-				return
-			}
-			select {
-			case msgs <- m:
-			case <-pumpCtx.Done():
-				return
-			}
-		}
-	}()
+	f := w.startFetcher(gctx, w.start)
+	defer func() { f.stop() }()
 
 	tick := w.s.cfg.CommitInterval
 	if mo := w.s.cfg.RotateMaxOpen; mo > 0 && mo/4 < tick {
@@ -128,6 +91,52 @@ func (w *worker) run(ctx, gctx context.Context) {
 	defer ticker.Stop()
 
 	stopCh := w.s.stopCh
+	msgs := f.msgs
+	// failed handles an error from handling records or rotating: fatal
+	// ones stop the sink, a rejected commit ends this generation, anything
+	// else (S3 or Kafka trouble) drops the open files and replays the
+	// partition from the committed offset after a backoff. It reports
+	// whether the worker must return.
+	failed := func(err error) bool {
+		var fe *fatalError
+		var ce *commitError
+		switch {
+		case gctx.Err() != nil:
+			w.dropAll(ctx, "generation ended")
+			return true
+		case errors.As(err, &fe):
+			w.fail(ctx, err)
+			return true
+		case errors.As(err, &ce):
+			w.log.Info("commit rejected; partition probably revoked", "err", err)
+			w.dropAll(ctx, "commit rejected")
+			return true
+		}
+		w.dropAll(ctx, "error")
+		delay := w.s.failureBackoff()
+		w.log.Warn("replaying the partition from the committed offset", "err", err, "offset", w.committed, "after", delay)
+		select {
+		case <-gctx.Done():
+			return true
+		case <-ctx.Done():
+			return true
+		case <-time.After(delay):
+		}
+		f.stop()
+		resume := w.committed
+		if resume < 0 {
+			resume = w.start
+		}
+		w.next = resume
+		if resume < 0 {
+			w.next = -1
+		}
+		f = w.startFetcher(gctx, resume)
+		if stopCh != nil {
+			msgs = f.msgs
+		}
+		return false
+	}
 	for {
 		select {
 		case <-gctx.Done():
@@ -136,16 +145,13 @@ func (w *worker) run(ctx, gctx context.Context) {
 		case <-stopCh:
 			w.drain(ctx, gctx)
 			stopCh = nil // keep waiting for the generation to end
-			stopPump()
+			f.stop()
 			msgs = nil
 		case <-ticker.C:
-			if err := w.rotateStale(ctx); err != nil {
-				w.fail(ctx, err)
+			if err := w.rotateStale(ctx, gctx); err != nil && failed(err) {
 				return
 			}
-			if err := w.maybeCommit(gctx); err != nil {
-				w.log.Info("commit rejected; partition probably revoked", "err", err)
-				w.dropAll(ctx, "commit rejected")
+			if err := w.maybeCommit(gctx); err != nil && failed(err) {
 				return
 			}
 		case m, ok := <-msgs:
@@ -158,17 +164,78 @@ func (w *worker) run(ctx, gctx context.Context) {
 				w.dropAll(ctx, "fetch ended")
 				return
 			}
-			if err := w.handle(ctx, gctx, m); err != nil {
-				if gctx.Err() != nil {
-					w.dropAll(ctx, "generation ended")
-					return
-				}
-				w.fail(ctx, err)
+			if err := w.handle(ctx, gctx, m); err != nil && failed(err) {
 				return
 			}
 		}
 	}
 }
+
+// fetcher is one partition reader feeding a channel, so the worker can
+// select on records, ticks and shutdown together.
+type fetcher struct {
+	r      *kafkago.Reader
+	msgs   chan kafkago.Message
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (w *worker) startFetcher(gctx context.Context, offset int64) *fetcher {
+	r := kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:        w.s.o.Brokers,
+		Topic:          w.topic,
+		Partition:      w.partition,
+		Dialer:         w.s.o.Dialer,
+		MinBytes:       1,
+		MaxBytes:       4 << 20,
+		MaxWait:        250 * time.Millisecond,
+		QueueCapacity:  256,
+		ReadBackoffMin: 50 * time.Millisecond,
+		ReadBackoffMax: time.Second,
+	})
+	ctx, cancel := context.WithCancel(gctx)
+	f := &fetcher{r: r, msgs: make(chan kafkago.Message, 64), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		defer close(f.msgs)
+		if err := r.SetOffset(offset); err != nil {
+			w.log.Error("setting the start offset", "offset", offset, "err", err)
+			return
+		}
+		for {
+			m, err := r.FetchMessage(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					w.log.Warn("fetching", "err", err)
+				}
+				return
+			}
+			select {
+			case f.msgs <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return f
+}
+
+// stop ends the fetch loop and closes the reader; safe to call twice.
+func (f *fetcher) stop() {
+	f.cancel()
+	<-f.done
+	_ = f.r.Close()
+}
+
+// fatalError stops the sink: configuration says a record must not pass.
+type fatalError struct{ error }
+
+func (e *fatalError) Unwrap() error { return e.error }
+
+// commitError is a commit the coordinator rejected.
+type commitError struct{ error }
+
+func (e *commitError) Unwrap() error { return e.error }
 
 // fail stops the whole sink: the record cannot be handled as configured.
 func (w *worker) fail(ctx context.Context, err error) {
@@ -228,10 +295,10 @@ func (w *worker) committable() int64 {
 func (w *worker) maybeCommit(gctx context.Context) error {
 	c := w.committable()
 	if c <= w.committed || gctx.Err() != nil {
-		return gctx.Err()
+		return nil
 	}
 	if err := w.g.commit(w.topic, w.partition, c); err != nil {
-		return fmt.Errorf("committing offset %d: %w", c, err)
+		return &commitError{fmt.Errorf("committing offset %d: %w", c, err)}
 	}
 	w.s.o.Metrics.commits.Inc()
 	w.committed = c
@@ -370,6 +437,7 @@ func (w *worker) closeFile(ctx context.Context, path string, of *openFile) error
 	if err := of.f.Close(ctx); err != nil {
 		return fmt.Errorf("uploading %s: %w", of.f.Key(), err)
 	}
+	w.s.failures.Store(0)
 	m := w.s.o.Metrics
 	m.filesWritten.WithLabelValues(w.topic).Inc()
 	m.recordsWritten.WithLabelValues(w.topic).Add(float64(of.f.Records()))
@@ -384,7 +452,7 @@ func (w *worker) closeFile(ctx context.Context, path string, of *openFile) error
 }
 
 // rotateStale closes files open longer than ROTATE_MAX_OPEN by the wall clock.
-func (w *worker) rotateStale(ctx context.Context) error {
+func (w *worker) rotateStale(ctx, gctx context.Context) error {
 	mo := w.s.cfg.RotateMaxOpen
 	if mo <= 0 || len(w.files) == 0 {
 		return nil
@@ -491,7 +559,7 @@ func (w *worker) tombstone(ctx, gctx context.Context, m kafkago.Message) error {
 		return w.deadLetter(ctx, gctx, m, "tombstone: record value is null")
 	default:
 		w.s.o.Metrics.tombstones.WithLabelValues(w.topic, "failed").Inc()
-		return fmt.Errorf("tombstone at offset %d and S3_SINK_TOMBSTONES=fail", m.Offset)
+		return &fatalError{fmt.Errorf("tombstone at offset %d and S3_SINK_TOMBSTONES=fail", m.Offset)}
 	}
 }
 
@@ -509,7 +577,7 @@ const (
 // skipped silently.
 func (w *worker) deadLetter(ctx, gctx context.Context, m kafkago.Message, reason string) error {
 	if !w.s.cfg.DLQ || w.s.o.DLQ == nil {
-		return fmt.Errorf("record at offset %d is bad (%s) and the DLQ is disabled", m.Offset, reason)
+		return &fatalError{fmt.Errorf("record at offset %d is bad (%s) and the DLQ is disabled", m.Offset, reason)}
 	}
 	dlq := w.topic + ".dlq"
 	headers := make([]kafkago.Header, 0, len(m.Headers)+5)
