@@ -23,6 +23,7 @@ type Metrics struct {
 	commits        prometheus.Counter
 	generations    prometheus.Counter
 	droppedFiles   prometheus.Counter
+	replays        prometheus.Counter
 
 	mu    sync.Mutex
 	parts map[partKey]*partState
@@ -52,11 +53,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		commits:       prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_offset_commits_total", Help: "Offset commits sent to the group coordinator."}),
 		generations:   prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_generations_total", Help: "Consumer group generations joined (rebalances)."}),
 		droppedFiles:  prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_dropped_files_total", Help: "Open files dropped without upload because their partition was revoked."}),
+		replays:       prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_partition_replays_total", Help: "Partitions replayed from the committed offset after an S3 or Kafka error."}),
 		parts:         map[partKey]*partState{},
 		now:           time.Now,
 	}
 	reg.MustRegister(m.recordsWritten, m.bytesWritten, m.filesWritten, m.dlqRecords, m.tombstones,
-		m.uploadSeconds, m.uploadErrors, m.openFiles, m.bufferedBytes, m.commits, m.generations, m.droppedFiles, lagCollector{m})
+		m.uploadSeconds, m.uploadErrors, m.openFiles, m.bufferedBytes, m.commits, m.generations, m.droppedFiles, m.replays, lagCollector{m})
 	return m
 }
 

@@ -113,6 +113,7 @@ func (w *worker) run(ctx, gctx context.Context) {
 			return true
 		}
 		w.dropAll(ctx, "error")
+		w.s.o.Metrics.replays.Inc()
 		delay := w.s.failureBackoff()
 		w.log.Warn("replaying the partition from the committed offset", "err", err, "offset", w.committed, "after", delay)
 		select {
