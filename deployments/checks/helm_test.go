@@ -185,6 +185,10 @@ func TestManifestDefectsCaught(t *testing.T) {
 		{"port name too long", nil, func(t *testing.T, d []manifest) {
 			findDoc[*appsv1.Deployment](t, d, "kafka-exporter").Spec.Template.Spec.Containers[0].Ports[0].Name = "exporter-metrics"
 		}, "port name exporter-metrics"},
+		{"grace period shorter than the drain", nil, func(t *testing.T, d []manifest) {
+			g := int64(20)
+			findDoc[*appsv1.Deployment](t, d, "s3-sink").Spec.Template.Spec.TerminationGracePeriodSeconds = &g
+		}, "terminationGracePeriodSeconds 20 does not exceed SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT (35s)"},
 		{"listen port not declared", nil, func(t *testing.T, d []manifest) {
 			cm := findDoc[*corev1.ConfigMap](t, d, "s3-sink")
 			for k := range cm.Data {

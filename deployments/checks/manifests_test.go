@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -294,6 +295,24 @@ func checkManifests(docs []manifest, envs map[string]envSpec) []string {
 			ports := map[int32]string{}
 			for _, p := range c.Ports {
 				ports[p.ContainerPort] = p.Name
+			}
+			// SIGKILL must not cut the drain short: the grace period has to
+			// cover SHUTDOWN_DELAY (readiness 503) plus SHUTDOWN_TIMEOUT (flush
+			// and commit).
+			if grace := d.Spec.Template.Spec.TerminationGracePeriodSeconds; grace != nil {
+				var need time.Duration
+				for _, k := range []string{"SHUTDOWN_DELAY", "SHUTDOWN_TIMEOUT"} {
+					if v, ok := cmEnv[k]; ok {
+						dur, err := time.ParseDuration(v)
+						if err != nil {
+							addf("%s: %s=%q is not a duration", cwhat, k, v)
+						}
+						need += dur
+					}
+				}
+				if time.Duration(*grace)*time.Second <= need {
+					addf("%s: terminationGracePeriodSeconds %d does not exceed SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT (%s)", cwhat, *grace, need)
+				}
 			}
 			for _, k := range sortedKeys(cmEnv) {
 				if !strings.HasSuffix(k, "_ADDR") {
