@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -148,6 +149,31 @@ func checkCompose(p *types.Project, root string, envs map[string]envSpec) []stri
 				hostPort(what+" "+k, u.Hostname(), port)
 			}
 		}
+		// docker compose stop sends SIGKILL after stop_grace_period (10s
+		// unless set): it must outlast the drain, SHUTDOWN_DELAY +
+		// SHUTDOWN_TIMEOUT, as set here or defaulted by the service.
+		grace := 10 * time.Second
+		if s.StopGracePeriod != nil {
+			grace = time.Duration(*s.StopGracePeriod)
+		}
+		var drain time.Duration
+		for _, k := range []string{"SHUTDOWN_DELAY", "SHUTDOWN_TIMEOUT"} {
+			v := envs[name].Vars[k]
+			if e := s.Environment[k]; e != nil {
+				v = *e
+			}
+			if v == "" {
+				continue
+			}
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				addf("%s: %s=%q is not a duration", what, k, v)
+			}
+			drain += d
+		}
+		if grace <= drain {
+			addf("%s: stop_grace_period %s does not exceed SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT (%s)", what, grace, drain)
+		}
 		for dep := range s.DependsOn {
 			if _, ok := p.Services[dep]; !ok {
 				addf("%s: depends on unknown service %s", what, dep)
@@ -210,6 +236,7 @@ func TestComposeDefectsCaught(t *testing.T) {
 		{"wrong build context", "      context: ../..\n      dockerfile: services/kafka-exporter/Dockerfile", "      context: ..\n      dockerfile: services/kafka-exporter/Dockerfile", "want the repository root"},
 		{"broker typo", "KAFKA_BROKERS: kafka:9092", "KAFKA_BROKERS: kafak:9092", "is not a compose service"},
 		{"registry on the wrong port", "REGISTRY_URL: http://schema-registry:8081", "REGISTRY_URL: http://schema-registry:8080", "is not a port schema-registry listens on"},
+		{"grace period shorter than the drain", "  stop_grace_period: 45s", "  stop_grace_period: 20s", "stop_grace_period 20s does not exceed SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT (30s)"},
 		{"missing bind source", "./grafana/provisioning:", "./grafana/provisionin:", "does not exist"},
 	}
 	for _, tc := range cases {
