@@ -255,11 +255,18 @@ func (e *encoder) number(n *node, dst []byte) ([]byte, error) {
 		return dst, e.mismatch(n)
 	}
 	save := e.i
-	numAny, err := e.jsonParser.number()
-	if err != nil {
+	if err := e.skipNumber(); err != nil {
 		return dst, e.syntax(err)
 	}
-	num := numAny.(json.Number)
+	raw := e.b[save:e.i]
+	if n.kind == kInt || n.kind == kLong {
+		// Fast path: plain integers (no fraction or exponent) need no
+		// string conversion.
+		if i, ok := plainInt(raw); ok && (n.kind == kLong || (i >= math.MinInt32 && i <= math.MaxInt32)) {
+			return appendLong(dst, i), nil
+		}
+	}
+	num := json.Number(raw)
 	switch n.kind {
 	case kInt, kLong:
 		i, _, ok := integerFromJSON(num)
@@ -289,6 +296,34 @@ func (e *encoder) number(n *node, dst []byte) ([]byte, error) {
 		return dst, e.p.errorf("%s is out of range for float", describeJSON(num))
 	}
 	return appendFloat(n, dst, f), nil
+}
+
+// skipNumber consumes a JSON number, validating it, without boxing it.
+func (e *encoder) skipNumber() error {
+	_, err := e.jsonParser.numberSpan()
+	return err
+}
+
+// plainInt parses an optionally negative run of at most 18 digits.
+func plainInt(b []byte) (int64, bool) {
+	neg := false
+	if len(b) > 0 && b[0] == '-' {
+		neg, b = true, b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
 }
 
 func appendFloat(n *node, dst []byte, f float64) []byte {

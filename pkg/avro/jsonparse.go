@@ -180,6 +180,15 @@ func (p *jsonParser) array(depth int) (any, error) {
 }
 
 func (p *jsonParser) number() (any, error) {
+	span, err := p.numberSpan()
+	if err != nil {
+		return nil, err
+	}
+	return json.Number(span), nil
+}
+
+// numberSpan consumes a JSON number and returns its bytes.
+func (p *jsonParser) numberSpan() ([]byte, error) {
 	start := p.i
 	b := p.b
 	if b[p.i] == '-' {
@@ -225,7 +234,7 @@ func (p *jsonParser) number() (any, error) {
 			p.i++
 		}
 	}
-	return json.Number(b[start:p.i]), nil
+	return b[start:p.i], nil
 }
 
 // str reads a string; the fast path (no escapes, valid UTF-8) copies once.

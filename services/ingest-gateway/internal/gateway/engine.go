@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
@@ -687,9 +689,14 @@ func (e *Engine) encodeKey(arena *[]byte, b *Batch, r *Record, kc *avro.Codec) (
 		}
 		return encodeValue(arena, kc, f, r.KeyJSON, "key")
 	}
-	var s string
-	if len(r.KeyJSON) > 0 && r.KeyJSON[0] == '"' && json.Unmarshal(r.KeyJSON, &s) == nil {
-		return []byte(s), nil
+	if k := r.KeyJSON; len(k) >= 2 && k[0] == '"' {
+		if inner := k[1 : len(k)-1]; k[len(k)-1] == '"' && bytes.IndexByte(inner, '\\') < 0 && bytes.IndexByte(inner, '"') < 0 && utf8.Valid(inner) {
+			return inner, nil // no escapes: the key is the text between the quotes
+		}
+		var s string
+		if json.Unmarshal(k, &s) == nil {
+			return []byte(s), nil
+		}
 	}
 	if string(r.KeyJSON) == "null" {
 		return nil, nil
