@@ -20,6 +20,7 @@ import (
 // datum has several problems the first in input order is reported.
 func (c *Codec) BinaryFromJSON(dst, data []byte, o Options) ([]byte, error) {
 	e := encoder{jsonParser: jsonParser{b: data}, mode: o.Mode, p: pathBuf{root: o.Root}}
+	e.p.segs = e.p.inline[:0]
 	start := len(dst)
 	e.ws()
 	out, err := e.enc(c.root, dst, 0)
