@@ -38,7 +38,7 @@ func registerExample(ctx context.Context, registryURL string) error {
 	return nil
 }
 
-func printBanner(w io.Writer, b backends, took time.Duration) {
+func printBanner(w io.Writer, b backends, dataDir string, took time.Duration) {
 	fmt.Fprintf(w, `
 Sluice dev stack is up (services ready %s after start)
 
@@ -56,7 +56,7 @@ Send a record (schema orders-value is pre-registered):
   curl -s -XPOST http://127.0.0.1:8080/v1/topics/orders/records -H 'Content-Type: application/json' \
     -d '{"records":[{"key":"o-1","value":{"id":"o-1","amount":12.5,"currency":"EUR","created_at":"2026-01-01T10:00:00Z"}}]}'
 See it in search:    curl -s '%s/orders*/_count'
-See it in S3:        ls -R .devstack/s3/%s
+See it in S3:        find %s/s3/%s -name '*.avro'   (within ~10s)
 Ctrl-C stops everything.
-`, took.Round(time.Millisecond), b.kafka, b.s3Endpoint, b.s3Bucket, b.s3Access, b.esURL, b.esURL, b.s3Bucket)
+`, took.Round(time.Millisecond), b.kafka, b.s3Endpoint, b.s3Bucket, b.s3Access, b.esURL, b.esURL, dataDir, b.s3Bucket)
 }

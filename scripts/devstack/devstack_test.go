@@ -184,7 +184,33 @@ func TestDevStack(t *testing.T) {
 		}
 	}
 
-	// 2. Data written now must survive a kill -9 of the whole stack.
+	// 2. The banner's record lands in search and in S3 without any
+	// pre-configuration of the brand-new topic.
+	body := `{"records":[{"key":"o-1","value":{"id":"o-1","amount":12.5,"currency":"EUR","created_at":"2026-01-01T10:00:00Z"}}]}`
+	resp, err := client.Post("http://127.0.0.1:8080/v1/topics/orders/records", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"offset":0`) {
+		t.Fatalf("send = %d %s", resp.StatusCode, b)
+	}
+	eventually(t, 60*time.Second, "document in the search double", func() bool {
+		resp, err := client.Get("http://" + defaultESAddr + "/orders*/_count")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `"count":1`)
+	})
+	eventually(t, 60*time.Second, "Avro object in the S3 directory", func() bool {
+		found, _ := filepath.Glob(filepath.Join(data, "s3", devBucket, "topics", "orders", "*", "*.avro"))
+		return len(found) == 1
+	})
+
+	// 3. Data written now must survive a kill -9 of the whole stack.
 	kc, err := skafka.New(skafka.Config{Brokers: []string{defaultKafkaAddr}, ClientID: "devstack-test", DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +244,7 @@ func TestDevStack(t *testing.T) {
 	}
 	waitPortsFree(t)
 
-	// 3. Restart on the same data: the topic and record are there.
+	// 4. Restart on the same data: the topic and record are there.
 	r = startStack(t, bin, data)
 	info, err := kc.DescribeTopic(ctx, "survivor")
 	if err != nil || info.Partitions != 2 {
@@ -231,7 +257,7 @@ func TestDevStack(t *testing.T) {
 		t.Fatalf("after restart read %q, %v", m.Value, err)
 	}
 
-	// 4. Ctrl-C: orderly stop, exit 0, no child left.
+	// 5. Ctrl-C: orderly stop, exit 0, no child left.
 	kids = childPIDs(t, r.cmd.Process.Pid)
 	_ = r.cmd.Process.Signal(os.Interrupt)
 	select {
@@ -286,5 +312,16 @@ func TestTakenPortIsNamed(t *testing.T) {
 	err = checkPorts(backendsFromEnv())
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:9308") {
 		t.Fatalf("checkPorts = %v, want error naming 127.0.0.1:9308", err)
+	}
+}
+
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

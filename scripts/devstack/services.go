@@ -23,11 +23,16 @@ var services = []svc{
 	}},
 	{name: "s3-sink", ports: []string{"127.0.0.1:9102"}, adminPort: "9102", extra: map[string]string{
 		"S3_SINK_ADMIN_ADDR":  "127.0.0.1:9102",
-		"S3_SINK_TOPIC_REGEX": `^[^_].*`,
+		"S3_SINK_TOPIC_REGEX": ".*", // internal (_*) and .dlq topics are always excluded
+		// Files are written at least every 10s so a newcomer sees objects at
+		// once; production keeps deterministic size-based rotation.
+		"S3_SINK_ROTATE_MAX_OPEN": "10s",
+		"S3_SINK_TOPIC_REFRESH":   "3s",
 	}},
 	{name: "search-sink", ports: []string{"127.0.0.1:9103"}, adminPort: "9103", extra: map[string]string{
-		"SEARCH_SINK_ADMIN_ADDR":  "127.0.0.1:9103",
-		"SEARCH_SINK_TOPIC_REGEX": `^[^_].*`,
+		"SEARCH_SINK_ADMIN_ADDR": "127.0.0.1:9103",
+		// SEARCH_SINK_TOPICS unset: every non-internal, non-DLQ topic.
+		"SEARCH_SINK_TOPIC_REFRESH": "3s",
 	}},
 	{name: "kafka-exporter", ports: []string{"127.0.0.1:9308"}, adminPort: "9308", extra: map[string]string{
 		"EXPORTER_ADMIN_ADDR": "127.0.0.1:9308",

@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string) error {
 	if err := registerExample(ctx, "http://127.0.0.1:8081"); err != nil {
 		log.Warn("registering the example schema failed", "err", err)
 	}
-	printBanner(os.Stdout, be, time.Since(started))
+	printBanner(os.Stdout, be, o.dataDir, time.Since(started))
 
 	select {
 	case <-ctx.Done():
