@@ -518,7 +518,7 @@ func ScanObject(data []byte, fn func(key string, value []byte) error) error {
 		if p.b[p.i] != '"' {
 			return p.errorf("invalid character %q looking for beginning of object key string", p.b[p.i])
 		}
-		k, err := p.str()
+		k, err := p.key()
 		if err != nil {
 			return err
 		}
@@ -602,4 +602,40 @@ func (p *jsonParser) end() error {
 		return p.errorf("unexpected data after the JSON value")
 	}
 	return nil
+}
+
+// key reads an object key; the usual keys of request envelopes are
+// returned without allocating.
+func (p *jsonParser) key() (string, error) {
+	start := p.i + 1
+	for j := start; j < len(p.b); j++ {
+		c := p.b[j]
+		if c == '"' {
+			switch string(p.b[start:j]) {
+			case "key":
+				p.i = j + 1
+				return "key", nil
+			case "value":
+				p.i = j + 1
+				return "value", nil
+			case "headers":
+				p.i = j + 1
+				return "headers", nil
+			case "timestamp":
+				p.i = j + 1
+				return "timestamp", nil
+			case "partition":
+				p.i = j + 1
+				return "partition", nil
+			case "records":
+				p.i = j + 1
+				return "records", nil
+			}
+			break
+		}
+		if c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
+			break
+		}
+	}
+	return p.str()
 }
