@@ -119,12 +119,11 @@ func FuzzScan(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var want any
-		werr := json.Unmarshal(data, &want)
+		want, werr := decodeNumber(data)
 		m := map[string]any{}
 		oerr := ScanObject(data, func(k string, raw []byte) error {
-			var v any
-			if err := json.Unmarshal(raw, &v); err != nil {
+			v, err := decodeNumber(raw)
+			if err != nil {
 				t.Fatalf("member %q raw %q is not JSON: %v", k, raw, err)
 			}
 			m[k] = v
@@ -139,8 +138,8 @@ func FuzzScan(f *testing.F) {
 		}
 		var a []any
 		aerr := ScanArray(data, func(_ int, raw []byte) error {
-			var v any
-			if err := json.Unmarshal(raw, &v); err != nil {
+			v, err := decodeNumber(raw)
+			if err != nil {
 				t.Fatalf("element raw %q is not JSON: %v", raw, err)
 			}
 			a = append(a, v)
@@ -154,4 +153,18 @@ func FuzzScan(f *testing.F) {
 			t.Fatalf("%q: ScanArray accepted, encoding/json: %v", data, werr)
 		}
 	})
+}
+
+// decodeNumber is encoding/json with UseNumber and no trailing data.
+func decodeNumber(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("trailing data")
+	}
+	return v, nil
 }
