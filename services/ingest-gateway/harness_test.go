@@ -122,6 +122,13 @@ func startEnvTLS(tb testing.TB, kafka *kafkatest.Cluster, reg *registrytest.Regi
 	}
 }
 
+// startKafkaAndRegistry starts kfake and the real registry only.
+func startKafkaAndRegistry(tb testing.TB) (*kafkatest.Cluster, *registrytest.Registry) {
+	tb.Helper()
+	k := kafkatest.Start(tb)
+	return k, registrytest.Start(tb, k.Brokers())
+}
+
 // stop cancels run's context (as SIGTERM does) and waits for it to return.
 func (e *env) stop() error {
 	if e.cancel == nil {
