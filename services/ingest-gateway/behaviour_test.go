@@ -598,7 +598,7 @@ func TestRateLimitPerKey(t *testing.T) {
 	t.Parallel()
 	p := filepath.Join(t.TempDir(), "keys.json")
 	f := auth.File{Keys: []auth.Key{
-		{ID: "slow", SHA256: auth.HashSecret("slow-secret"), Topics: []string{"*"}, RecordsPerSecond: 10},
+		{ID: "slow", SHA256: auth.HashSecret("slow-secret"), Topics: []string{"*"}, RecordsPerSecond: 1},
 		{ID: "fast", SHA256: auth.HashSecret("fast-secret"), Topics: []string{"*"}},
 	}}
 	b, _ := json.Marshal(f)
