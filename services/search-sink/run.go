@@ -11,7 +11,6 @@ import (
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/linkedin/goavro/v2"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/avro"
@@ -54,11 +53,6 @@ func run(ctx context.Context, args []string) error {
 			return service.Invalid("SEARCH_SINK_RULES_FILE", "%v", err)
 		}
 	}
-
-	// goavro's block limits default to MaxInt32: a few hostile bytes make it
-	// pre-allocate a map of that size. A Kafka record (1 MiB by default)
-	// cannot legitimately hold more than this many items or bytes per block.
-	goavro.MaxBlockCount, goavro.MaxBlockSize = 1<<20, 64<<20
 
 	kc, err := kafka.New(cfg.Kafka)
 	if err != nil {
