@@ -545,14 +545,19 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 	werr := e.writer.WriteMessages(wctx, msgs...)
 	cancel()
 	e.metrics.ProduceDuration.Observe(time.Since(start).Seconds())
+	refused := false
 	if werr != nil {
-		e.afterWriteError(werr, tr)
+		refused = e.afterWriteError(werr, tr)
 	}
 	for _, m := range msgs {
 		s := m.WriterData.(*slot)
 		res := &results[s.index]
 		if !s.done.Load() {
-			res.Err = Errorf(KindUnavailable, "Kafka did not acknowledge the record within %s (it may still be written); retry later", e.cfg.ProduceTimeout)
+			if refused {
+				res.Err = Errorf(KindUnavailable, "Kafka error: %v; retry later", werr)
+			} else {
+				res.Err = Errorf(KindUnavailable, "Kafka did not acknowledge the record within %s (it may still be written); retry later", e.cfg.ProduceTimeout)
+			}
 			t.reject(KindUnavailable.reason())
 			continue
 		}
@@ -574,17 +579,18 @@ func (e *Engine) writeAsync(msgs []kafkago.Message, tr *tracker) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*e.cfg.ProduceTimeout)
 	defer cancel()
 	if err := e.writer.WriteMessages(ctx, msgs...); err != nil {
-		e.afterWriteError(err, tr)
+		_ = e.afterWriteError(err, tr)
 	}
 }
 
 // afterWriteError makes sure the batch's budget is released even when the
 // writer never took the messages (closed writer, metadata failure) or the
-// wait timed out and acks will arrive later or never.
-func (e *Engine) afterWriteError(err error, tr *tracker) {
+// wait timed out and acks will arrive later or never. It reports whether
+// the writer refused the messages outright.
+func (e *Engine) afterWriteError(err error, tr *tracker) bool {
 	var we kafkago.WriteErrors
 	if errors.As(err, &we) {
-		return // every message got its completion
+		return false // every message got its completion
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		// Possibly enqueued: completions may still come; release at the
@@ -598,10 +604,11 @@ func (e *Engine) afterWriteError(err error, tr *tracker) {
 				tr.finish()
 			}
 		}()
-		return
+		return false
 	}
 	e.log.Warn("kafka writer refused a batch", "topic", tr.topic, "err", err)
 	tr.finish()
+	return true
 }
 
 func msgSize(m *kafkago.Message) int {
