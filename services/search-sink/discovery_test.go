@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -26,6 +27,17 @@ func TestDiscoversNewTopicsSkipsInternalAndDLQ(t *testing.T) {
 	admin := freeAddr(t)
 	startSink(t, e.args(t, "-search-sink-group-id", "disc", "-search-sink-admin-addr", admin))
 	eventually(t, 30*time.Second, "orders indexed", func() bool { return len(e.es.Docs("orders-2026.03.01")) == 5 })
+	res, err := http.Get("http://" + admin + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, check := range []string{"kafka", "registry", "search"} {
+		if res.StatusCode != http.StatusOK || !strings.Contains(string(body), check) {
+			t.Fatalf("/readyz = %d %s, want 200 with the %s check", res.StatusCode, body, check)
+		}
+	}
 
 	for _, topic := range []string{"payments", "_internal", "payments.dlq"} {
 		e.kc.CreateTopic(topic, 1, nil)

@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string) error {
 
 	reg := registry.New(cfg.Registry)
 	codecs := avro.NewCodecs(reg)
+	app.ReadyCheck("registry", func(ctx context.Context) error { return reg.Ping(ctx) })
 
 	esc, err := connectES(ctx, cfg)
 	if err != nil {
