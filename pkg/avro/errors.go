@@ -14,6 +14,8 @@ import (
 type FieldError struct {
 	Path   string
 	Reason string
+
+	syntax bool // malformed JSON: the path is the root, not a field
 }
 
 // Error renders "path: reason".
@@ -47,9 +49,6 @@ type pathBuf struct {
 	// stay untouched, otherwise conversion reuses the decoded JSON maps and
 	// slices in place.
 	trial int
-	// inline backing for segs: paths are rarely deeper than this, and
-	// growing segs was several allocations per record.
-	inline [12]seg
 }
 
 func (p *pathBuf) field(name string) { p.segs = append(p.segs, seg{kind: segField, name: name}) }

@@ -547,6 +547,9 @@ func decimalFromJSON(n *node, v any, o Options, p *pathBuf) (any, error) {
 			}
 			i := new(big.Int)
 			setSigned(i, raw)
+			if digits := len(new(big.Int).Abs(i).String()); i.Sign() != 0 && digits > n.precision {
+				return nil, p.errorf("expected %s, got %d digits", n.describe(), digits)
+			}
 			return new(big.Rat).SetFrac(i, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(n.scale)), nil)), nil
 		}
 		text = x

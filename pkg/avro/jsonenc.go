@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/big"
 	"strconv"
@@ -20,7 +21,6 @@ import (
 // datum has several problems the first in input order is reported.
 func (c *Codec) BinaryFromJSON(dst, data []byte, o Options) ([]byte, error) {
 	e := encoder{jsonParser: jsonParser{b: data}, mode: o.Mode, p: pathBuf{root: o.Root}}
-	e.p.segs = e.p.inline[:0]
 	start := len(dst)
 	e.ws()
 	out, err := e.enc(c.root, dst, 0)
@@ -33,6 +33,10 @@ func (c *Codec) BinaryFromJSON(dst, data []byte, o Options) ([]byte, error) {
 		return c.BinaryFromJSONValue(dst[:start], v, o)
 	}
 	if err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) && o.Root == "" {
+			fe.Path = strings.TrimPrefix(fe.Path, ".")
+		}
 		return dst[:start], err
 	}
 	e.ws()
@@ -57,7 +61,24 @@ func (e *encoder) syntax(err error) error {
 	if errors.As(err, &fe) {
 		return err
 	}
-	return &FieldError{Path: e.p.root, Reason: "malformed JSON: " + err.Error()}
+	return &FieldError{Path: e.p.root, Reason: "malformed JSON: " + err.Error(), syntax: true}
+}
+
+// at prefixes a field error's path with seg (".name", "[3]", `["k"]`)
+// while the error unwinds: paths cost nothing on the happy path. Syntax
+// errors keep the root path.
+func (e *encoder) at(err error, seg string) error {
+	var fe *FieldError
+	if errors.As(err, &fe) && !fe.syntax {
+		root := e.p.root
+		fe.Path = root + seg + fe.Path[len(root):]
+	}
+	return err
+}
+
+// fieldErr reports a problem of the field name of the current record.
+func (e *encoder) fieldErr(name, format string, args ...any) error {
+	return &FieldError{Path: e.p.root + "." + name, Reason: fmt.Sprintf(format, args...)}
 }
 
 // peek parses the value at the cursor generically without consuming it,
@@ -403,12 +424,10 @@ func (e *encoder) array(n *node, dst []byte, depth int) ([]byte, error) {
 	}
 	for {
 		e.ws()
-		e.p.index(count)
 		var err error
 		dst, err = e.enc(n.items, dst, depth+1)
-		e.p.pop()
 		if err != nil {
-			return dst, err
+			return dst, e.at(err, "["+strconv.Itoa(count)+"]")
 		}
 		count++
 		e.ws()
@@ -498,11 +517,9 @@ func (e *encoder) mapValue(n *node, dst []byte, depth int) ([]byte, error) {
 		dst = appendLong(dst, int64(len(k)))
 		dst = append(dst, k...)
 		valStart := e.i
-		e.p.key(string(k))
 		dst, err = e.enc(n.items, dst, depth+1)
-		e.p.pop()
 		if err != nil {
-			return dst, e.unlessRepeated(string(k), valStart, err, depth)
+			return dst, e.at(e.unlessRepeated(string(k), valStart, err, depth), "["+strconv.Quote(string(k))+"]")
 		}
 		count++
 		e.ws()
@@ -615,11 +632,9 @@ func (e *encoder) recordInOrder(n *node, dst []byte, depth int) ([]byte, error) 
 		e.ws()
 		f := n.fields[next]
 		valStart := e.i
-		e.p.field(f.name)
 		dst, err = e.enc(f.typ, dst, depth+1)
-		e.p.pop()
 		if err != nil {
-			return dst, e.unlessRepeated(string(k), valStart, err, depth)
+			return dst, e.at(e.unlessRepeated(string(k), valStart, err, depth), "."+f.name)
 		}
 		next++
 		e.ws()
@@ -642,14 +657,11 @@ func (e *encoder) recordInOrder(n *node, dst []byte, depth int) ([]byte, error) 
 func (e *encoder) defaultsFrom(n *node, dst []byte, from int) ([]byte, error) {
 	for _, f := range n.fields[from:] {
 		if !f.hasDefault {
-			e.p.field(f.name)
-			err := e.p.errorf("missing required field (type %s)", f.typ.describe())
-			e.p.pop()
-			return dst, err
+			return dst, e.fieldErr(f.name, "missing required field (type %s)", f.typ.describe())
 		}
 		b, err := f.defaultBinary()
 		if err != nil {
-			return dst, err
+			return dst, e.fieldErr(f.name, "cannot encode the schema default: %v", err)
 		}
 		dst = append(dst, b...)
 	}
@@ -693,11 +705,9 @@ func (e *encoder) recordAnyOrder(n *node, dst []byte, depth int) ([]byte, error)
 			} else {
 				f := n.fields[idx]
 				valStart := e.i
-				e.p.field(f.name)
 				vals[idx], err = e.enc(f.typ, vals[idx][:0], depth+1)
-				e.p.pop()
 				if err != nil {
-					return dst, e.unlessRepeated(string(k), valStart, err, depth)
+					return dst, e.at(e.unlessRepeated(string(k), valStart, err, depth), "."+f.name)
 				}
 				have[idx] = true
 			}
@@ -721,10 +731,7 @@ func (e *encoder) recordAnyOrder(n *node, dst []byte, depth int) ([]byte, error)
 			continue
 		}
 		if !f.hasDefault {
-			e.p.field(f.name)
-			err := e.p.errorf("missing required field (type %s)", f.typ.describe())
-			e.p.pop()
-			return dst, err
+			return dst, e.fieldErr(f.name, "missing required field (type %s)", f.typ.describe())
 		}
 	}
 	if len(unknown) > 0 {
@@ -734,10 +741,7 @@ func (e *encoder) recordAnyOrder(n *node, dst []byte, depth int) ([]byte, error)
 				first = u
 			}
 		}
-		e.p.field(first)
-		err := e.p.errorf("unknown field (record %s has no field %q)", n.name, first)
-		e.p.pop()
-		return dst, err
+		return dst, e.fieldErr(first, "unknown field (record %s has no field %q)", n.name, first)
 	}
 	for i, f := range n.fields {
 		if have[i] {
@@ -746,7 +750,7 @@ func (e *encoder) recordAnyOrder(n *node, dst []byte, depth int) ([]byte, error)
 		}
 		b, err := f.defaultBinary()
 		if err != nil {
-			return dst, err
+			return dst, e.fieldErr(f.name, "cannot encode the schema default: %v", err)
 		}
 		dst = append(dst, b...)
 	}
