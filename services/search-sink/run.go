@@ -127,7 +127,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}, m, log)
 	pl, err := sink.NewPipeline(esc, sink.PipelineOptions{
-		Workers: cfg.Workers, FlushBytes: cfg.FlushBytes, FlushInterval: cfg.FlushInterval,
+		Workers: cfg.Workers, FlushActions: cfg.FlushActions, FlushBytes: cfg.FlushBytes, FlushInterval: cfg.FlushInterval,
 		MaxBufferedDocs: int64(cfg.MaxDocs), MaxBufferedBytes: int64(cfg.MaxBytes),
 		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax,
 	}, m, dlq, log)
@@ -180,6 +180,7 @@ func run(ctx context.Context, args []string) error {
 	}, prepare, observe)
 	app.Go("dlq", dlq.Run)
 	app.Go("retries", pl.RunRetries)
+	app.Go("flusher", pl.RunFlusher)
 	// The consumer is stopped first, in an OnStop hook, so that while it
 	// drains (flush, wait for acknowledgements, final commit) the DLQ writer
 	// and the retry loop are still running.

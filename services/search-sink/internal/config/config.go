@@ -106,6 +106,7 @@ type Config struct {
 	Shards        int           `env:"SEARCH_SINK_SHARDS" default:"1" help:"primary shards per index"`
 	Replicas      int           `env:"SEARCH_SINK_REPLICAS" default:"-1" help:"replicas per index (-1: cluster default)"`
 	Workers       int           `env:"SEARCH_SINK_WORKERS" default:"2" help:"bulk indexer workers (concurrent bulk requests)"`
+	FlushActions  int           `env:"SEARCH_SINK_FLUSH_ACTIONS" default:"0" help:"documents added since the last flush that trigger a flush of every worker (0: only bytes and interval, the fastest)"`
 	FlushBytes    int           `env:"SEARCH_SINK_FLUSH_BYTES" default:"5242880" help:"bulk request size that triggers a flush"`
 	FlushInterval time.Duration `env:"SEARCH_SINK_FLUSH_INTERVAL" default:"1s" help:"longest a document waits before its bulk request is sent"`
 	MaxDocs       int           `env:"SEARCH_SINK_MAX_BUFFERED_DOCS" default:"20000" help:"documents fetched but not yet acknowledged before consumption pauses"`
@@ -178,6 +179,9 @@ func (c *Config) Validate() error {
 		if v <= 0 {
 			return service.Invalid(name, "must be positive")
 		}
+	}
+	if c.FlushActions < 0 {
+		return service.Invalid("SEARCH_SINK_FLUSH_ACTIONS", "must not be negative")
 	}
 	if c.MaxBytes < c.FlushBytes {
 		return service.Invalid("SEARCH_SINK_MAX_BUFFERED_BYTES", "must be at least SEARCH_SINK_FLUSH_BYTES (%d)", c.FlushBytes)

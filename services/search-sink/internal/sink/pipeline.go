@@ -22,6 +22,7 @@ import (
 // PipelineOptions tune bulk indexing.
 type PipelineOptions struct {
 	Workers          int
+	FlushActions     int // flush once this many documents were added since the last flush; 0: bytes and interval only
 	FlushBytes       int
 	FlushInterval    time.Duration
 	MaxBufferedDocs  int64
@@ -50,6 +51,9 @@ type Pipeline struct {
 	rmu     sync.Mutex
 	retries retryHeap
 	wake    chan struct{}
+
+	sinceFlush atomic.Int64
+	flushReq   chan struct{}
 }
 
 // item is one record in flight.
@@ -75,9 +79,10 @@ func NewPipeline(t esapi.Transport, o PipelineOptions, m *Metrics, dlq *DLQ, log
 		o.RetryMax = 30 * time.Second
 	}
 	p := &Pipeline{o: o, m: m, dlq: dlq, log: log,
-		docs:  semaphore.NewWeighted(o.MaxBufferedDocs),
-		bytes: semaphore.NewWeighted(o.MaxBufferedBytes),
-		wake:  make(chan struct{}, 1),
+		docs:     semaphore.NewWeighted(o.MaxBufferedDocs),
+		bytes:    semaphore.NewWeighted(o.MaxBufferedBytes),
+		wake:     make(chan struct{}, 1),
+		flushReq: make(chan struct{}, 1),
 	}
 	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
 		Client:        t,
@@ -203,7 +208,34 @@ func (p *Pipeline) add(ctx context.Context, it *item) error {
 	if err := p.bi.Add(ctx, bi); err != nil {
 		return fmt.Errorf("adding to bulk indexer: %w", err)
 	}
+	if p.o.FlushActions > 0 && p.sinceFlush.Add(1) >= int64(p.o.FlushActions) {
+		select {
+		case p.flushReq <- struct{}{}:
+		default:
+		}
+	}
 	return nil
+}
+
+// RunFlusher flushes the indexer whenever FlushActions documents were
+// added since the last flush (esutil.BulkIndexer itself flushes only by
+// bytes and interval). It returns when ctx ends.
+func (p *Pipeline) RunFlusher(ctx context.Context) error {
+	if p.o.FlushActions <= 0 {
+		<-ctx.Done()
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.flushReq:
+		}
+		p.sinceFlush.Store(0)
+		if err := p.bi.Flush(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("count-triggered flush", "err", err)
+		}
+	}
 }
 
 func (p *Pipeline) failed(it *item, res esutil.BulkIndexerResponseItem, err error) {

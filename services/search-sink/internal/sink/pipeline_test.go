@@ -116,3 +116,45 @@ func TestBackpressureWhileClusterDown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFlushActionsTriggersBulk: with byte and interval thresholds out of
+// reach, FlushActions documents cause a bulk request.
+func TestFlushActionsTriggersBulk(t *testing.T) {
+	t.Parallel()
+	double := estest.Start(t)
+	c, err := es.New(es.Options{URLs: []string{double.URL()}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics(prometheus.NewRegistry())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pl, err := NewPipeline(c, PipelineOptions{Workers: 2, FlushActions: 10, FlushBytes: 64 << 20, FlushInterval: time.Hour,
+		MaxBufferedDocs: 100, MaxBufferedBytes: 64 << 20}, m, NewDLQ(nil, nil, m, log), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = pl.RunFlusher(ctx) }()
+	pt := newPartition("orders", 0)
+	for i := 0; i < 10; i++ {
+		if err := pl.Acquire(ctx, 100); err != nil {
+			t.Fatal(err)
+		}
+		seq := pt.add(int64(i))
+		d := &document.Doc{Index: "orders-x", ID: "id-" + strconv.Itoa(i), Action: document.ActionIndex, Version: -1, Body: []byte(`{"n":1}`)}
+		if err := pl.Submit(ctx, &kafkago.Message{Topic: "orders", Offset: int64(i)}, d, pt, seq, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pt.pending() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d documents not flushed after FlushActions were added (bulk calls: %d)", pt.pending(), double.BulkCalls())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(double.Docs("orders-x")) != 10 {
+		t.Fatal("documents missing")
+	}
+}
