@@ -615,7 +615,7 @@ func setSigned(i *big.Int, b []byte) {
 	}
 }
 
-func isUUID(s string) bool {
+func isUUID[T string | []byte](s T) bool {
 	if len(s) != 36 {
 		return false
 	}

@@ -163,7 +163,7 @@ func (e *encoder) enc(n *node, dst []byte, depth int) ([]byte, error) {
 		if err != nil {
 			return dst, e.syntax(err)
 		}
-		if n.logical == lUUID && !isUUID(string(s)) {
+		if n.logical == lUUID && !isUUID(s) {
 			e.i = save
 			v, _ := e.peek()
 			return dst, e.p.errorf("expected uuid, got %s", describeJSON(v))
