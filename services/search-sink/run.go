@@ -141,6 +141,9 @@ func run(ctx context.Context, args []string) error {
 
 	var observe sink.Observer
 	var exclude []string
+	if cfg.AlertsTopic != "-" && cfg.AlertsTopic != "" {
+		exclude = append(exclude, cfg.AlertsTopic) // alerts are not data, whoever produced them
+	}
 	if ruleFile != nil {
 		am := alert.NewMetrics(app.Metrics())
 		var ns []alert.Notifier
@@ -158,7 +161,6 @@ func run(ctx context.Context, args []string) error {
 			aw := kc.NewWriter(kafka.WriterOptions{})
 			app.OnClose("alerts-writer", func(context.Context) error { return aw.Close() })
 			ns = append(ns, &alert.Kafka{Topic: cfg.AlertsTopic, Writer: aw})
-			exclude = append(exclude, cfg.AlertsTopic)
 		}
 		if cfg.AlertsIndex != "-" && cfg.AlertsIndex != "" {
 			ns = append(ns, &alert.Index{Index: cfg.AlertsIndex, Transport: esc})
