@@ -19,12 +19,11 @@ import (
 	"github.com/sluicehq/sluice/services/s3-sink/internal/config"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/partition"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/sink"
-	"github.com/sluicehq/sluice/services/s3-sink/internal/upload"
 )
 
 // flakyS3 fails every third PutObject until it has failed limit times.
 type flakyS3 struct {
-	upload.API
+	*s3.Client
 	mu           sync.Mutex
 	calls, fails int
 	limit        int
@@ -41,7 +40,7 @@ func (f *flakyS3) PutObject(ctx context.Context, in *s3.PutObjectInput, o ...fun
 	if fail {
 		return nil, errors.New("injected: 503 SlowDown")
 	}
-	return f.API.PutObject(ctx, in, o...)
+	return f.Client.PutObject(ctx, in, o...)
 }
 
 // TestS3FailuresReplayPartition: failed uploads do not stop the sink or
@@ -66,7 +65,7 @@ func TestS3FailuresReplayPartition(t *testing.T) {
 	defer kc.Close()
 	dlq := kc.NewWriter(kafka.WriterOptions{})
 	defer dlq.Close()
-	flaky := &flakyS3{API: h.s3.Client(), limit: 8}
+	flaky := &flakyS3{Client: h.s3.Client(), limit: 8}
 	sk, err := sink.New(sink.Options{
 		Config: cfg.Sink, Bucket: testBucket, S3: flaky, Brokers: kc.Brokers(), Dialer: kc.Dialer,
 		Admin: newKafkaAdmin(kc, time.Second), Codecs: avro.NewCodecs(registry.New(cfg.Registry)), DLQ: dlq,

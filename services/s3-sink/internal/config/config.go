@@ -108,6 +108,7 @@ type Sink struct {
 	FlushBytes         int64         `env:"S3_SINK_FLUSH_BYTES" default:"67108864" help:"rotate a file once it holds this many bytes (0: no limit)"`
 	RotateInterval     time.Duration `env:"S3_SINK_ROTATE_INTERVAL" default:"0s" help:"rotate when a record's timestamp leaves the interval-aligned window of the file's first record (deterministic; 0: off)"`
 	RotateMaxOpen      time.Duration `env:"S3_SINK_ROTATE_MAX_OPEN" default:"0s" help:"rotate a file open longer than this by the wall clock (not deterministic, see README; 0: off)"`
+	ConditionalWrites  bool          `env:"S3_SINK_CONDITIONAL_WRITES" default:"true" help:"with S3_SINK_ROTATE_MAX_OPEN: write objects with If-None-Match so a replay never replaces an object another writer completed (needs store support)"`
 	PartSize           int64         `env:"S3_SINK_PART_SIZE" default:"5242880" help:"multipart part size and per-file upload buffer (>= 5 MiB)"`
 	Tombstones         string        `env:"S3_SINK_TOMBSTONES" default:"ignore" help:"records with a null value: ignore (skip), fail (stop the sink), dlq (dead-letter) or write (into _tombstones/ OCF files)"`
 	UnknownSchemaGrace time.Duration `env:"S3_SINK_UNKNOWN_SCHEMA_GRACE" default:"10s" help:"how long records with a schema id the registry does not know wait (a replica may lag) before going to the DLQ"`

@@ -10,13 +10,16 @@
 package ocf
 
 import (
+	"bufio"
 	"bytes"
 	"compress/flate"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"sync"
 
 	"github.com/golang/snappy"
@@ -177,4 +180,63 @@ func (f *File) Close(ctx context.Context) error {
 func (f *File) Abort(ctx context.Context) {
 	f.block, f.scratch = nil, nil
 	f.up.Abort(ctx)
+}
+
+// CountRecords reads an OCF stream and returns how many records its
+// blocks hold, skipping the data itself.
+func CountRecords(r io.Reader) (int64, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var magic [4]byte
+	if _, err := io.ReadFull(br, magic[:]); err != nil {
+		return 0, fmt.Errorf("reading OCF magic: %w", err)
+	}
+	if magic != [4]byte{'O', 'b', 'j', 1} {
+		return 0, errors.New("not an Avro object container file")
+	}
+	// Metadata map: blocks of string keys and bytes values.
+	for {
+		n, err := binary.ReadVarint(br)
+		if err != nil {
+			return 0, fmt.Errorf("reading OCF metadata: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+		if n < 0 {
+			n = -n
+			if _, err := binary.ReadVarint(br); err != nil {
+				return 0, fmt.Errorf("reading OCF metadata: %w", err)
+			}
+		}
+		for i := int64(0); i < 2*n; i++ {
+			l, err := binary.ReadVarint(br)
+			if err != nil || l < 0 {
+				return 0, fmt.Errorf("reading OCF metadata entry: %v", err)
+			}
+			if _, err := br.Discard(int(l)); err != nil {
+				return 0, fmt.Errorf("reading OCF metadata entry: %w", err)
+			}
+		}
+	}
+	if _, err := br.Discard(16); err != nil {
+		return 0, fmt.Errorf("reading OCF sync marker: %w", err)
+	}
+	var total int64
+	for {
+		count, err := binary.ReadVarint(br)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("reading OCF block header: %w", err)
+		}
+		size, err := binary.ReadVarint(br)
+		if err != nil || count < 0 || size < 0 {
+			return 0, fmt.Errorf("reading OCF block header: bad count %d or size %d (%v)", count, size, err)
+		}
+		if _, err := br.Discard(int(size) + 16); err != nil {
+			return 0, fmt.Errorf("reading OCF block: %w", err)
+		}
+		total += count
+	}
 }

@@ -164,3 +164,25 @@ func TestHeaderStable(t *testing.T) {
 		}
 	}
 }
+
+func TestCountRecords(t *testing.T) {
+	t.Parallel()
+	codec, err := goavro.NewCodec(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 7, ocf.BlockRecords + 3} {
+		api := &memAPI{objects: map[string][]byte{}}
+		write(t, api, codec, "k", "snappy", n)
+		got, err := ocf.CountRecords(bytes.NewReader(api.objects["k"]))
+		if err != nil || got != int64(n) {
+			t.Fatalf("CountRecords = %d, %v; want %d", got, err, n)
+		}
+		if _, err := ocf.CountRecords(bytes.NewReader(api.objects["k"][:len(api.objects["k"])-3])); err == nil {
+			t.Fatal("truncated file counted without error")
+		}
+	}
+	if _, err := ocf.CountRecords(bytes.NewReader([]byte("PK\x03\x04 not avro"))); err == nil {
+		t.Fatal("garbage counted")
+	}
+}

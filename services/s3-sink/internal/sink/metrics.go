@@ -24,6 +24,7 @@ type Metrics struct {
 	generations    prometheus.Counter
 	droppedFiles   prometheus.Counter
 	replays        prometheus.Counter
+	adopted        prometheus.Counter
 
 	mu    sync.Mutex
 	parts map[partKey]*partState
@@ -54,11 +55,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		generations:   prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_generations_total", Help: "Consumer group generations joined (rebalances)."}),
 		droppedFiles:  prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_dropped_files_total", Help: "Open files dropped without upload because their partition was revoked."}),
 		replays:       prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_partition_replays_total", Help: "Partitions replayed from the committed offset after an S3 or Kafka error."}),
+		adopted:       prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_adopted_objects_total", Help: "Objects a previous run completed that a replay adopted instead of rewriting (wall-clock rotation)."}),
 		parts:         map[partKey]*partState{},
 		now:           time.Now,
 	}
 	reg.MustRegister(m.recordsWritten, m.bytesWritten, m.filesWritten, m.dlqRecords, m.tombstones,
-		m.uploadSeconds, m.uploadErrors, m.openFiles, m.bufferedBytes, m.commits, m.generations, m.droppedFiles, m.replays, lagCollector{m})
+		m.uploadSeconds, m.uploadErrors, m.openFiles, m.bufferedBytes, m.commits, m.generations, m.droppedFiles, m.replays, m.adopted, lagCollector{m})
 	return m
 }
 

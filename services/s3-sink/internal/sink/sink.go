@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/linkedin/goavro/v2"
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/avrocheck"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/config"
+	"github.com/sluicehq/sluice/services/s3-sink/internal/ocf"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/partition"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/upload"
 )
@@ -27,6 +30,14 @@ import (
 // Codecs resolves schema ids to compiled codecs (pkg/avro.Codecs).
 type Codecs interface {
 	ByID(ctx context.Context, id int) (*avro.Codec, error)
+}
+
+// S3API is what the sink calls on S3: uploads, plus HEAD and GET to adopt
+// objects a previous run completed (wall-clock rotation only).
+type S3API interface {
+	upload.API
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 }
 
 // Producer writes dead letters (a pkg/kafka writer: acks=all).
@@ -46,7 +57,7 @@ type Admin interface {
 type Options struct {
 	Config      config.Sink
 	Bucket      string
-	S3          upload.API
+	S3          S3API
 	Brokers     []string
 	Dialer      *kafkago.Dialer
 	Admin       Admin
@@ -84,6 +95,30 @@ type Sink struct {
 	valMu          sync.RWMutex
 	validators     map[int]*avrocheck.Validator
 	unknownSince   map[int]time.Time // when a schema id was first answered 404
+}
+
+// existingRecords returns how many records the object at key holds, or 0
+// when there is none.
+func (s *Sink) existingRecords(ctx context.Context, key string) (int64, error) {
+	_, err := s.o.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.o.Bucket, Key: &key})
+	if err != nil {
+		var nf *s3types.NotFound
+		var nsk *s3types.NoSuchKey
+		if errors.As(err, &nf) || errors.As(err, &nsk) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("checking for %s: %w", key, err)
+	}
+	out, err := s.o.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.o.Bucket, Key: &key})
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", key, err)
+	}
+	defer out.Body.Close()
+	n, err := ocf.CountRecords(out.Body)
+	if err != nil {
+		return 0, fmt.Errorf("counting records of %s: %w", key, err)
+	}
+	return n, nil
 }
 
 // failureBackoff returns how long to wait before replaying a partition

@@ -53,6 +53,7 @@ type worker struct {
 
 	log       *slog.Logger
 	files     map[string]*openFile // by path
+	skips     map[string]*skip     // by path, while replaying records an adopted object holds
 	next      int64                // offset after the last record handled
 	committed int64
 	ps        *partState
@@ -64,6 +65,7 @@ type worker struct {
 func (w *worker) run(ctx, gctx context.Context) {
 	w.log = w.s.log.With("topic", w.topic, "partition", w.partition)
 	w.files = map[string]*openFile{}
+	w.skips = map[string]*skip{}
 	w.committed = -1
 	w.ps = w.s.o.Metrics.track(w.topic, w.partition)
 	defer w.s.o.Metrics.untrack(w.topic, w.partition, w.ps)
@@ -228,6 +230,13 @@ func (f *fetcher) stop() {
 	_ = f.r.Close()
 }
 
+// skip counts the records of one path still to pass over because an
+// adopted object (starting at start) already holds them.
+type skip struct {
+	start     int64
+	remaining int64
+}
+
 // fatalError stops the sink: configuration says a record must not pass.
 type fatalError struct{ error }
 
@@ -268,6 +277,7 @@ func (w *worker) drain(ctx, gctx context.Context) {
 }
 
 func (w *worker) dropAll(ctx context.Context, why string) {
+	clear(w.skips)
 	for path, of := range w.files {
 		w.log.Info("dropping open file", "key", of.f.Key(), "why", why)
 		of.f.Abort(ctx)
@@ -289,6 +299,9 @@ func (w *worker) committable() int64 {
 	c := w.next
 	for _, of := range w.files {
 		c = min(c, of.start)
+	}
+	for _, sk := range w.skips {
+		c = min(c, sk.start) // the adopted object's end is not known yet
 	}
 	return c
 }
@@ -368,10 +381,18 @@ const TombstoneSchema = `{"type":"record","name":"Tombstone","namespace":"sluice
 // rotating first when the schema or the record-time window changed, and
 // completes the file when it is full.
 func (w *worker) write(ctx, gctx context.Context, m kafkago.Message, path string, id int, ts time.Time, payload []byte) error {
+	if sk := w.skips[path]; sk != nil {
+		// This record is in an object a previous run completed.
+		if sk.remaining--; sk.remaining == 0 {
+			delete(w.skips, path)
+		}
+		w.next = m.Offset + 1
+		return nil
+	}
 	window := w.window(ts)
 	of := w.files[path]
 	if of != nil && (of.schemaID != id || (w.s.cfg.RotateInterval > 0 && window != of.window)) {
-		if err := w.closeFile(ctx, path, of); err != nil {
+		if err := w.rotateAll(ctx, gctx); err != nil {
 			return err
 		}
 		of = nil
@@ -388,7 +409,28 @@ func (w *worker) write(ctx, gctx context.Context, m kafkago.Message, path string
 			codec = c.Codec
 		}
 		key := Key(w.s.cfg.Prefix, w.topic, path, w.partition, m.Offset)
+		if w.s.cfg.RotateMaxOpen > 0 {
+			// Wall-clock rotation may cut a replayed file elsewhere than
+			// the first run did: adopt an object already at this key
+			// instead of writing a differently cut one over it.
+			n, err := w.s.existingRecords(ctx, key)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				w.log.Info("adopting an object a previous run completed", "key", key, "records", n)
+				w.s.o.Metrics.adopted.Inc()
+				if n > 1 {
+					w.skips[path] = &skip{start: m.Offset, remaining: n - 1}
+				}
+				w.next = m.Offset + 1
+				return nil
+			}
+		}
 		up := upload.New(w.s.o.S3, w.s.o.Bucket, key, "avro/binary", int(w.s.cfg.PartSize), w.s.o.Metrics)
+		if w.s.cfg.RotateMaxOpen > 0 && w.s.cfg.ConditionalWrites {
+			up.IfNoneMatch()
+		}
 		f, err := ocf.Create(up, codec, w.s.cfg.Codec)
 		if err != nil {
 			up.Abort(ctx)
@@ -408,14 +450,25 @@ func (w *worker) write(ctx, gctx context.Context, m kafkago.Message, path string
 	w.next = m.Offset + 1
 	if (w.s.cfg.FlushRecords > 0 && of.f.Records() >= w.s.cfg.FlushRecords) ||
 		(w.s.cfg.FlushBytes > 0 && of.f.RawBytes() >= w.s.cfg.FlushBytes) {
+		return w.rotateAll(ctx, gctx)
+	}
+	return nil
+}
+
+// rotateAll completes every open file of the partition and commits. A
+// rotation of one path's file always rotates all of them (as Kafka
+// Connect's S3 sink does): the commit then lands on a boundary of every
+// path, so a replay from it starts every path's next file at the same
+// record as before and cuts it the same way. Rotating one path alone
+// would let the committed offset fall inside another path's completed
+// object, and the replay would start a second, overlapping object there.
+func (w *worker) rotateAll(ctx, gctx context.Context) error {
+	for path, of := range w.files {
 		if err := w.closeFile(ctx, path, of); err != nil {
 			return err
 		}
-		if err := w.maybeCommit(gctx); err != nil {
-			return err
-		}
 	}
-	return nil
+	return w.maybeCommit(gctx)
 }
 
 func (w *worker) window(ts time.Time) int64 {
@@ -452,18 +505,17 @@ func (w *worker) closeFile(ctx context.Context, path string, of *openFile) error
 	return nil
 }
 
-// rotateStale closes files open longer than ROTATE_MAX_OPEN by the wall clock.
+// rotateStale rotates all files when one has been open longer than
+// ROTATE_MAX_OPEN by the wall clock.
 func (w *worker) rotateStale(ctx, gctx context.Context) error {
 	mo := w.s.cfg.RotateMaxOpen
 	if mo <= 0 || len(w.files) == 0 {
 		return nil
 	}
 	now := w.s.o.Now()
-	for path, of := range w.files {
+	for _, of := range w.files {
 		if now.Sub(of.opened) >= mo {
-			if err := w.closeFile(ctx, path, of); err != nil {
-				return err
-			}
+			return w.rotateAll(ctx, gctx)
 		}
 	}
 	return nil

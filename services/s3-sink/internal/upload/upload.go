@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 )
 
 // API is the subset of *s3.Client an Upload uses.
@@ -58,6 +59,33 @@ type Upload struct {
 	parts    []types.CompletedPart
 	size     int64
 	done     bool
+
+	ifNoneMatch bool
+}
+
+// ErrExists is returned by Complete when the upload was conditional
+// (IfNoneMatch) and the key already holds an object.
+var ErrExists = errors.New("object already exists")
+
+// IfNoneMatch makes Complete conditional: it fails with ErrExists instead
+// of replacing an existing object.
+func (u *Upload) IfNoneMatch() { u.ifNoneMatch = true }
+
+func (u *Upload) condition() *string {
+	if u.ifNoneMatch {
+		return aws.String("*")
+	}
+	return nil
+}
+
+// preconditionFailed reports an HTTP 412 (or S3's PreconditionFailed).
+func preconditionFailed(err error) bool {
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) && re.HTTPStatusCode() == 412 {
+		return true
+	}
+	var ae smithy.APIError
+	return errors.As(err, &ae) && (ae.ErrorCode() == "PreconditionFailed" || ae.ErrorCode() == "ConditionalRequestConflict")
 }
 
 // ChunkSize is the unit the buffer grows and shrinks by.
@@ -173,8 +201,12 @@ func (u *Upload) Complete(ctx context.Context) error {
 		_, err := u.api.PutObject(ctx, &s3.PutObjectInput{
 			Bucket: &u.bucket, Key: &u.key, ContentType: aws.String(u.contentType),
 			Body: newChunkReader(u.chunks, int64(u.buffered)), ContentLength: aws.Int64(int64(u.buffered)),
+			IfNoneMatch: u.condition(),
 		})
 		u.obs.Request("put", time.Since(start), err)
+		if err != nil && preconditionFailed(err) {
+			return fmt.Errorf("putting %s: %w", u.key, ErrExists)
+		}
 		if err != nil {
 			return fmt.Errorf("putting %s: %w", u.key, err)
 		}
@@ -190,10 +222,14 @@ func (u *Upload) Complete(ctx context.Context) error {
 	_, err := u.api.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &u.bucket, Key: &u.key, UploadId: u.uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: u.parts},
+		IfNoneMatch:     u.condition(),
 	})
 	u.obs.Request("complete", time.Since(start), err)
 	if err != nil {
 		u.abort(ctx)
+		if preconditionFailed(err) {
+			return fmt.Errorf("completing multipart upload of %s: %w", u.key, ErrExists)
+		}
 		return fmt.Errorf("completing multipart upload of %s: %w", u.key, err)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"testing"
@@ -154,6 +155,33 @@ func TestUpload(t *testing.T) {
 		}
 		if obs.cur != 0 {
 			t.Fatalf("buffer not released: %d", obs.cur)
+		}
+	})
+
+	t.Run("conditional writes do not replace", func(t *testing.T) {
+		for _, size := range []int{10, 2*partSize + 10} {
+			key := fmt.Sprintf("cond-%d.bin", size)
+			first := upload.New(cl, bucket, key, "x", partSize, nil)
+			first.IfNoneMatch()
+			_, _ = first.Write(bytes.Repeat([]byte{1}, size))
+			if err := first.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := first.Complete(ctx); err != nil {
+				t.Fatalf("first conditional write of %d bytes: %v", size, err)
+			}
+			second := upload.New(cl, bucket, key, "x", partSize, nil)
+			second.IfNoneMatch()
+			_, _ = second.Write(bytes.Repeat([]byte{2}, size))
+			if err := second.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := second.Complete(ctx); !errors.Is(err, upload.ErrExists) {
+				t.Fatalf("second conditional write of %d bytes: %v, want ErrExists", size, err)
+			}
+			if got := get(t, cl, key); got[0] != 1 || len(got) != size {
+				t.Fatalf("object of %d bytes was replaced", size)
+			}
 		}
 	})
 
