@@ -170,20 +170,34 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 			return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %d trailing bytes", id, len(rest))}
 		}
 		v := Normalize(node, native, b.opt.Decimal)
-		if fields, ok := v.(map[string]any); ok && node.Type == "record" {
+		if fields, ok := v.(map[string]any); ok && TopRecord(node) != nil {
 			d.Fields = fields
-			buf = appendRecord(buf, node, fields, 0, skip)
+			buf = appendRecord(buf, TopRecord(node), fields, 0, skip)
 		} else {
 			buf = append(buf, `{"value":`...)
 			buf = appendValue(buf, node, v, 0)
 		}
 	} else {
 		t := transcoder{b: payload, mode: b.opt.Decimal}
-		if node.Type == "record" {
-			buf, err = t.record(buf, node, false, 0, skip)
-		} else {
+		top := node
+		if rec := TopRecord(node); rec != nil && node.Type == "union" {
+			// ["null", Record] at the top: the record is the document.
+			var i int64
+			if i, err = t.long(); err == nil {
+				if i < 0 || i >= int64(len(node.Branches)) {
+					err = fmt.Errorf("avro: union index %d out of range", i)
+				} else {
+					top = node.Branches[i]
+				}
+			}
+		}
+		switch {
+		case err != nil:
+		case top.Type == "record":
+			buf, err = t.record(buf, top, false, 0, skip)
+		default:
 			buf = append(buf, `{"value":`...)
-			buf, err = t.value(buf, node, false, 0)
+			buf, err = t.value(buf, top, false, 0)
 		}
 		if err != nil {
 			return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %w", id, err)}
@@ -238,6 +252,18 @@ func (b *Builder) node(c *Codec) (*Node, error) {
 	b.nodes[c.ID] = n
 	b.mu.Unlock()
 	return n, nil
+}
+
+// TopRecord returns the record schema a document is made of: the schema
+// itself, or the only non-null branch of a top-level union.
+func TopRecord(n *Node) *Node {
+	if n.Type == "union" {
+		n = soleBranch(n)
+	}
+	if n != nil && n.Type == "record" {
+		return n
+	}
+	return nil
 }
 
 // KeyString renders a key for metadata: UTF-8 as is, anything else base64.

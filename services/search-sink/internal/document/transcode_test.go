@@ -164,3 +164,45 @@ func limitGoavro(tb testing.TB) {
 	goavro.MaxBlockCount, goavro.MaxBlockSize = 1<<12, 1<<20
 	tb.Cleanup(func() { goavro.MaxBlockCount, goavro.MaxBlockSize = count, size })
 }
+
+func TestTopLevelNullableRecord(t *testing.T) {
+	t.Parallel()
+	schema := `["null",` + diffSchema + `]`
+	gc, err := goavro.NewCodec(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	namer, _ := NewNamer(ModeIndex, "<topic>-{yyyy.MM.dd}", "", "")
+	src := fakeCodecs{4: {ID: 4, Schema: schema, Codec: gc}}
+	native := NewBuilder(src, Options{Namer: namer, MetaField: "_kafka", Fields: true})
+	direct := NewBuilder(src, Options{Namer: namer, MetaField: "_kafka"})
+	r := rand.New(rand.NewSource(4))
+	for i := 0; i < 100; i++ {
+		var v any
+		if i%10 != 0 {
+			v = goavro.Union("x.D", randomDiff(r))
+		}
+		bin, err := gc.BinaryFromNative(nil, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &kafkago.Message{Topic: "t", Offset: int64(i), Value: wire.Encode(4, bin), Time: time.Unix(int64(i), 0)}
+		a, errA := native.Build(context.Background(), m)
+		b, errB := direct.Build(context.Background(), m)
+		if errA != nil || errB != nil {
+			t.Fatalf("build: %v / %v", errA, errB)
+		}
+		if string(a.Body) != string(b.Body) {
+			t.Fatalf("record %d differs:\ngoavro:     %s\ntranscoder: %s", i, a.Body, b.Body)
+		}
+		if v == nil {
+			if !strings.HasPrefix(string(a.Body), `{"value":null,`) {
+				t.Fatalf("null value document = %s", a.Body)
+			}
+			continue
+		}
+		if !strings.HasPrefix(string(a.Body), `{"b":`) || a.Fields == nil {
+			t.Fatalf("nullable record not indexed as the record itself: %s", a.Body)
+		}
+	}
+}

@@ -28,9 +28,9 @@ type Options struct {
 // {"value": ...} for non-record schemas, matching document.Builder).
 func Properties(root *document.Node, o Options) map[string]any {
 	props := map[string]any{}
-	if root.Type == "record" {
+	if rec := document.TopRecord(root); rec != nil {
 		g := gen{o: o, seen: map[*document.Node]int{}}
-		for _, f := range root.Fields {
+		for _, f := range rec.Fields {
 			if m := g.field(f.Node, 0); m != nil {
 				props[f.Name] = m
 			}

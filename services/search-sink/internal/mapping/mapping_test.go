@@ -42,6 +42,10 @@ func TestPropertiesFromAvro(t *testing.T) {
 	if text["dec"].(map[string]any)["type"] != "double" || text["m"].(map[string]any)["type"] != "flat_object" {
 		t.Fatalf("number decimals / opensearch maps: %v %v", text["dec"], text["m"])
 	}
+	nullable, _ := document.ParseSchema(`["null",` + schema + `]`)
+	if b2, _ := json.Marshal(Properties(nullable, Options{Strings: StringKeyword})); string(b2) != want {
+		t.Fatalf("[null, record] properties = %s", b2)
+	}
 	prim, _ := document.ParseSchema(`"string"`)
 	if p := Properties(prim, Options{Strings: StringText}); p["value"].(map[string]any)["type"] != "text" {
 		t.Fatalf("non-record schema = %v", p)
