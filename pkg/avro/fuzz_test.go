@@ -121,7 +121,7 @@ func FuzzScan(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		want, werr := decodeNumber(data)
 		m := map[string]any{}
-		oerr := ScanObject(data, func(k string, raw []byte) error {
+		oerr := ScanObject(data, func(k string, raw Valid) error {
 			v, err := decodeNumber(raw)
 			if err != nil {
 				t.Fatalf("member %q raw %q is not JSON: %v", k, raw, err)
@@ -133,11 +133,20 @@ func FuzzScan(f *testing.F) {
 			if oerr != nil || !reflect.DeepEqual(want, m) {
 				t.Fatalf("%q: ScanObject err %v, got %v want %v", data, oerr, m, want)
 			}
+			// Scanning the validated text again (trusted) delimits the same members.
+			m2 := map[string]any{}
+			if err := ScanObject(Valid(data), func(k string, raw Valid) error {
+				v, err := decodeNumber(raw)
+				m2[k] = v
+				return err
+			}); err != nil || !reflect.DeepEqual(m, m2) {
+				t.Fatalf("%q: trusted ScanObject err %v, got %v want %v", data, err, m2, m)
+			}
 		} else if oerr == nil {
 			t.Fatalf("%q: ScanObject accepted, encoding/json: %v (%T)", data, werr, want)
 		}
 		var a []any
-		aerr := ScanArray(data, func(_ int, raw []byte) error {
+		aerr := ScanArray(data, func(_ int, raw Valid) error {
 			v, err := decodeNumber(raw)
 			if err != nil {
 				t.Fatalf("element raw %q is not JSON: %v", raw, err)
@@ -148,6 +157,14 @@ func FuzzScan(f *testing.F) {
 		if wa, isArr := want.([]any); werr == nil && isArr {
 			if aerr != nil || len(a) != len(wa) || (len(a) > 0 && !reflect.DeepEqual(wa, a)) {
 				t.Fatalf("%q: ScanArray err %v, got %v want %v", data, aerr, a, wa)
+			}
+			var a2 []any
+			if err := ScanArray(Valid(data), func(_ int, raw Valid) error {
+				v, err := decodeNumber(raw)
+				a2 = append(a2, v)
+				return err
+			}); err != nil || len(a2) != len(a) || (len(a) > 0 && !reflect.DeepEqual(a, a2)) {
+				t.Fatalf("%q: trusted ScanArray err %v, got %v want %v", data, err, a2, a)
 			}
 		} else if aerr == nil {
 			t.Fatalf("%q: ScanArray accepted, encoding/json: %v", data, werr)

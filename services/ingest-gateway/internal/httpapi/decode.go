@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -21,7 +22,7 @@ type batchRequest struct {
 	SchemaVersion int
 	Format        string
 	Async         bool
-	Records       [][]byte
+	Records       []avro.Valid
 }
 
 func rawInt(raw []byte, what string) (int64, error) {
@@ -50,11 +51,11 @@ var errNoRecords = errors.New("records: want an array")
 // unknown fields are errors, so a typo does not silently produce nulls.
 func parseBatch(body []byte, maxRecords int) (*batchRequest, *gateway.Error) {
 	req := &batchRequest{}
-	err := avro.ScanObject(body, func(k string, raw []byte) error {
+	err := avro.ScanObject(body, func(k string, raw avro.Valid) error {
 		switch k {
 		case "records":
 			req.Records = req.Records[:0]
-			return avro.ScanArray(raw, func(_ int, rec []byte) error {
+			return avro.ScanArray(raw, func(_ int, rec avro.Valid) error {
 				if len(req.Records) >= maxRecords {
 					return errTooMany
 				}
@@ -111,7 +112,7 @@ func (e *structuralError) Error() string { return e.msg }
 // the record's field.
 // prefix is only rendered for errors: formatting it per record was a
 // visible cost.
-func recordFromRaw(raw []byte, prefixFn func() string) (rec gateway.Record, rerr *gateway.Error, structural bool) {
+func recordFromRaw[T []byte | avro.Valid](raw T, prefixFn func() string) (rec gateway.Record, rerr *gateway.Error, structural bool) {
 	prefix := func() string {
 		if prefixFn == nil {
 			return ""
@@ -122,7 +123,7 @@ func recordFromRaw(raw []byte, prefixFn func() string) (rec gateway.Record, rerr
 	bad := func(field, format string, args ...any) *gateway.Error {
 		return &gateway.Error{Kind: gateway.KindInvalidRecord, Message: prefix() + field + ": " + fmt.Sprintf(format, args...), Field: field}
 	}
-	err := avro.ScanObject(raw, func(k string, x []byte) error {
+	err := avro.ScanObject(raw, func(k string, x avro.Valid) error {
 		null := string(x) == "null"
 		switch k {
 		case "value":
@@ -131,7 +132,7 @@ func recordFromRaw(raw []byte, prefixFn func() string) (rec gateway.Record, rerr
 			}
 		case "key":
 			if !null {
-				rec.KeyJSON = x
+				rec.KeyJSON = json.RawMessage(x)
 			}
 		case "timestamp":
 			if null {
