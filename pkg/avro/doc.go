@@ -30,7 +30,8 @@
 //
 // DecodeJSON is a single-pass JSON parser equivalent to encoding/json with
 // UseNumber (fuzzed against it); ScanObject and ScanArray walk a JSON
-// envelope handing out members' raw bytes without decoding them.
+// envelope handing out members' raw bytes (as Valid, which later scans
+// only delimit) without decoding them.
 //
 // Schemas with references to other subjects are not supported.
 package avro
