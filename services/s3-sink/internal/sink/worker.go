@@ -123,6 +123,8 @@ func (w *worker) run(ctx, gctx context.Context) {
 			return true
 		case <-ctx.Done():
 			return true
+		case <-w.s.stopCh:
+			return true // shutting down: nothing left to retry for
 		case <-time.After(delay):
 		}
 		f.stop()
@@ -563,6 +565,8 @@ func (w *worker) decode(ctx, gctx context.Context, m kafkago.Message) (native an
 			return nil, id, nil, "", gctx.Err()
 		case <-ctx.Done():
 			return nil, id, nil, "", ctx.Err()
+		case <-w.s.stopCh:
+			return nil, id, nil, "", errStopped
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
@@ -660,6 +664,8 @@ func (w *worker) deadLetter(ctx, gctx context.Context, m kafkago.Message, reason
 			return gctx.Err()
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-w.s.stopCh:
+			return errStopped
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
