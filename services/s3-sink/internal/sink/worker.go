@@ -113,6 +113,9 @@ func (w *worker) run(ctx, gctx context.Context) {
 			w.log.Info("commit rejected; partition probably revoked", "err", err)
 			w.dropAll(ctx, "commit rejected")
 			return true
+		case errors.Is(err, errStopped):
+			w.dropAll(ctx, "shutdown during a retry")
+			return true
 		}
 		w.dropAll(ctx, "error")
 		w.s.o.Metrics.replays.Inc()
@@ -161,13 +164,12 @@ func (w *worker) run(ctx, gctx context.Context) {
 			}
 		case m, ok := <-msgs:
 			if !ok {
-				// The fetcher stopped: the generation ended or the reader
-				// failed; either way this generation is over for us.
-				if gctx.Err() == nil {
-					w.log.Warn("fetch loop ended; leaving the generation")
+				// The fetcher stopped: the generation ended (handled by
+				// failed) or the reader gave up; replay from the commit.
+				if failed(errors.New("partition reader stopped")) {
+					return
 				}
-				w.dropAll(ctx, "fetch ended")
-				return
+				continue
 			}
 			if err := w.handle(ctx, gctx, m); err != nil && failed(err) {
 				return
