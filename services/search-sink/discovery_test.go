@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/linkedin/goavro/v2"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/kafka"
@@ -122,4 +125,48 @@ func TestShutdownFlushesAndCommits(t *testing.T) {
 			t.Fatalf("partition %d: committed %d, indexed %d (commit interval is 1h: only the shutdown commit counts)", p, committed[p], perPartition[p])
 		}
 	}
+}
+
+// TestTemplateFollowsSchemaEvolution: records with a new schema version
+// regenerate the topic's template with the new field.
+func TestTemplateFollowsSchemaEvolution(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	e.produce(t, 0, 2)
+	startSink(t, e.args(t, "-search-sink-group-id", "evo"))
+	eventually(t, 30*time.Second, "first documents", func() bool { return len(e.es.Docs("orders-2026.03.01")) == 2 })
+	v2 := strings.Replace(ordersSchema, `{"name":"id","type":"long"},`, `{"name":"id","type":"long"},{"name":"channel","type":"string","default":"web"},`, 1)
+	id2 := e.reg.Register(t, "orders-value", v2)
+	codec2, err := goavro.NewCodec(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := codec2.BinaryFromNative(nil, map[string]any{"id": int64(9), "channel": "app", "region": "eu", "amount": big.NewRat(1, 1),
+		"latency_ms": nil, "created": day0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := kafkatest.Context(t, 30*time.Second)
+	if err := e.w.WriteMessages(ctx, kafkago.Message{Value: wire.Encode(uint32(id2), bin), Time: day0}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "template with the new field", func() bool {
+		puts := 0
+		var last map[string]any
+		for _, r := range e.es.Requests() {
+			if r.Method == http.MethodPut && r.Path == "/_index_template/sluice-orders" {
+				puts++
+				_ = json.Unmarshal(r.Body, &last)
+			}
+		}
+		if puts < 2 {
+			return false
+		}
+		props := last["template"].(map[string]any)["mappings"].(map[string]any)["properties"].(map[string]any)
+		ch, _ := props["channel"].(map[string]any)
+		return ch["type"] == "keyword"
+	})
+	eventually(t, 30*time.Second, "the v2 document", func() bool {
+		return strings.Contains(string(e.es.Docs("orders-2026.03.01")["orders+0+2"]), `"channel":"app"`)
+	})
 }

@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	prepare := func(ctx context.Context, topic string) error {
 		props := map[string]any{}
-		s, err := reg.Latest(ctx, topic+"-value")
+		s, err := reg.RefreshLatest(ctx, topic+"-value") // rare (start, discovery, schema change): never stale
 		switch {
 		case err == nil:
 			if n, perr := document.ParseSchema(s.Schema); perr == nil {

@@ -52,6 +52,7 @@ type Consumer struct {
 	mu       sync.Mutex
 	prepared map[string]bool
 	observed map[topicPartition]*atomic.Int64 // highest offset shown to the rules
+	schemas  map[string]int                   // topic -> highest value schema id seen
 }
 
 type topicPartition struct {
@@ -80,7 +81,7 @@ func NewConsumer(kc *skafka.Clients, b *document.Builder, pl *Pipeline, m *Metri
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 10 << 20
 	}
-	return &Consumer{kc: kc, b: b, pl: pl, m: m, log: log, o: o, prepare: prepare, observe: observe, prepared: map[string]bool{}, observed: map[topicPartition]*atomic.Int64{}}
+	return &Consumer{kc: kc, b: b, pl: pl, m: m, log: log, o: o, prepare: prepare, observe: observe, prepared: map[string]bool{}, observed: map[topicPartition]*atomic.Int64{}, schemas: map[string]int{}}
 }
 
 // Eligible reports whether a discovered topic is a data topic: internal
@@ -264,6 +265,32 @@ func (c *Consumer) startGeneration(gen *kafkago.Generation) {
 	gen.Start(func(ctx context.Context) { c.commitLoop(ctx, gen, parts) })
 }
 
+// schemaSeen regenerates a topic's template (in the background; the
+// installer writes it only if it changed) when records arrive with a schema
+// id the topic has not had in this process, so indices created from then
+// on (tomorrow's, the next backing index) map the new fields.
+func (c *Consumer) schemaSeen(ctx context.Context, topic string, id int) {
+	if id == 0 || c.prepare == nil {
+		return
+	}
+	c.mu.Lock()
+	prev, known := c.schemas[topic]
+	if known && id <= prev {
+		c.mu.Unlock()
+		return
+	}
+	c.schemas[topic] = id
+	c.mu.Unlock()
+	if !known {
+		return // the first id of a topic: prepareTopic already used the latest schema
+	}
+	go func() {
+		if err := c.prepare(ctx, topic); err != nil && ctx.Err() == nil {
+			c.log.Warn("refreshing index template after a schema change", "topic", topic, "schema_id", id, "err", err)
+		}
+	}()
+}
+
 // observedMark returns the highest offset of a partition already shown to
 // the rules in this process, so records fetched again after a rebalance or
 // a retry are not counted twice in rule windows.
@@ -365,6 +392,7 @@ func (c *Consumer) process(ctx context.Context, m *kafkago.Message, pt *partitio
 		c.pl.Skip(pt, seq, size)
 		return true
 	}
+	c.schemaSeen(ctx, m.Topic, d.SchemaID)
 	if c.observe != nil && d.Fields != nil && m.Offset > mark.Load() {
 		c.observe(m.Topic, m.Time, d.Fields)
 		mark.Store(m.Offset)
