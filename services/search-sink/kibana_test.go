@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/services/search-sink/internal/rules"
 )
 
 // TestKibanaSavedObjects checks deployments/kibana/sluice.ndjson: one JSON
@@ -80,6 +82,24 @@ func TestKibanaSavedObjects(t *testing.T) {
 	for _, field := range []string{"_kafka.topic", "_kafka.offset", "rule", "severity", "message"} {
 		if !strings.Contains(used, field) {
 			t.Errorf("saved objects do not use %s", field)
+		}
+	}
+}
+
+// TestExampleRulesFileIsValid keeps rules.example.yaml loadable.
+func TestExampleRulesFileIsValid(t *testing.T) {
+	t.Parallel()
+	f, err := rules.LoadFile("rules.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]bool{}
+	for _, r := range f.Rules {
+		types[r.Type] = true
+	}
+	for _, want := range []string{"threshold", "spike", "drop", "flatline", "outlier", "new_term", "cardinality"} {
+		if !types[want] {
+			t.Errorf("example lacks a %s rule", want)
 		}
 	}
 }
