@@ -94,6 +94,7 @@ type crashCase struct {
 	every         time.Duration // pause between batches
 	env           map[string]string
 	pathOf        func(e event) string
+	gen           func(n, partitions int, base time.Time) []event // default genEvents
 }
 
 // TestCrashExactlyOnce SIGKILLs the sink binary at random moments while it
@@ -131,6 +132,31 @@ func TestCrashWallClockFieldPartitioner(t *testing.T) {
 	})
 }
 
+// TestCrashFieldPartitionerDeterministic: a field partitioner keeps four
+// files open per partition and rotation is by count only, so every file
+// rotation rotates all four and commits on a boundary of every path;
+// replays after SIGKILLs cut the same files again. Countries cycle per
+// partition so a rotation happens every 397 records (the 100th record of
+// one country) and the data ends exactly on one.
+func TestCrashFieldPartitionerDeterministic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test builds and kills the binary")
+	}
+	const perPart = 397 * 13
+	runCrash(t, crashCase{
+		topic: "crashdet", prefix: "cd", n: 6 * perPart, kills: 10, batch: 300, every: 100 * time.Millisecond,
+		env:    map[string]string{"S3_SINK_PARTITIONER": "field", "S3_SINK_PARTITION_FIELD": "country", "S3_SINK_FLUSH_RECORDS": "100"},
+		pathOf: func(e event) string { return "country=" + e.Country },
+		gen: func(n, partitions int, base time.Time) []event {
+			out := genEvents(n, partitions, base)
+			for i := range out {
+				out[i].Country = countries[out[i].Offset%4]
+			}
+			return out
+		},
+	})
+}
+
 func runCrash(t *testing.T, c crashCase) {
 	src, err := os.Getwd() // before s3test changes the working directory
 	if err != nil {
@@ -141,7 +167,11 @@ func runCrash(t *testing.T, c crashCase) {
 	h := newHarness(t)
 	topic, n, kills := c.topic, c.n, c.kills
 	h.kc.CreateTopic(topic, 6, nil)
-	events := genEvents(n, 6, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	gen := c.gen
+	if gen == nil {
+		gen = genEvents
+	}
+	events := gen(n, 6, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	id := h.reg.Register(t, topic+"-value", eventSchema)
 	codec := mustCodec(t)
 	msgs := make([]kafkago.Message, n)

@@ -79,6 +79,7 @@ func (m *Metrics) Buffered(delta int64) { m.bufferedBytes.Add(float64(delta)) }
 type partState struct {
 	mu            sync.Mutex
 	highWater     int64
+	read          int64 // offset after the last record read
 	committed     int64
 	lastWrittenTS time.Time
 }
@@ -86,7 +87,7 @@ type partState struct {
 func (m *Metrics) track(topic string, partition int) *partState {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ps := &partState{committed: -1, highWater: -1}
+	ps := &partState{committed: -1, highWater: -1, read: -1}
 	m.parts[partKey{topic, partition}] = ps
 	return ps
 }
@@ -101,6 +102,7 @@ func (m *Metrics) untrack(topic string, partition int, ps *partState) {
 
 var (
 	lagRecordsDesc = prometheus.NewDesc("sluice_s3sink_lag_records", "Records in the partition not yet covered by a committed object (high watermark minus committed offset).", []string{"topic", "partition"}, nil)
+	unreadDesc     = prometheus.NewDesc("sluice_s3sink_unread_records", "Records in the partition not read yet (high watermark minus the read position).", []string{"topic", "partition"}, nil)
 	lagSecondsDesc = prometheus.NewDesc("sluice_s3sink_lag_seconds", "Now minus the timestamp of the last record written to S3 for the partition.", []string{"topic", "partition"}, nil)
 )
 
@@ -109,6 +111,7 @@ type lagCollector struct{ m *Metrics }
 
 func (c lagCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lagRecordsDesc
+	ch <- unreadDesc
 	ch <- lagSecondsDesc
 }
 
@@ -118,11 +121,14 @@ func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 	now := c.m.now()
 	for k, ps := range c.m.parts {
 		ps.mu.Lock()
-		hw, committed, ts := ps.highWater, ps.committed, ps.lastWrittenTS
+		hw, read, committed, ts := ps.highWater, ps.read, ps.committed, ps.lastWrittenTS
 		ps.mu.Unlock()
 		p := strconv.Itoa(k.partition)
 		if hw >= 0 && committed >= 0 {
 			ch <- prometheus.MustNewConstMetric(lagRecordsDesc, prometheus.GaugeValue, float64(max(hw-committed, 0)), k.topic, p)
+		}
+		if hw >= 0 && read >= 0 {
+			ch <- prometheus.MustNewConstMetric(unreadDesc, prometheus.GaugeValue, float64(max(hw-read, 0)), k.topic, p)
 		}
 		if !ts.IsZero() {
 			ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, now.Sub(ts).Seconds(), k.topic, p)

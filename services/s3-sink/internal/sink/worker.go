@@ -328,6 +328,7 @@ func (w *worker) maybeCommit(gctx context.Context) error {
 func (w *worker) handle(ctx, gctx context.Context, m kafkago.Message) error {
 	w.ps.mu.Lock()
 	w.ps.highWater = m.HighWaterMark
+	w.ps.read = m.Offset + 1
 	w.ps.mu.Unlock()
 	if m.Value == nil {
 		if w.s.cfg.Tombstones == "write" {
