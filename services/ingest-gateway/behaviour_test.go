@@ -647,3 +647,89 @@ func TestTopicCreatedLater(t *testing.T) {
 	}
 	readTopic(t, e.kafka.Brokers(), "late", 1)
 }
+
+// TestNDJSONBadLines: a malformed or oversize line fails only itself; the
+// stream goes on and every good line is produced.
+func TestNDJSONBadLines(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil, "-gateway-max-record-bytes", "4000")
+	e.kafka.CreateTopic("lines", 1, nil)
+	e.reg.Register(t, "lines-value", orderSchema)
+	body := `{"value":` + orderJSON(1) + "}\n" +
+		"{bad json\n" +
+		`{"value":` + strings.Replace(orderJSON(2), `"c2"`, `"`+strings.Repeat("z", 80000)+`"`, 1) + "}\n" +
+		"\n" +
+		`{"value":` + orderJSON(3) + `}` // no trailing newline
+	res := post(t, e.httpURL+"/v1/topics/lines/records", "application/x-ndjson", []byte(body))
+	lines := strings.Split(strings.TrimSpace(string(res.body)), "\n")
+	if res.status != 200 || len(lines) != 4 {
+		t.Fatalf("%d, %d lines: %s", res.status, len(lines), res.body)
+	}
+	wants := []string{`"offset":0`, `"error_code":42201,"message":"line 2: malformed record`, `"error_code":42202`, `"offset":1`}
+	for i, w := range wants {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("line %d: %s, want %s", i+1, lines[i], w)
+		}
+	}
+	readTopic(t, e.kafka.Brokers(), "lines", 2)
+}
+
+// TestProduceStreamMixedTopics: a gRPC stream alternating topics and
+// formats is answered in order, each record landing in its topic.
+func TestProduceStreamMixedTopics(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil)
+	for _, topic := range []string{"mix-a", "mix-b"} {
+		e.kafka.CreateTopic(topic, 1, nil)
+		e.reg.Register(t, topic+"-value", orderSchema)
+	}
+	client := ingestv1.NewIngestServiceClient(grpcConn(t, e.grpc))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := client.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	go func() {
+		for i := 0; i < n; i++ {
+			topic := "mix-a"
+			value := orderJSON(i)
+			if i%3 == 0 {
+				topic = "mix-b"
+			}
+			if i%7 == 0 {
+				value = `{"id":1}` // invalid: answered in place
+			}
+			if err := stream.Send(&ingestv1.ProduceStreamRequest{Sequence: uint64(i), Topic: topic, Record: &ingestv1.Record{Value: []byte(value)}}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		_ = stream.CloseSend()
+	}()
+	okA, okB := 0, 0
+	for i := 0; i < n; i++ {
+		r, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("recv %d: %v", i, err)
+		}
+		if r.Sequence != uint64(i) {
+			t.Fatalf("answer %d has sequence %d", i, r.Sequence)
+		}
+		switch {
+		case i%7 == 0:
+			if r.Result.Error == nil || r.Result.Error.Code != 42201 {
+				t.Fatalf("record %d: want 42201, got %v", i, r.Result)
+			}
+		case r.Result.Error != nil:
+			t.Fatalf("record %d: %v", i, r.Result.Error)
+		case i%3 == 0:
+			okB++
+		default:
+			okA++
+		}
+	}
+	readTopic(t, e.kafka.Brokers(), "mix-a", okA)
+	readTopic(t, e.kafka.Brokers(), "mix-b", okB)
+}
