@@ -92,12 +92,18 @@ func Lookup(v any, path []string) (any, error) {
 	return unwrapUnion(v), nil
 }
 
+// unwrapUnion unwraps goavro's single-entry union maps when the key is a
+// primitive or logical type name, or a namespaced type name (a record
+// field's name never contains a dot).
 func unwrapUnion(v any) any {
 	if m, ok := v.(map[string]any); ok && len(m) == 1 {
 		for k, inner := range m {
 			switch k {
-			case "string", "int", "long", "float", "double", "boolean", "bytes",
+			case "string", "int", "long", "float", "double", "boolean", "bytes", "null",
 				"long.timestamp-millis", "long.timestamp-micros", "int.date":
+				return inner
+			}
+			if strings.Contains(k, ".") {
 				return inner
 			}
 		}

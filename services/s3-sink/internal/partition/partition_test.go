@@ -27,6 +27,7 @@ func TestField(t *testing.T) {
 		"opt":     map[string]any{"string": "x"},
 		"none":    nil,
 		"nested":  map[string]any{"region": map[string]any{"string": "eu"}},
+		"inunion": map[string]any{"sluice.Address": map[string]any{"city": "Oslo"}},
 	}
 	cases := []struct {
 		field, want string
@@ -41,6 +42,7 @@ func TestField(t *testing.T) {
 		{"opt", "opt=x", nil},
 		{"none", "none=null", nil},
 		{"nested.region", "region=eu", nil},
+		{"inunion.city", "city=Oslo", nil},
 		{"missing", "", ErrNoField},
 		{"country.sub", "", ErrNoField},
 	}
