@@ -34,7 +34,7 @@ const schema = `{"type":"record","name":"Order","namespace":"test","fields":[
  {"name":"id","type":"long"},{"name":"item","type":"string"},
  {"name":"note","type":["null","string"],"default":null}]}`
 
-func write(t *testing.T, api *memAPI, codec *goavro.Codec, key, compression string, n int) {
+func write(t testing.TB, api *memAPI, codec *goavro.Codec, key, compression string, n int) {
 	t.Helper()
 	up := upload.New(api, "b", key, "avro/binary", 5<<20, nil)
 	f, err := ocf.Create(up, codec, compression)
@@ -185,4 +185,24 @@ func TestCountRecords(t *testing.T) {
 	if _, err := ocf.CountRecords(bytes.NewReader([]byte("PK\x03\x04 not avro"))); err == nil {
 		t.Fatal("garbage counted")
 	}
+}
+
+// FuzzCountRecords: any input is counted or rejected without panicking,
+// hanging or returning a negative count.
+func FuzzCountRecords(f *testing.F) {
+	codec, err := goavro.NewCodec(schema)
+	if err != nil {
+		f.Fatal(err)
+	}
+	api := &memAPI{objects: map[string][]byte{}}
+	write(f, api, codec, "seed", "null", 5)
+	f.Add(api.objects["seed"])
+	f.Add([]byte("Obj\x01\x00"))
+	f.Add([]byte("Obj\x01\x02\x02a\x02b\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := ocf.CountRecords(bytes.NewReader(b))
+		if err == nil && n < 0 {
+			t.Fatalf("negative count %d", n)
+		}
+	})
 }
