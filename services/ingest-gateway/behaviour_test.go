@@ -733,3 +733,39 @@ func TestProduceStreamMixedTopics(t *testing.T) {
 	readTopic(t, e.kafka.Brokers(), "mix-a", okA)
 	readTopic(t, e.kafka.Brokers(), "mix-b", okB)
 }
+
+// TestSlowBodyTimesOut: a client that stops sending its body is cut off
+// after GATEWAY_BODY_TIMEOUT and its budget reservation is returned.
+func TestSlowBodyTimesOut(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil, "-gateway-body-timeout", "300ms", "-gateway-max-request-bytes", "65536", "-gateway-inflight-bytes", "65536")
+	e.kafka.CreateTopic("slow", 1, nil)
+	e.reg.Register(t, "slow-value", orderSchema)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequest(http.MethodPost, e.httpURL+"/v1/topics/slow/records", pr)
+	req.ContentLength = 60000
+	req.Header.Set("Content-Type", "application/json")
+	go func() { _, _ = pw.Write([]byte(`{"records":[`)) }()
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.Contains(string(b), "reading request body") {
+			t.Fatalf("stalled body: %d %s", resp.StatusCode, b)
+		}
+	}
+	// Whether the client saw the 400 or a closed connection, the budget is back.
+	big := records(150, func(i int) string { return `{"value":` + orderJSON(i) + `}` })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res := post(t, e.httpURL+"/v1/topics/slow/records", "application/json", big)
+		if res.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("budget not returned: %d %s", res.status, res.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

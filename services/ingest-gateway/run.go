@@ -90,6 +90,7 @@ func run(ctx context.Context, args []string) error {
 		StreamChunk:     cfg.StreamChunk,
 		RetryAfter:      cfg.RetryAfter,
 		ClusterID:       cfg.ClusterID,
+		BodyTimeout:     cfg.BodyTimeout,
 	}, log, app.Metrics())
 	httpLn, err := service.Listen(ctx, cfg.HTTPAddr)
 	if err != nil {

@@ -31,6 +31,7 @@ type Config struct {
 	MaxRecords      int           `env:"GATEWAY_MAX_RECORDS" default:"10000" help:"most records in one request or gRPC batch"`
 	InflightBytes   int64         `env:"GATEWAY_INFLIGHT_BYTES" default:"268435456" help:"budget of request bytes held by all in-flight requests together; 429 with Retry-After when exhausted"`
 	ProduceTimeout  time.Duration `env:"GATEWAY_PRODUCE_TIMEOUT" default:"10s" help:"how long a request waits for Kafka acks before answering 503 with Retry-After"`
+	BodyTimeout     time.Duration `env:"GATEWAY_BODY_TIMEOUT" default:"60s" help:"deadline for receiving a non-streamed request body (slow clients must not hold the in-flight budget)"`
 	RetryAfter      time.Duration `env:"GATEWAY_RETRY_AFTER" default:"1s" help:"Retry-After sent with 429 and 503"`
 	StreamChunk     int           `env:"GATEWAY_STREAM_CHUNK" default:"500" help:"records per produce call when streaming NDJSON or v3 records"`
 
@@ -84,6 +85,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ProduceTimeout <= 0 {
 		return service.Invalid("GATEWAY_PRODUCE_TIMEOUT", "must be positive")
+	}
+	if c.BodyTimeout <= 0 {
+		return service.Invalid("GATEWAY_BODY_TIMEOUT", "must be positive")
 	}
 	if c.RetryAfter < time.Second {
 		return service.Invalid("GATEWAY_RETRY_AFTER", "must be at least 1s (Retry-After has whole seconds)")

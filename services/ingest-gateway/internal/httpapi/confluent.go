@@ -123,7 +123,7 @@ func (s *Server) v2(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Code: 415, Message: fmt.Sprintf("HTTP 415 Unsupported Media Type: %s (this gateway takes avro, json and binary embedded formats)", ct)})
 		return
 	}
-	body, hold, gerr := s.readBody(r)
+	body, hold, gerr := s.readBody(w, r)
 	if gerr != nil {
 		s.failV2(w, gerr)
 		return

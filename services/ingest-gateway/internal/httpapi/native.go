@@ -127,7 +127,7 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Code: 41501, Message: fmt.Sprintf("unsupported Content-Type %q: use %s, %s or %s", ct, ContentJSON, ContentAvroJSON, ContentNDJSON)})
 		return
 	}
-	body, hold, gerr := s.readBody(r)
+	body, hold, gerr := s.readBody(w, r)
 	if gerr != nil {
 		s.fail(w, gerr)
 		return

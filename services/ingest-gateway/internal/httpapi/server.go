@@ -31,6 +31,7 @@ type Options struct {
 	StreamChunk     int
 	RetryAfter      time.Duration
 	ClusterID       string
+	BodyTimeout     time.Duration // deadline for reading a non-streamed body
 }
 
 // Server holds the handlers' dependencies.
@@ -189,7 +190,11 @@ func wait(ctx context.Context, key *auth.Key) {
 
 // readBody reads a whole (non-streamed) body under the request limit and
 // reserves its size from the in-flight budget.
-func (s *Server) readBody(r *http.Request) ([]byte, *gateway.Hold, *gateway.Error) {
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *gateway.Hold, *gateway.Error) {
+	if s.opt.BodyTimeout > 0 {
+		// A client trickling its body must not hold budget forever.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opt.BodyTimeout))
+	}
 	if r.ContentLength > s.opt.MaxRequestBytes {
 		return nil, nil, gateway.Errorf(gateway.KindRequestTooLarge, "request body of %d bytes is over the limit of %d", r.ContentLength, s.opt.MaxRequestBytes)
 	}
