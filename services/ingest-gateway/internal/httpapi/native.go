@@ -188,7 +188,7 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 	}
 	// Hand-rolled: encoding/json's reflection was a visible share of a
 	// 1000-record request.
-	buf := make([]byte, 0, 32+len(all)*64)
+	buf := make([]byte, 0, 64+len(all)*128)
 	buf = append(buf, `{"topic":`...)
 	buf = appendJSONString(buf, topic)
 	buf = append(buf, `,"results":[`...)
