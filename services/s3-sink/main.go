@@ -1,6 +1,12 @@
 // Command s3-sink is Sluice's s3-sink service; see README.md for configuration.
 package main
 
-import "github.com/sluicehq/sluice/pkg/service"
+import (
+	"github.com/sluicehq/sluice/pkg/avro"
+	"github.com/sluicehq/sluice/pkg/service"
+)
 
-func main() { service.Main(run) }
+func main() {
+	avro.LimitBlocks() // untrusted Avro must not make goavro allocate gigabytes
+	service.Main(run)
+}
