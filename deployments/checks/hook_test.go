@@ -1,0 +1,123 @@
+package checks
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// TestHelmTestHookScript runs the rendered test hook's script with /bin/sh
+// and curl against stand-ins for the registry and the gateway on 127.0.0.1
+// that check each request's method, path, content type and body, and answer
+// as the real services do: the script passes on an accepted record and
+// fails (exit 1) on a rejected one or a refused schema.
+func TestHelmTestHookScript(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	pod := findDoc[*corev1.Pod](t, renderDefaults(t), "test-produce")
+	c := pod.Spec.Containers[0]
+	if len(c.Command) != 2 || c.Command[0] != "/bin/sh" || len(c.Args) != 1 {
+		t.Fatalf("unexpected hook command %q args %d", c.Command, len(c.Args))
+	}
+	script := c.Args[0]
+	topic := ""
+	for _, e := range c.Env {
+		if e.Name == "TOPIC" {
+			topic = e.Value
+		}
+	}
+	cases := []struct {
+		name       string
+		regStatus  int
+		gwStatus   int
+		gwBody     string
+		wantOK     bool
+		wantOutput string
+		unavail    int32 // first answers 503 with Retry-After, as while Kafka is down
+	}{
+		{"accepted", 200, 200, `{"results":[{"partition":0,"offset":41,"timestamp":1}]}`, true, "record accepted", 0},
+		{"rejected record", 200, 422, `{"results":[{"error_code":42201,"message":"value.msg: expected string","field":"value.msg"}]}`, false, "42201", 0},
+		{"accepted without an offset", 200, 202, `{"results":[{}]}`, false, "no offset", 0},
+		{"per-record error in a 207", 200, 207, `{"results":[{"error_code":42201,"message":"bad"}]}`, false, "gateway rejected the record", 0},
+		{"registry refuses the schema", 409, 200, `{}`, false, "registering the schema failed", 0},
+		{"gateway unavailable, then accepts", 200, 200, `{"results":[{"partition":0,"offset":7,"timestamp":1}]}`, true, "record accepted", 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var produced atomic.Int32
+			reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var body struct {
+					Schema string `json:"schema"`
+				}
+				var schema map[string]any
+				if r.Method != http.MethodPost || r.URL.Path != "/subjects/"+topic+"-value/versions" ||
+					r.Header.Get("Content-Type") != "application/vnd.schemaregistry.v1+json" ||
+					json.NewDecoder(r.Body).Decode(&body) != nil || json.Unmarshal([]byte(body.Schema), &schema) != nil || schema["type"] != "record" {
+					t.Errorf("bad register request %s %s", r.Method, r.URL.Path)
+					w.WriteHeader(http.StatusBadRequest)
+					return
+				}
+				w.WriteHeader(tc.regStatus)
+				_, _ = w.Write([]byte(`{"id":1}`))
+			}))
+			defer reg.Close()
+			gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var body struct {
+					Records []struct {
+						Value map[string]any `json:"value"`
+					} `json:"records"`
+				}
+				if r.Method != http.MethodPost || r.URL.Path != "/v1/topics/"+topic+"/records" ||
+					!strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") ||
+					json.NewDecoder(r.Body).Decode(&body) != nil || len(body.Records) != 1 || body.Records[0].Value["msg"] == nil {
+					t.Errorf("bad produce request %s %s", r.Method, r.URL.Path)
+					w.WriteHeader(http.StatusBadRequest)
+					return
+				}
+				if produced.Add(1) <= tc.unavail {
+					w.Header().Set("Retry-After", "0")
+					w.WriteHeader(http.StatusServiceUnavailable)
+					_, _ = w.Write([]byte(`{"error_code":50301,"message":"kafka unavailable"}`))
+					return
+				}
+				w.WriteHeader(tc.gwStatus)
+				_, _ = w.Write([]byte(tc.gwBody))
+			}))
+			defer gw.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			tmp := t.TempDir()
+			// The pod writes the answer to /tmp/body (an emptyDir); here to a temp dir.
+			cmd := exec.CommandContext(ctx, "/bin/sh", "-ec", strings.ReplaceAll(script, "/tmp/body", tmp+"/body"))
+			cmd.Env = []string{"PATH=" + pathEnv(), "REGISTRY=" + reg.URL, "GATEWAY=" + gw.URL, "TOPIC=" + topic, "RETRY_DELAY=0"}
+			out, err := cmd.CombinedOutput()
+			if (err == nil) != tc.wantOK {
+				t.Fatalf("script err=%v, want ok=%v\n%s", err, tc.wantOK, out)
+			}
+			if !strings.Contains(string(out), tc.wantOutput) {
+				t.Errorf("output lacks %q:\n%s", tc.wantOutput, out)
+			}
+			if want := 1 + tc.unavail; tc.regStatus == 200 && produced.Load() != want {
+				t.Errorf("gateway got %d produce requests, want %d (a rejection must not be retried)", produced.Load(), want)
+			}
+		})
+	}
+}
+
+func pathEnv() string {
+	if p, err := exec.LookPath("curl"); err == nil {
+		return p[:strings.LastIndex(p, "/")] + ":/usr/bin:/bin"
+	}
+	return "/usr/bin:/bin"
+}
