@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -120,4 +122,77 @@ func pathEnv() string {
 		return p[:strings.LastIndex(p, "/")] + ":/usr/bin:/bin"
 	}
 	return "/usr/bin:/bin"
+}
+
+// TestKibanaInitScript runs the compose stack's kibana-init command with
+// /bin/sh and curl against a stand-in Kibana on 127.0.0.1, which requires
+// Kibana's import API shape (POST, kbn-xsrf, multipart "file" holding
+// NDJSON saved objects) for every file of deployments/kibana.
+func TestKibanaInitScript(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	p, err := loadCompose(t, composeFile(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := p.Services["kibana-init"]
+	if len(svc.Entrypoint) != 2 || svc.Entrypoint[0] != "/bin/sh" || len(svc.Command) != 1 {
+		t.Fatalf("unexpected kibana-init entrypoint %q command %q", svc.Entrypoint, svc.Command)
+	}
+	var mount string
+	for _, v := range svc.Volumes {
+		if v.Target == "/kibana" {
+			mount = v.Source
+		}
+	}
+	if mount == "" {
+		t.Fatal("kibana-init does not mount the saved objects at /kibana")
+	}
+	var imported atomic.Int32
+	kibana := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/api/saved_objects/_import" || r.URL.Query().Get("overwrite") != "true" || r.Header.Get("kbn-xsrf") == "" {
+			t.Errorf("bad import request %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		f, _, err := r.FormFile("file")
+		if err != nil {
+			t.Errorf("no multipart file: %v", err)
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		defer f.Close()
+		dec := json.NewDecoder(f)
+		n := 0
+		for dec.More() {
+			var obj struct {
+				Type string `json:"type"`
+				ID   string `json:"id"`
+			}
+			if err := dec.Decode(&obj); err != nil {
+				t.Errorf("saved objects are not NDJSON: %v", err)
+				break
+			}
+			n++
+		}
+		imported.Add(1)
+		_, _ = w.Write([]byte(`{"success":true,"successCount":` + strconv.Itoa(n) + `}`))
+	}))
+	defer kibana.Close()
+	script := strings.ReplaceAll(svc.Command[0], "http://kibana:5601", kibana.URL)
+	script = strings.ReplaceAll(script, "/kibana/", mount+"/")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-ec", script)
+	cmd.Env = []string{"PATH=" + pathEnv()}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kibana-init: %v\n%s", err, out)
+	}
+	files, _ := filepath.Glob(filepath.Join(mount, "*.ndjson"))
+	if len(files) == 0 || int(imported.Load()) != len(files) {
+		t.Fatalf("imported %d files, deployments/kibana has %d\n%s", imported.Load(), len(files), out)
+	}
 }
