@@ -189,6 +189,14 @@ func TestManifestDefectsCaught(t *testing.T) {
 			g := int64(20)
 			findDoc[*appsv1.Deployment](t, d, "s3-sink").Spec.Template.Spec.TerminationGracePeriodSeconds = &g
 		}, "terminationGracePeriodSeconds 20 does not exceed SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT (35s)"},
+		{"GOMEMLIMIT above the limit", nil, func(t *testing.T, d []manifest) {
+			c := &findDoc[*appsv1.Deployment](t, d, "search-sink").Spec.Template.Spec.Containers[0]
+			for i := range c.Env {
+				if c.Env[i].Name == "GOMEMLIMIT" {
+					c.Env[i].Value = "600MiB"
+				}
+			}
+		}, "GOMEMLIMIT=600MiB must parse and stay below the memory limit 512Mi"},
 		{"listen port not declared", nil, func(t *testing.T, d []manifest) {
 			cm := findDoc[*corev1.ConfigMap](t, d, "s3-sink")
 			for k := range cm.Data {

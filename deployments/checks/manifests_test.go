@@ -265,6 +265,12 @@ func checkManifests(docs []manifest, envs map[string]envSpec) []string {
 			var set []string
 			cmEnv := map[string]string{}
 			for _, e := range c.Env {
+				if e.Name == "GOMEMLIMIT" && e.Value != "" {
+					limit := c.Resources.Limits.Memory().Value()
+					if n, ok := parseGoMemLimit(e.Value); !ok || limit == 0 || n >= limit {
+						addf("%s: GOMEMLIMIT=%s must parse and stay below the memory limit %s", cwhat, e.Value, c.Resources.Limits.Memory())
+					}
+				}
 				set = append(set, e.Name)
 				if known && spec.Secrets[e.Name] && e.Value != "" {
 					addf("%s: secret %s given as a literal value; use valueFrom secretKeyRef", cwhat, e.Name)
@@ -647,6 +653,23 @@ func checkPod(what string, pod *corev1.PodSpec, probes bool) []string {
 		}
 	}
 	return problems
+}
+
+// parseGoMemLimit parses a GOMEMLIMIT value (bytes with an optional B,
+// KiB, MiB, GiB or TiB suffix), as the Go runtime does.
+func parseGoMemLimit(v string) (int64, bool) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(v, u.suffix) {
+			v, mult = strings.TrimSuffix(v, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n * mult, err == nil && n >= 0
 }
 
 func podHasPort(pod *corev1.PodSpec, port string) bool {
