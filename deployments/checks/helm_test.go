@@ -33,7 +33,21 @@ func chartDir(tb testing.TB) string { return repoPath(tb, "helm", "sluice") }
 func helmTemplate(tb testing.TB, chart, kubeVersion string, args ...string) (string, string, error) {
 	tb.Helper()
 	full := append([]string{"template", "sluice", chart, "--namespace", "sluice", "--kube-version", kubeVersion}, args...)
-	return run(tb, chart, tool(tb, "helm"), full...)
+	return runHelm(tb, chart, full...)
+}
+
+// runHelm runs helm isolated from the user's setup: no kubeconfig (whose
+// permissions helm warns about on stderr), and config, cache and data
+// directories of its own, so local plugins or repositories change nothing.
+func runHelm(tb testing.TB, dir string, args ...string) (string, string, error) {
+	tb.Helper()
+	home := tb.TempDir()
+	return runEnv(tb, dir, []string{
+		"KUBECONFIG=" + filepath.Join(home, "no-kubeconfig"),
+		"HELM_CONFIG_HOME=" + filepath.Join(home, "config"),
+		"HELM_CACHE_HOME=" + filepath.Join(home, "cache"),
+		"HELM_DATA_HOME=" + filepath.Join(home, "data"),
+	}, tool(tb, "helm"), args...)
 }
 
 func valuesArgs(chart, file string) []string {
@@ -50,7 +64,7 @@ func TestHelmLint(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			t.Parallel()
 			args := append([]string{"lint", "--strict", chart, "--kube-version", kubeVersions[len(kubeVersions)-1]}, valuesArgs(chart, v.file)...)
-			out, stderr, err := run(t, chart, tool(t, "helm"), args...)
+			out, stderr, err := runHelm(t, chart, args...)
 			if err != nil || strings.Contains(out, "[WARNING]") || strings.Contains(out, "[ERROR]") {
 				t.Fatalf("helm lint --strict: %v\n%s%s", err, out, stderr)
 			}
@@ -67,7 +81,7 @@ func TestHelmLintCatchesDefect(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(chart, "templates", "broken.yaml"), []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, _, err := run(t, chart, tool(t, "helm"), "lint", "--strict", chart, "--kube-version", kubeVersions[0])
+	out, _, err := runHelm(t, chart, "lint", "--strict", chart, "--kube-version", kubeVersions[0])
 	if err == nil || !strings.Contains(out, "[ERROR]") {
 		t.Fatalf("lint passed a template reading a missing value:\n%s", out)
 	}

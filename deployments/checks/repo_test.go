@@ -89,10 +89,17 @@ func tool(tb testing.TB, name string) string {
 // run executes a command with a deadline and returns stdout, stderr and the error.
 func run(tb testing.TB, dir string, name string, args ...string) (string, string, error) {
 	tb.Helper()
+	return runEnv(tb, dir, nil, name, args...)
+}
+
+// runEnv is run with extra environment variables.
+func runEnv(tb testing.TB, dir string, env []string, name string, args ...string) (string, string, error) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
