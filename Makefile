@@ -11,7 +11,7 @@ SERVICES  := ingest-gateway schema-registry s3-sink search-sink kafka-exporter
 BIN       := $(CURDIR)/bin
 TEST_FLAGS ?= -race -shuffle=on -timeout 20m
 BENCH     ?= .
-BENCHTIME ?=
+BENCHTIME ?= 1x
 
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
