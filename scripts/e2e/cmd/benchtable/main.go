@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -62,12 +63,25 @@ func parse(r io.Reader) ([]row, error) {
 	return rows, sc.Err()
 }
 
-// pick returns the first metric whose unit matches one of the tests.
+// pick returns the metric whose unit passes the earliest test; among
+// several units passing the same test the shortest name wins (so
+// "scrape_p99_ms" beats "scrape_gzip_p99_ms"), then the alphabetically
+// first, so the table never depends on map order.
 func pick(m map[string]float64, tests ...func(string) bool) (float64, string, bool) {
+	units := make([]string, 0, len(m))
+	for u := range m {
+		units = append(units, u)
+	}
+	sort.Slice(units, func(i, j int) bool {
+		if len(units[i]) != len(units[j]) {
+			return len(units[i]) < len(units[j])
+		}
+		return units[i] < units[j]
+	})
 	for _, t := range tests {
-		for unit, v := range m {
+		for _, unit := range units {
 			if t(unit) {
-				return v, unit, true
+				return m[unit], unit, true
 			}
 		}
 	}
@@ -77,6 +91,13 @@ func pick(m map[string]float64, tests ...func(string) bool) (float64, string, bo
 func is(s string) func(string) bool { return func(u string) bool { return u == s } }
 func has(s string) func(string) bool {
 	return func(u string) bool { return strings.Contains(strings.ToLower(u), s) }
+}
+func ratio(u string) bool {
+	return strings.Contains(strings.ToLower(u), "ratio") && !strings.HasSuffix(u, "/s")
+}
+func peak(u string) bool {
+	l := strings.ToLower(u)
+	return strings.Contains(l, "peak") && (strings.Contains(l, "rss") || strings.Contains(l, "mib"))
 }
 func rate(u string) bool {
 	return strings.HasSuffix(u, "/s") && u != "MB/s" && !strings.HasPrefix(u, "raw") && !strings.HasPrefix(u, "baseline")
@@ -99,8 +120,8 @@ func render(w io.Writer, rows []row) {
 			cell(is("MB/s")),
 			cell(has("p50")),
 			cell(has("p99")),
-			cell(is("x_raw"), has("ratio")),
-			cell(has("rss")),
+			cell(is("x_raw"), ratio),
+			cell(peak, has("rss")),
 		)
 	}
 }
