@@ -10,7 +10,7 @@ DOCKER_BUILD_FLAGS ?=
 DOCKER_SERVICES := ingest-gateway schema-registry s3-sink search-sink kafka-exporter
 
 .PHONY: docker
-docker: $(addprefix docker-,$(DOCKER_SERVICES)) ## build every service image ($(IMAGE_REGISTRY)/<service>:$(IMAGE_TAG))
+docker: $(addprefix docker-,$(DOCKER_SERVICES)) ## build every image as IMAGE_REGISTRY/<service>:IMAGE_TAG; docker-<service> builds one
 
 .PHONY: $(addprefix docker-,$(DOCKER_SERVICES))
 $(addprefix docker-,$(DOCKER_SERVICES)): docker-%:
