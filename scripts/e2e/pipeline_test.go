@@ -47,18 +47,20 @@ var dataTopics = map[string]int{"orders": 6, "payments": 3, "metrics": 1}
 
 // stack is the running pipeline.
 type stack struct {
-	kc          *kafkatest.Cluster
-	s3          *s3test.Server
-	es          *estest.Server
-	reg         *registrytest.Registry
-	slack       *receiver
-	gw          *proctest.Proc
-	s3sink      *proctest.Proc
-	search      *proctest.Proc
-	exporter    *proctest.Proc
-	gwHTTP      string
-	gwGRPC      string
-	exporterURL string
+	kc            *kafkatest.Cluster
+	s3            *s3test.Server
+	es            *estest.Server
+	reg           *registrytest.Registry
+	slack         *receiver
+	gw            *proctest.Proc
+	s3sink        *proctest.Proc
+	search        *proctest.Proc
+	exporter      *proctest.Proc
+	gwHTTP        string
+	gwGRPC        string
+	exporterURL   string
+	s3Metrics     string
+	searchMetrics string
 }
 
 // receiver is a Slack incoming-webhook stand-in that keeps every POST.
@@ -145,6 +147,7 @@ func startStack(t testing.TB, over map[string]map[string]string) *stack {
 		})})
 
 	sp := proctest.FreePort(t)
+	st.s3Metrics = proctest.PortURL(sp, "/metrics")
 	st.s3sink = proctest.Start(t, proctest.Spec{Name: "s3-sink", Bin: proctest.Build(t, "services/s3-sink"),
 		ReadyURL: proctest.PortURL(sp, "/readyz"), Env: withFor("s3-sink", map[string]string{
 			"S3_SINK_ADMIN_ADDR":    "127.0.0.1:" + strconv.Itoa(sp),
@@ -160,6 +163,7 @@ func startStack(t testing.TB, over map[string]map[string]string) *stack {
 		})})
 
 	ep := proctest.FreePort(t)
+	st.searchMetrics = proctest.PortURL(ep, "/metrics")
 	st.search = proctest.Start(t, proctest.Spec{Name: "search-sink", Bin: proctest.Build(t, "services/search-sink"),
 		ReadyURL: proctest.PortURL(ep, "/readyz"), Env: withFor("search-sink", map[string]string{
 			"SEARCH_SINK_ADMIN_ADDR":        "127.0.0.1:" + strconv.Itoa(ep),
@@ -191,11 +195,12 @@ func TestPipeline(t *testing.T) {
 	ctx := kafkatest.Context(t, 9*time.Minute)
 
 	var (
-		mu      sync.Mutex
-		acked   = map[string]Loc{}
-		nAcked  atomic.Int64
-		summary = map[string]load.Summary{}
-		loadWG  sync.WaitGroup
+		mu       sync.Mutex
+		acked    = map[string]Loc{}
+		nAcked   atomic.Int64
+		inFlight atomic.Int64
+		summary  = map[string]load.Summary{}
+		loadWG   sync.WaitGroup
 	)
 	onAck := func(topic string) func(string, int32, int64) {
 		return func(id string, p int32, off int64) {
@@ -206,8 +211,8 @@ func TestPipeline(t *testing.T) {
 		}
 	}
 	runs := []load.Config{
-		{Protocol: "http", HTTPURL: st.gwHTTP, Topic: "orders", Count: 60000, Batch: 500, Concurrency: 2, RecordSize: 200, IDPrefix: "o-", OnAck: onAck("orders")},
-		{Protocol: "grpc", GRPCAddr: st.gwGRPC, Topic: "payments", Count: 40000, Batch: 250, Concurrency: 2, RecordSize: 200, IDPrefix: "p-", OnAck: onAck("payments")},
+		{Protocol: "http", HTTPURL: st.gwHTTP, Topic: "orders", Count: 60000, Rate: 6000, Batch: 500, Concurrency: 2, RecordSize: 200, IDPrefix: "o-", OnAck: onAck("orders"), InFlight: &inFlight},
+		{Protocol: "grpc", GRPCAddr: st.gwGRPC, Topic: "payments", Count: 40000, Rate: 4000, Batch: 250, Concurrency: 2, RecordSize: 200, IDPrefix: "p-", OnAck: onAck("payments"), InFlight: &inFlight},
 	}
 	for _, cfg := range runs {
 		loadWG.Add(1)
@@ -225,15 +230,32 @@ func TestPipeline(t *testing.T) {
 	loadDone := make(chan struct{})
 	go func() { loadWG.Wait(); close(loadDone) }()
 
-	// Chaos: SIGKILL each service once mid-run, restart it at once.
+	// Chaos: SIGKILL each service once while it is busy, restart it at
+	// once. The gateway dies mid-load; each sink dies mid-consumption, when
+	// it has written part of the stream and holds more in flight (open
+	// files, unacknowledged bulk items), which is when a sink that commits
+	// too early loses data.
 	for _, step := range []struct {
-		at   int64
+		what string
+		at   float64
+		done func() float64
 		proc *proctest.Proc
-	}{{15000, st.gw}, {35000, st.s3sink}, {55000, st.search}} {
-		if !waitUntil(loadDone, 5*time.Minute, func() bool { return nAcked.Load() >= step.at }) {
-			t.Fatalf("load finished or stalled before %d acks (at %d)", step.at, nAcked.Load())
+	}{
+		// The gateway dies with requests in flight: their records may or may
+		// not be in Kafka, but none of them was acknowledged.
+		{"gateway acknowledged", 15000, func() float64 {
+			if inFlight.Load() == 0 {
+				return 0
+			}
+			return float64(nAcked.Load())
+		}, st.gw},
+		{"s3-sink wrote", 30000, func() float64 { return metricSum(st.s3Metrics, "sluice_s3sink_records_written_total") }, st.s3sink},
+		{"search-sink indexed", 50000, func() float64 { return metricSum(st.searchMetrics, "sluice_searchsink_docs_indexed_total") }, st.search},
+	} {
+		if !waitUntil(nil, 5*time.Minute, func() bool { return step.done() >= step.at }) {
+			t.Fatalf("%s never reached %v records (at %v)", step.what, step.at, step.done())
 		}
-		t.Logf("SIGKILL at %d acked records", nAcked.Load())
+		t.Logf("SIGKILL %s after it %s %v records (%d requests in flight)", filepath.Base(step.proc.Name()), step.what, step.done(), inFlight.Load())
 		step.proc.Kill()
 		step.proc.Restart(t)
 	}
@@ -605,4 +627,24 @@ func label(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+// metricSum scrapes url and sums every sample of the named counter or
+// gauge; 0 when the service does not answer or has no such series yet.
+func metricSum(url, name string) float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil || fams[name] == nil {
+		return 0
+	}
+	var sum float64
+	for _, m := range fams[name].GetMetric() {
+		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return sum
 }

@@ -191,6 +191,9 @@ func (p *Proc) signal(sig syscall.Signal, wait time.Duration) (exitCode int) {
 	return cmd.ProcessState.ExitCode()
 }
 
+// Name is the process's name from its Spec.
+func (p *Proc) Name() string { return p.spec.Name }
+
 // Kill stops the process with SIGKILL, as a crash would.
 func (p *Proc) Kill() { p.signal(syscall.SIGKILL, 10*time.Second) }
 

@@ -44,6 +44,9 @@ type Config struct {
 	Count       int64         // stop after this many records (0 = only Duration)
 	IDPrefix    string        // prefix of record ids (so runs can be told apart)
 	Progress    io.Writer     // live progress line every second; nil = none
+	// InFlight, if set, counts requests sent and not yet answered (chaos
+	// tests kill the gateway while it is above zero).
+	InFlight *atomic.Int64
 	// OnAck, if set, is called for every record the gateway acknowledged
 	// (id, partition, offset), from several goroutines.
 	OnAck func(id string, partition int32, offset int64)
@@ -191,7 +194,13 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 					}}
 				}
 				t0 := time.Now()
+				if cfg.InFlight != nil {
+					cfg.InFlight.Add(1)
+				}
 				acks, err := snd.send(ctx, recs)
+				if cfg.InFlight != nil {
+					cfg.InFlight.Add(-1)
+				}
 				lat.add(time.Since(t0))
 				reqs.Add(1)
 				if err != nil {
