@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/pkg/deadletter"
 )
 
 // WriterOptions tune a producer; zero values take Sluice's defaults.
@@ -269,4 +272,14 @@ func (c *Clients) Ping(ctx context.Context, timeout time.Duration) error {
 // sinks use for objects and documents.
 func PartitionKey(topic string, partition int, offset int64) string {
 	return topic + "+" + strconv.Itoa(partition) + "+" + strconv.FormatInt(offset, 10)
+}
+
+// IsInternal reports whether a topic is internal to Kafka or to Sluice (a
+// leading underscore: __consumer_offsets, _schemas, the exporter's probe).
+func IsInternal(topic string) bool { return strings.HasPrefix(topic, "_") }
+
+// IsDataTopic reports whether a topic carries pipeline data that the sinks
+// consume when discovering topics: neither internal nor a dead-letter topic.
+func IsDataTopic(topic string) bool {
+	return topic != "" && !IsInternal(topic) && !deadletter.Is(topic)
 }

@@ -17,6 +17,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/avro"
+	"github.com/sluicehq/sluice/pkg/deadletter"
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/wire"
@@ -716,15 +717,9 @@ func (e *Engine) deadLetter(topic string, r *Record, schemaID int, rerr *Error, 
 	if r.KeyJSON != nil {
 		key = []byte(r.KeyJSON)
 	}
-	hs := make([]kafkago.Header, 0, len(r.Headers)+7)
-	hs = append(hs, r.Headers...)
-	hs = append(hs,
-		kafkago.Header{Key: "sluice-error", Value: []byte(rerr.Message)},
+	// The record never reached Kafka: no source partition or offset (-1).
+	hs := deadletter.Headers(r.Headers, "ingest-gateway", rerr.Message, topic, -1, -1,
 		kafkago.Header{Key: "sluice-error-field", Value: []byte(rerr.Field)},
-		kafkago.Header{Key: "sluice-stage", Value: []byte("ingest-gateway")},
-		kafkago.Header{Key: "sluice-source-topic", Value: []byte(topic)},
-		kafkago.Header{Key: "sluice-source-partition", Value: []byte("-1")},
-		kafkago.Header{Key: "sluice-source-offset", Value: []byte("-1")},
 		kafkago.Header{Key: "sluice-schema-id", Value: []byte(strconv.Itoa(schemaID))},
 	)
 	t := r.Time
@@ -735,7 +730,7 @@ func (e *Engine) deadLetter(topic string, r *Record, schemaID int, rerr *Error, 
 }
 
 // DeadLetterTopic names the dead-letter topic of topic.
-func DeadLetterTopic(topic string) string { return topic + ".dlq" }
+func DeadLetterTopic(topic string) string { return deadletter.Topic(topic) }
 
 func (e *Engine) ensureDLQ(ctx context.Context, topic string) (int, *Error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.ProduceTimeout)

@@ -19,6 +19,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/avro"
+	skafka "github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/avrocheck"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/config"
@@ -204,10 +205,7 @@ func New(o Options) (*Sink, error) {
 // Selected reports whether a regex-selected sink takes topic: internal
 // topics (leading '_') and dead-letter topics (".dlq" suffix) never are.
 func Selected(re *regexp.Regexp, topic string) bool {
-	if strings.HasPrefix(topic, "_") || strings.HasSuffix(topic, ".dlq") {
-		return false
-	}
-	return re.MatchString(topic)
+	return skafka.IsDataTopic(topic) && re.MatchString(topic)
 }
 
 func (s *Sink) topics(ctx context.Context) ([]string, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/pkg/deadletter"
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/wire"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/ocf"
@@ -623,15 +624,6 @@ func (w *worker) tombstone(ctx, gctx context.Context, m kafkago.Message) error {
 	}
 }
 
-// DLQ header names (DESIGN.md).
-const (
-	HeaderError     = "sluice-error"
-	HeaderStage     = "sluice-stage"
-	HeaderTopic     = "sluice-source-topic"
-	HeaderPartition = "sluice-source-partition"
-	HeaderOffset    = "sluice-source-offset"
-)
-
 // deadLetter writes m to <topic>.dlq with the reason and waits for the ack,
 // retrying until it succeeds or the generation ends: a record is never
 // skipped silently.
@@ -639,17 +631,9 @@ func (w *worker) deadLetter(ctx, gctx context.Context, m kafkago.Message, reason
 	if !w.s.cfg.DLQ || w.s.o.DLQ == nil {
 		return &fatalError{fmt.Errorf("record at offset %d is bad (%s) and the DLQ is disabled", m.Offset, reason)}
 	}
-	dlq := w.topic + ".dlq"
-	headers := make([]kafkago.Header, 0, len(m.Headers)+5)
-	headers = append(headers, m.Headers...)
-	headers = append(headers,
-		kafkago.Header{Key: HeaderError, Value: []byte(reason)},
-		kafkago.Header{Key: HeaderStage, Value: []byte("s3-sink")},
-		kafkago.Header{Key: HeaderTopic, Value: []byte(w.topic)},
-		kafkago.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(w.partition))},
-		kafkago.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
-	)
-	msg := kafkago.Message{Topic: dlq, Key: m.Key, Value: m.Value, Headers: headers, Time: m.Time}
+	m.Topic, m.Partition = w.topic, w.partition
+	msg := deadletter.Message(&m, "s3-sink", reason)
+	dlq := msg.Topic
 	backoff := 100 * time.Millisecond
 	for {
 		err := w.s.ensureDLQ(ctx, dlq)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,7 +86,7 @@ func NewConsumer(kc *skafka.Clients, b *document.Builder, pl *Pipeline, m *Metri
 // Eligible reports whether a discovered topic is a data topic: internal
 // topics (leading "_"), dead-letter topics (".dlq") and excluded ones are not.
 func (c *Consumer) Eligible(t string) bool {
-	return t != "" && !strings.HasPrefix(t, "_") && !strings.HasSuffix(t, ".dlq") && !slices.Contains(c.o.ExcludeTopics, t)
+	return skafka.IsDataTopic(t) && !slices.Contains(c.o.ExcludeTopics, t)
 }
 
 // Topics returns the topics to consume now, sorted.

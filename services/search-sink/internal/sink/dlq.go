@@ -4,20 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
-)
-
-// DLQ headers (DESIGN.md).
-const (
-	HeaderError     = "sluice-error"
-	HeaderStage     = "sluice-stage"
-	HeaderTopic     = "sluice-source-topic"
-	HeaderPartition = "sluice-source-partition"
-	HeaderOffset    = "sluice-source-offset"
+	"github.com/sluicehq/sluice/pkg/deadletter"
 )
 
 // MessageWriter is the part of kafka.Writer the DLQ uses.
@@ -52,22 +43,7 @@ func NewDLQ(w MessageWriter, ensure func(ctx context.Context, topic string) erro
 
 // Send queues m for its topic's DLQ; done runs once it is written.
 func (d *DLQ) Send(m *kafkago.Message, stage, reason string, done func()) {
-	hs := make([]kafkago.Header, 0, len(m.Headers)+5)
-	for _, h := range m.Headers {
-		switch h.Key {
-		case HeaderError, HeaderStage, HeaderTopic, HeaderPartition, HeaderOffset:
-			continue // a record replayed from a DLQ gets fresh headers
-		}
-		hs = append(hs, h)
-	}
-	hs = append(hs,
-		kafkago.Header{Key: HeaderError, Value: []byte(reason)},
-		kafkago.Header{Key: HeaderStage, Value: []byte(stage)},
-		kafkago.Header{Key: HeaderTopic, Value: []byte(m.Topic)},
-		kafkago.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(m.Partition))},
-		kafkago.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
-	)
-	out := kafkago.Message{Topic: m.Topic + ".dlq", Key: m.Key, Value: m.Value, Headers: hs, Time: m.Time}
+	out := deadletter.Message(m, stage, reason)
 	d.mu.Lock()
 	d.queue = append(d.queue, dlqItem{msg: out, done: done})
 	d.mu.Unlock()
@@ -106,7 +82,7 @@ func (d *DLQ) Run(ctx context.Context) error {
 				}
 			}
 			for _, it := range batch {
-				d.m.DLQ.WithLabelValues(it.msg.Topic[:len(it.msg.Topic)-len(".dlq")]).Inc()
+				d.m.DLQ.WithLabelValues(deadletter.Source(it.msg.Topic)).Inc()
 				it.done()
 			}
 		}
