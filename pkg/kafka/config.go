@@ -22,6 +22,7 @@ type Config struct {
 	Brokers               []string      `env:"KAFKA_BROKERS" default:"127.0.0.1:9092" help:"comma-separated bootstrap brokers host:port"`
 	ClientID              string        `env:"KAFKA_CLIENT_ID" default:"sluice" help:"client.id sent to the brokers"`
 	DialTimeout           time.Duration `env:"KAFKA_DIAL_TIMEOUT" default:"10s" help:"TCP+TLS+SASL connect timeout"`
+	MetadataTTL           time.Duration `env:"KAFKA_METADATA_TTL" default:"10s" help:"how long cluster metadata is cached; bounds how late a new topic or moved leader is seen"`
 	TLSEnabled            bool          `env:"KAFKA_TLS_ENABLED" default:"false" help:"connect with TLS (MSK: true)"`
 	TLSCAFile             string        `env:"KAFKA_TLS_CA_FILE" help:"PEM CA bundle; empty uses the system roots"`
 	TLSCertFile           string        `env:"KAFKA_TLS_CERT_FILE" help:"PEM client certificate for mutual TLS"`
@@ -45,6 +46,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DialTimeout <= 0 {
 		return service.Invalid("KAFKA_DIAL_TIMEOUT", "must be positive")
+	}
+	if c.MetadataTTL < 0 {
+		return service.Invalid("KAFKA_METADATA_TTL", "must not be negative")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		if c.TLSCertFile == "" {
@@ -154,7 +158,7 @@ func New(cfg Config) (*Clients, error) {
 		DialTimeout: cfg.DialTimeout,
 		TLS:         tc,
 		SASL:        mech,
-		MetadataTTL: 30 * time.Second,
+		MetadataTTL: metadataTTL(cfg.MetadataTTL),
 		IdleTimeout: 5 * time.Minute,
 	}
 	d := &kafkago.Dialer{
@@ -177,3 +181,11 @@ func (c *Clients) Brokers() []string { return c.cfg.Brokers }
 
 // Close releases idle connections.
 func (c *Clients) Close() { c.Transport.CloseIdleConnections() }
+
+// metadataTTL defaults an unset TTL (a Config built in code) to 10s.
+func metadataTTL(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 10 * time.Second
+	}
+	return d
+}

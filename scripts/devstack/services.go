@@ -46,6 +46,7 @@ func (s svc) env(b backends) map[string]string {
 		"LOG_LEVEL":            "info",
 		"KAFKA_BROKERS":        b.kafka,
 		"KAFKA_CLIENT_ID":      "sluice-dev-" + s.name,
+		"KAFKA_METADATA_TTL":   "2s", // brand-new topics are seen at once
 		"REGISTRY_URL":         "http://127.0.0.1:8081",
 		"S3_ENDPOINT":          b.s3Endpoint,
 		"S3_BUCKET":            b.s3Bucket,

@@ -230,6 +230,7 @@ func TestConfigValidateNamesVariable(t *testing.T) {
 		{"ca without tls", func(c *skafka.Config) { c.TLSCAFile = pki.CAFile }, "KAFKA_TLS_CA_FILE"},
 		{"missing ca file", func(c *skafka.Config) { c.TLSEnabled, c.TLSCAFile = true, "/nonexistent/ca.pem" }, "KAFKA_TLS_CA_FILE"},
 		{"cert without key", func(c *skafka.Config) { c.TLSEnabled, c.TLSCertFile = true, pki.CAFile }, "KAFKA_TLS_KEY_FILE"},
+		{"negative metadata ttl", func(c *skafka.Config) { c.MetadataTTL = -time.Second }, "KAFKA_METADATA_TTL"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
