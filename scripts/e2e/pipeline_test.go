@@ -277,7 +277,7 @@ func TestPipeline(t *testing.T) {
 	// Drain: the search sink indexes as it goes; the S3 sink flushes its
 	// open files and commits on SIGTERM.
 	kafka := readAll(t, ctx, st)
-	if !waitUntil(nil, 2*time.Minute, func() bool { return countDocs(searchDocs(t, st, kafka)) >= len(kafka) }) {
+	if !waitUntil(nil, 2*time.Minute, func() bool { return countDocs(searchDocs(t, st)) >= len(kafka) }) {
 		t.Logf("search index did not reach %d documents in time", len(kafka))
 	}
 	if code := st.s3sink.Stop(); code != 0 {
@@ -290,7 +290,7 @@ func TestPipeline(t *testing.T) {
 	mu.Unlock()
 	CheckAbsent(&p, rejected, kafka)
 	s3ids := s3Records(t, ctx, st)
-	docs := searchDocs(t, st, kafka)
+	docs := searchDocs(t, st)
 	for topic := range dataTopics {
 		CheckExactlyOnce(&p, "s3", kafka, topic, s3ids[topic])
 		CheckDocIDs(&p, kafka, topic, docs[topic])
@@ -515,7 +515,7 @@ func s3Records(t *testing.T, ctx context.Context, st *stack) map[string][]string
 
 // searchDocs returns, per topic, document id -> record id from the daily
 // indices the records' timestamps fall in.
-func searchDocs(t *testing.T, st *stack, kafka map[Loc]string) map[string]map[string]string {
+func searchDocs(t *testing.T, st *stack) map[string]map[string]string {
 	t.Helper()
 	out := map[string]map[string]string{}
 	days := map[string]bool{}
@@ -536,7 +536,6 @@ func searchDocs(t *testing.T, st *stack, kafka map[Loc]string) map[string]map[st
 			}
 		}
 	}
-	_ = kafka
 	return out
 }
 
@@ -588,13 +587,7 @@ func checkDLQ(t *testing.T, p *Problems, ctx context.Context, st *stack, ids []s
 // groupsCaughtUp scrapes the exporter and returns "" when both sink groups
 // have zero lag on every data topic.
 func groupsCaughtUp(url string) string {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	fams, err := scrape(url)
 	if err != nil {
 		return err.Error()
 	}
@@ -632,13 +625,7 @@ func label(m *dto.Metric, name string) string {
 // metricSum scrapes url and sums every sample of the named counter or
 // gauge; 0 when the service does not answer or has no such series yet.
 func metricSum(url, name string) float64 {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	fams, err := scrape(url)
 	if err != nil || fams[name] == nil {
 		return 0
 	}
@@ -647,4 +634,15 @@ func metricSum(url, name string) float64 {
 		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 	}
 	return sum
+}
+
+// scrape fetches url and parses the Prometheus text exposition.
+func scrape(url string) (map[string]*dto.MetricFamily, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(resp.Body)
 }
