@@ -185,3 +185,55 @@ func decodeNumber(data []byte) (any, error) {
 	}
 	return v, nil
 }
+
+// cursorValue rebuilds the value at c the way decodeNumber would, using
+// only the Cursor's calls.
+func cursorValue(c *Cursor, data []byte) (any, error) {
+	if i := c.Offset(); i < len(data) {
+		switch data[i] {
+		case '{':
+			m := map[string]any{}
+			err := c.Object(func(k string) error {
+				v, err := cursorValue(c, data)
+				m[k] = v
+				return err
+			})
+			return m, err
+		case '[':
+			a := []any{}
+			err := c.Array(func(int) error {
+				v, err := cursorValue(c, data)
+				a = append(a, v)
+				return err
+			})
+			return a, err
+		}
+	}
+	raw, err := c.Value()
+	if err != nil {
+		return nil, err
+	}
+	return decodeNumber(raw)
+}
+
+// FuzzCursor: a Cursor walk accepts exactly the valid JSON documents and
+// sees the same values as a full decode.
+func FuzzCursor(f *testing.F) {
+	for _, s := range []string{`{"a":1,"b":[1,{"c":"\u00e9"}],"d":null}`, `[1,"x",{}]`, `{"a":}`, `[1,]`, `{} x`, `{"a":"\x"}`, ` "s" `, `{"a":1,"a":2}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want, werr := decodeNumber(data)
+		c := NewCursor(data)
+		got, gerr := cursorValue(c, data)
+		if gerr == nil {
+			gerr = c.End()
+		}
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("%q: decode err %v, cursor err %v", data, werr, gerr)
+		}
+		if werr == nil && !reflect.DeepEqual(want, got) {
+			t.Fatalf("%q: cursor saw %#v, want %#v", data, got, want)
+		}
+	})
+}

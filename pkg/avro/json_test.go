@@ -254,3 +254,33 @@ func BenchmarkBinaryFromJSON(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// pageViewSchema is the gateway benchmark's ~200-byte record.
+const pageViewSchema = `{"type":"record","name":"PageView","namespace":"bench","fields":[
+ {"name":"id","type":{"type":"string","logicalType":"uuid"}},
+ {"name":"user","type":"string"},
+ {"name":"event","type":{"type":"enum","name":"Event","symbols":["VIEW","CLICK","BUY"]}},
+ {"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}},
+ {"name":"url","type":"string"},
+ {"name":"referrer","type":["null","string"],"default":null},
+ {"name":"duration_ms","type":"int"},
+ {"name":"amount","type":"double"},
+ {"name":"tags","type":{"type":"map","values":"string"}}
+]}`
+
+func BenchmarkBinaryFromJSONPageView(b *testing.B) {
+	c := mustCodec(b, pageViewSchema)
+	in := []byte(`{"id":"6f1c8a7e-3b2d-4c5e-9f00-000000012345","user":"user-00012345","event":"CLICK","ts":"2024-05-01T12:00:00.345Z",` +
+		`"url":"https://shop.example.com/catalog/category-2345/product-012345?utm=newsletter","referrer":"https://search.example.org/?q=item12345",` +
+		`"duration_ms":2345,"amount":345.25,"tags":{"region":"eu-west-1","ab":"variant-b"}}`)
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	var dst []byte
+	for b.Loop() {
+		var err error
+		if dst, err = c.BinaryFromJSON(dst[:0], in, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // BinaryFromJSON appends the Avro binary encoding of the JSON document data
@@ -110,19 +111,14 @@ func (e *encoder) rawString() ([]byte, error) {
 		return nil, errSyntaxMarker
 	}
 	start := e.i + 1
-	for j := start; j < len(e.b); j++ {
-		c := e.b[j]
-		if c == '"' {
-			s := e.b[start:j]
-			e.i = j + 1
-			if !utf8.Valid(s) {
-				return fixUTF8(s), nil
-			}
-			return s, nil
+	n, ascii := stringSpan(e.b[start:])
+	if j := start + n; j < len(e.b) && e.b[j] == '"' {
+		s := e.b[start:j]
+		e.i = j + 1
+		if !ascii && !utf8.Valid(s) {
+			return fixUTF8(s), nil
 		}
-		if c == '\\' || c < 0x20 {
-			break
-		}
+		return s, nil
 	}
 	s, err := e.str()
 	return []byte(s), err
@@ -243,6 +239,19 @@ func (e *encoder) number(n *node, dst []byte) ([]byte, error) {
 			return dst, e.mismatch(n)
 		}
 		save := e.i
+		if n.logical == lTimestampMillis || n.logical == lTimestampMicros {
+			raw, err := e.rawString()
+			if err != nil {
+				return dst, e.syntax(err)
+			}
+			if t, ok := rfc3339(raw); ok {
+				if n.logical == lTimestampMillis {
+					return appendLong(dst, t.UnixMilli()), nil
+				}
+				return appendLong(dst, t.UnixMicro()), nil
+			}
+			e.i = save
+		}
 		s, err := e.str()
 		if err != nil {
 			return dst, e.syntax(err)
@@ -286,6 +295,13 @@ func (e *encoder) number(n *node, dst []byte) ([]byte, error) {
 		// string conversion.
 		if i, ok := plainInt(raw); ok && (n.kind == kLong || (i >= math.MinInt32 && i <= math.MaxInt32)) {
 			return appendLong(dst, i), nil
+		}
+	}
+	if n.kind == kFloat || n.kind == kDouble {
+		// raw is only borrowed: strconv copies the text into any error.
+		if f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(raw), len(raw)), 64); err == nil &&
+			(n.kind == kDouble || math.Abs(f) <= math.MaxFloat32) {
+			return appendFloat(n, dst, f), nil
 		}
 	}
 	num := json.Number(raw)

@@ -242,7 +242,8 @@ func (p *jsonParser) numberSpan() ([]byte, error) {
 func (p *jsonParser) str() (string, error) {
 	p.i++ // opening quote
 	start := p.i
-	ascii := true
+	n, ascii := stringSpan(p.b[start:])
+	p.i += n
 	for p.i < len(p.b) {
 		c := p.b[p.i]
 		switch {
@@ -458,6 +459,11 @@ func (p *jsonParser) skipValue(depth int) error {
 func (p *jsonParser) skipString() error {
 	p.i++ // opening quote
 	for p.i < len(p.b) {
+		n, _ := stringSpan(p.b[p.i:])
+		p.i += n
+		if p.i >= len(p.b) {
+			break
+		}
 		c := p.b[p.i]
 		switch {
 		case c == '"':

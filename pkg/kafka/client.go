@@ -45,6 +45,10 @@ func (c *Clients) NewWriter(o WriterOptions) *kafkago.Writer {
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 5
 	}
+	ttl := c.Transport.MetadataTTL
+	if ttl <= 0 {
+		ttl = 6 * time.Second // kafka-go's default
+	}
 	return &kafkago.Writer{
 		Addr:                   kafkago.TCP(c.cfg.Brokers...),
 		Topic:                  o.Topic,
@@ -59,7 +63,7 @@ func (c *Clients) NewWriter(o WriterOptions) *kafkago.Writer {
 		Async:                  o.Async,
 		Completion:             o.Completion,
 		Compression:            o.Compression,
-		Transport:              c.Transport,
+		Transport:              newTopicMetaCache(c.Transport, ttl),
 		AllowAutoTopicCreation: false,
 	}
 }

@@ -84,6 +84,49 @@ type Batch struct {
 	// Hold is the in-flight budget taken for this batch; Produce releases it
 	// once Kafka has answered for every record, whatever happens.
 	Hold *Hold
+	// Settled is set by Produce when none of the batch's records is left
+	// with the Kafka writer (everything answered, or nothing written), so
+	// the caller may reuse the memory Records point into. Async batches and
+	// timed-out writes are never settled.
+	Settled bool
+}
+
+// produceBufs are Produce's per-batch scratch slices, recycled when the
+// batch settles.
+type produceBufs struct {
+	slots []slot
+	msgs  []kafkago.Message
+	arena []byte
+}
+
+var produceBufsPool sync.Pool
+
+func getProduceBufs(n, arena int) *produceBufs {
+	pb, _ := produceBufsPool.Get().(*produceBufs)
+	if pb == nil {
+		pb = &produceBufs{}
+	}
+	if cap(pb.slots) < n {
+		pb.slots = make([]slot, n)
+	}
+	pb.slots = pb.slots[:n]
+	if cap(pb.msgs) < n {
+		pb.msgs = make([]kafkago.Message, 0, n)
+	}
+	if cap(pb.arena) < arena {
+		pb.arena = make([]byte, 0, arena)
+	}
+	return pb
+}
+
+func putProduceBufs(pb *produceBufs) {
+	if cap(pb.arena) > 8<<20 || cap(pb.slots) > 100_000 {
+		return
+	}
+	clear(pb.slots)
+	clear(pb.msgs[:cap(pb.msgs)])
+	pb.msgs, pb.arena = pb.msgs[:0], pb.arena[:0]
+	produceBufsPool.Put(pb)
 }
 
 // Result is the outcome of one record.
@@ -446,6 +489,7 @@ func (e *Engine) flush(topic string, t *tally) {
 // one Result per record, in order. With Async, results carry no offsets.
 func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 	owned := true
+	b.Settled = true
 	defer func() {
 		if owned {
 			b.Hold.Release()
@@ -479,14 +523,19 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 
 	now := time.Now()
 	results := make([]Result, len(b.Records))
-	slots := make([]slot, len(b.Records))
-	msgs := make([]kafkago.Message, 0, len(b.Records))
 	tr := &tracker{e: e, topic: b.Topic, hold: b.Hold, async: b.Async, finished: make(chan struct{})}
 	size := 0
 	for i := range b.Records {
 		size += len(b.Records[i].Value) + len(b.Records[i].KeyJSON) + 16
 	}
-	arena := make([]byte, 0, size)
+	pb := getProduceBufs(len(b.Records), size)
+	slots, msgs, arena := pb.slots, pb.msgs, pb.arena
+	recycle := true // pb goes back to the pool unless the writer may hold it
+	defer func() {
+		if recycle {
+			putProduceBufs(pb)
+		}
+	}()
 	rejected := 0
 	var t tally
 	defer func() { e.flush(b.Topic, &t) }()
@@ -537,6 +586,7 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 	owned = false // the tracker releases the hold from here on
 
 	if b.Async {
+		recycle, b.Settled = false, false
 		go e.writeAsync(msgs, tr)
 		return results, nil
 	}
@@ -549,6 +599,11 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 	refused := false
 	if werr != nil {
 		refused = e.afterWriteError(werr, tr)
+	}
+	// Completions run before WriteMessages returns; after a timeout some
+	// may still come, and the writer still holds those messages.
+	if tr.remaining.Load() != 0 && !refused {
+		recycle, b.Settled = false, false
 	}
 	for _, m := range msgs {
 		s := m.WriterData.(*slot)

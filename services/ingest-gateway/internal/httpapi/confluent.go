@@ -129,7 +129,9 @@ func (s *Server) v2(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req V2Request
-	if err := json.Unmarshal(body, &req); err != nil {
+	err := json.Unmarshal(body, &req)
+	putBuf(body) // encoding/json copied what it kept (RawMessage included)
+	if err != nil {
 		hold.Release()
 		w.Header().Set("Content-Type", v2ContentType)
 		writeJSON(w, http.StatusUnprocessableEntity, errorBody{Code: 422, Message: "Unrecognized field or malformed JSON: " + err.Error()})

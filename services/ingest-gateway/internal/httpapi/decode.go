@@ -14,15 +14,26 @@ import (
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
 )
 
-// batchRequest is a native batch; records stay raw JSON so their values
-// go to the schema-directed encoder untouched (and to a dead-letter topic
+// batchRequest is a native batch. Record values stay raw JSON so they go
+// to the schema-directed encoder untouched (and to a dead-letter topic
 // byte for byte).
 type batchRequest struct {
 	SchemaID      int
 	SchemaVersion int
 	Format        string
 	Async         bool
-	Records       []avro.Valid
+	Records       []gateway.Record
+	Errs          []*gateway.Error // per record: its envelope error, or nil
+	table         *recordTable     // pooled backing of Records and Errs
+}
+
+// release recycles the record table; Records must not be used after.
+func (r *batchRequest) release() {
+	if r.table != nil {
+		r.table.recs, r.table.errs = r.Records, r.Errs
+		putTable(r.table)
+		r.table = nil
+	}
 }
 
 func rawInt(raw []byte, what string) (int64, error) {
@@ -47,21 +58,38 @@ func rawString(raw []byte) (string, bool) {
 
 var errNoRecords = errors.New("records: want an array")
 
-// parseBatch parses POST /v1/topics/{topic}/records bodies strictly:
-// unknown fields are errors, so a typo does not silently produce nulls.
+// parseBatch parses POST /v1/topics/{topic}/records bodies strictly
+// (unknown fields are errors, so a typo does not silently produce nulls),
+// in one validating pass over the body: records are converted as they are
+// met. A malformed body or record envelope fails the whole request; a bad
+// timestamp, partition or header is that record's error.
 func parseBatch(body []byte, maxRecords int) (*batchRequest, *gateway.Error) {
-	req := &batchRequest{}
-	err := avro.ScanObject(body, func(k string, raw avro.Valid) error {
-		switch k {
-		case "records":
-			req.Records = req.Records[:0]
-			return avro.ScanArray(raw, func(_ int, rec avro.Valid) error {
+	t := getTable()
+	req := &batchRequest{table: t, Records: t.recs, Errs: t.errs}
+	c := avro.NewCursor(body)
+	var recErr *gateway.Error // a record that is not a record object
+	err := c.Object(func(k string) error {
+		if k == "records" {
+			req.Records, req.Errs = req.Records[:0], req.Errs[:0]
+			return c.Array(func(i int) error {
 				if len(req.Records) >= maxRecords {
 					return errTooMany
 				}
+				rec, rerr, serr := recordAt(c, func() string { return fmt.Sprintf("records[%d].", i) })
+				if serr != nil {
+					recErr = serr
+					return serr
+				}
 				req.Records = append(req.Records, rec)
+				req.Errs = append(req.Errs, rerr)
 				return nil
 			})
+		}
+		raw, err := c.Value()
+		if err != nil {
+			return err
+		}
+		switch k {
 		case "schema_id":
 			i, err := rawInt(raw, k)
 			req.SchemaID = int(i)
@@ -89,13 +117,20 @@ func parseBatch(body []byte, maxRecords int) (*batchRequest, *gateway.Error) {
 		}
 		return nil
 	})
-	if errors.Is(err, errTooMany) {
+	if err == nil {
+		err = c.End()
+	}
+	if err != nil || len(req.Records) == 0 {
+		req.release()
+	}
+	switch {
+	case errors.Is(err, errTooMany):
 		return nil, gateway.Errorf(gateway.KindRequestTooLarge, "request has more than the limit of %d records", maxRecords)
-	}
-	if err != nil {
+	case recErr != nil:
+		return nil, gateway.Errorf(gateway.KindBadRequest, "malformed JSON request: %s", recErr.Message)
+	case err != nil:
 		return nil, gateway.Errorf(gateway.KindBadRequest, "malformed JSON request: %v", err)
-	}
-	if len(req.Records) == 0 {
+	case len(req.Records) == 0:
 		return nil, gateway.Errorf(gateway.KindBadRequest, "request has no records")
 	}
 	return req, nil
@@ -103,91 +138,18 @@ func parseBatch(body []byte, maxRecords int) (*batchRequest, *gateway.Error) {
 
 var errTooMany = errors.New("too many records")
 
-type structuralError struct{ msg string }
-
-func (e *structuralError) Error() string { return e.msg }
-
-// recordFromRaw converts one raw record object. structural errors (not an
-// object, unknown field) are request errors in a batch; the others name
-// the record's field.
-// prefix is only rendered for errors: formatting it per record was a
-// visible cost.
+// recordFromRaw converts one raw record object (an NDJSON line).
+// structural errors (not an object, unknown field) are request errors in
+// a batch; the others name the record's field. prefix is only rendered
+// for errors: formatting it per record was a visible cost.
 func recordFromRaw[T []byte | avro.Valid](raw T, prefixFn func() string) (rec gateway.Record, rerr *gateway.Error, structural bool) {
-	prefix := func() string {
-		if prefixFn == nil {
-			return ""
-		}
-		return prefixFn()
-	}
 	rec.Partition = -1
-	bad := func(field, format string, args ...any) *gateway.Error {
-		return &gateway.Error{Kind: gateway.KindInvalidRecord, Message: prefix() + field + ": " + fmt.Sprintf(format, args...), Field: field}
-	}
 	err := avro.ScanObject(raw, func(k string, x avro.Valid) error {
-		null := string(x) == "null"
-		switch k {
-		case "value":
-			if !null {
-				rec.Value = x
+		if e := recordField(&rec, k, x, prefixFn); e != nil {
+			if e.Kind == gateway.KindInvalidRecord {
+				rerr = e
 			}
-		case "key":
-			if !null {
-				rec.KeyJSON = json.RawMessage(x)
-			}
-		case "timestamp":
-			if null {
-				return nil
-			}
-			if s, ok := rawString(x); ok {
-				ts, err := time.Parse(time.RFC3339Nano, s)
-				if err != nil {
-					rerr = bad("timestamp", "want RFC 3339 or epoch milliseconds, got %q", s)
-					return rerr
-				}
-				rec.Time = ts
-				return nil
-			}
-			ms, err := rawInt(x, "timestamp")
-			if err != nil {
-				rerr = bad("timestamp", "want RFC 3339 or epoch milliseconds")
-				return rerr
-			}
-			rec.Time = time.UnixMilli(ms)
-		case "partition":
-			if null {
-				return nil
-			}
-			p, err := rawInt(x, "partition")
-			if err != nil || p < 0 || p > 1<<30 {
-				rerr = bad("partition", "must be a non-negative integer")
-				return rerr
-			}
-			rec.Partition = int32(p)
-		case "headers":
-			if null {
-				return nil
-			}
-			v, _ := avro.DecodeJSON(x)
-			hm, ok := v.(map[string]any)
-			if !ok {
-				rerr = bad("headers", "want an object of strings")
-				return rerr
-			}
-			keys := make([]string, 0, len(hm))
-			for hk := range hm {
-				keys = append(keys, hk)
-			}
-			sort.Strings(keys)
-			for _, hk := range keys {
-				s, ok := hm[hk].(string)
-				if !ok {
-					rerr = bad("headers", "header %q: want a string", hk)
-					return rerr
-				}
-				rec.Headers = append(rec.Headers, kafkago.Header{Key: hk, Value: []byte(s)})
-			}
-		default:
-			return &structuralError{fmt.Sprintf("%sunknown field %q", prefix(), k)}
+			return e
 		}
 		return nil
 	})
@@ -195,11 +157,119 @@ func recordFromRaw[T []byte | avro.Valid](raw T, prefixFn func() string) (rec ga
 		return rec, rerr, false
 	}
 	if err != nil {
-		var se *structuralError
-		if errors.As(err, &se) {
-			return rec, gateway.Errorf(gateway.KindBadRequest, "%s", se.msg), true
+		var ge *gateway.Error
+		if errors.As(err, &ge) {
+			return rec, ge, true
 		}
-		return rec, gateway.Errorf(gateway.KindBadRequest, "%swant a record object: %v", prefix(), err), true
+		return rec, gateway.Errorf(gateway.KindBadRequest, "%swant a record object: %v", prefixOf(prefixFn), err), true
 	}
 	return rec, nil, false
+}
+
+// recordAt converts the record object at c. rerr is a record error (bad
+// timestamp, ...); serr a structural one that fails the request (not an
+// object, unknown field, malformed JSON).
+func recordAt(c *avro.Cursor, prefixFn func() string) (rec gateway.Record, rerr, serr *gateway.Error) {
+	rec.Partition = -1
+	err := c.Object(func(k string) error {
+		x, err := c.Value()
+		if err != nil {
+			return err
+		}
+		if e := recordField(&rec, k, x, prefixFn); e != nil {
+			if e.Kind != gateway.KindInvalidRecord {
+				return e
+			}
+			if rerr == nil {
+				rerr = e
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		var ge *gateway.Error
+		if errors.As(err, &ge) {
+			return rec, nil, ge
+		}
+		return rec, nil, gateway.Errorf(gateway.KindBadRequest, "%swant a record object: %v", prefixOf(prefixFn), err)
+	}
+	return rec, rerr, nil
+}
+
+func prefixOf(fn func() string) string {
+	if fn == nil {
+		return ""
+	}
+	return fn()
+}
+
+// recordField applies one member of a record object. It returns a
+// KindInvalidRecord error for a bad value of a known field and a
+// KindBadRequest error for an unknown field.
+func recordField(rec *gateway.Record, k string, x avro.Valid, prefixFn func() string) *gateway.Error {
+	bad := func(field, format string, args ...any) *gateway.Error {
+		return &gateway.Error{Kind: gateway.KindInvalidRecord, Message: prefixOf(prefixFn) + field + ": " + fmt.Sprintf(format, args...), Field: field}
+	}
+	null := string(x) == "null"
+	switch k {
+	case "value":
+		if !null {
+			rec.Value = x
+		}
+	case "key":
+		if !null {
+			rec.KeyJSON = json.RawMessage(x)
+		}
+	case "timestamp":
+		if null {
+			return nil
+		}
+		if s, ok := rawString(x); ok {
+			ts, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return bad("timestamp", "want RFC 3339 or epoch milliseconds, got %q", s)
+			}
+			rec.Time = ts
+			return nil
+		}
+		ms, err := rawInt(x, "timestamp")
+		if err != nil {
+			return bad("timestamp", "want RFC 3339 or epoch milliseconds")
+		}
+		rec.Time = time.UnixMilli(ms)
+	case "partition":
+		if null {
+			return nil
+		}
+		p, err := rawInt(x, "partition")
+		if err != nil || p < 0 || p > 1<<30 {
+			return bad("partition", "must be a non-negative integer")
+		}
+		rec.Partition = int32(p)
+	case "headers":
+		if null {
+			return nil
+		}
+		v, _ := avro.DecodeJSON(x)
+		hm, ok := v.(map[string]any)
+		if !ok {
+			return bad("headers", "want an object of strings")
+		}
+		keys := make([]string, 0, len(hm))
+		for hk := range hm {
+			keys = append(keys, hk)
+		}
+		sort.Strings(keys)
+		rec.Headers = rec.Headers[:0]
+		for _, hk := range keys {
+			s, ok := hm[hk].(string)
+			if !ok {
+				return bad("headers", "header %q: want a string", hk)
+			}
+			rec.Headers = append(rec.Headers, kafkago.Header{Key: hk, Value: []byte(s)})
+		}
+	default:
+		return gateway.Errorf(gateway.KindBadRequest, "%sunknown field %q", prefixOf(prefixFn), k)
+	}
+	return nil
 }

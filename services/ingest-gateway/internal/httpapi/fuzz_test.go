@@ -32,10 +32,12 @@ func FuzzParseBatch(f *testing.F) {
 		if len(req.Records) == 0 || len(req.Records) > 100 {
 			t.Fatalf("accepted %d records", len(req.Records))
 		}
-		for i := range req.Records {
-			rec, rerr, structural := recordFromRaw(req.Records[i], nil)
-			if rerr != nil {
-				if rerr.Message == "" || (!structural && rerr.Field == "") {
+		if len(req.Errs) != len(req.Records) {
+			t.Fatalf("%d records, %d error slots", len(req.Records), len(req.Errs))
+		}
+		for i, rec := range req.Records {
+			if rerr := req.Errs[i]; rerr != nil {
+				if rerr.Message == "" || rerr.Field == "" {
 					t.Fatalf("record error without message or field: %+v", rerr)
 				}
 				continue
@@ -46,6 +48,10 @@ func FuzzParseBatch(f *testing.F) {
 			if rec.KeyJSON != nil && !json.Valid(rec.KeyJSON) {
 				t.Fatalf("key %q is not JSON", rec.KeyJSON)
 			}
+		}
+		// The single-pass parse agrees with validating the whole body.
+		if !json.Valid(body) {
+			t.Fatalf("accepted invalid JSON %q", body)
 		}
 	})
 }

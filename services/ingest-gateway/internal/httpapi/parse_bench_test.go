@@ -25,8 +25,8 @@ func BenchmarkParseBatch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for i := range req.Records {
-			if _, rerr, _ := recordFromRaw(req.Records[i], nil); rerr != nil {
+		for _, rerr := range req.Errs {
+			if rerr != nil {
 				b.Fatal(rerr)
 			}
 		}

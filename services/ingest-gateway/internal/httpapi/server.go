@@ -206,13 +206,15 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *gate
 		}
 		hold = h
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, max(r.ContentLength, 512)))
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, s.opt.MaxRequestBytes+1))
+	buf, err := readAll(getBuf(r.ContentLength+1), io.LimitReader(r.Body, s.opt.MaxRequestBytes+1))
+	n := int64(len(buf))
 	if err != nil {
+		putBuf(buf)
 		hold.Release()
 		return nil, nil, gateway.Errorf(gateway.KindBadRequest, "reading request body: %v", err)
 	}
 	if n > s.opt.MaxRequestBytes {
+		putBuf(buf)
 		hold.Release()
 		return nil, nil, gateway.Errorf(gateway.KindRequestTooLarge, "request body is over the limit of %d bytes", s.opt.MaxRequestBytes)
 	}
@@ -223,7 +225,26 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *gate
 		}
 		hold = h
 	}
-	return buf.Bytes(), hold, nil
+	return buf, hold, nil
+}
+
+// readAll appends r's content to buf, growing it only when full: sized
+// from Content-Length (plus the byte that detects EOF), a body is read
+// without copying.
+func readAll(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // mediaType returns the lower-cased media type without parameters.
