@@ -52,7 +52,7 @@ type benchCase struct {
 // producing the same encoded records in the same run; x_raw is the
 // gateway's throughput divided by the raw writer's.
 func BenchmarkProduce(b *testing.B) {
-	cases := []benchCase{{1, 32, 10000}, {100, 8, 60000}, {500, 8, 100000}, {1000, 8, 100000}}
+	cases := []benchCase{{1, 32, 10000}, {100, 8, 100000}, {500, 8, 300000}, {1000, 8, 300000}}
 	// grpc-avro sends Avro binary values (validated by decoding, no JSON):
 	// it separates the gateway's own overhead from JSON conversion.
 	modes := []string{"raw", "http", "grpc", "grpc-avro"}

@@ -714,7 +714,7 @@ func encodeValue(arena *[]byte, c *avro.Codec, f Format, data []byte, root strin
 func encodeFramed(out []byte, c *avro.Codec, f Format, data []byte, root string) ([]byte, *Error) {
 	out = wire.AppendHeader(out, uint32(c.ID))
 	if f == FormatAvroBinary {
-		_, rest, err := c.NativeFromBinary(data)
+		rest, err := c.ValidateBinary(data)
 		if err != nil {
 			return nil, &Error{Kind: KindInvalidRecord, Message: fmt.Sprintf("%s: not valid Avro binary for schema id %d: %v", root, c.ID, err), Field: root}
 		}
