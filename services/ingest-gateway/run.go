@@ -133,6 +133,7 @@ func newGRPCServer(eng *gateway.Engine, keys *auth.Keys, cfg *config.Config, tls
 	reg.MustRegister(calls)
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
+		grpc.ForceServerCodecV2(grpcapi.Codec()),
 		grpc.ChainUnaryInterceptor(
 			func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 				resp, err := h(ctx, req)

@@ -122,15 +122,22 @@ func toRecord(r *ingestv1.Record) gateway.Record {
 }
 
 func toResult(r gateway.Result, async bool) *ingestv1.RecordResult {
-	out := &ingestv1.RecordResult{SchemaId: int32(r.SchemaID), DeadLettered: r.DeadLettered}
+	out := &ingestv1.RecordResult{}
+	fillResult(out, &timestamppb.Timestamp{}, &r, async)
+	return out
+}
+
+// fillResult sets o from r; ts becomes o's timestamp when it has one.
+func fillResult(o *ingestv1.RecordResult, ts *timestamppb.Timestamp, r *gateway.Result, async bool) {
+	o.SchemaId, o.DeadLettered = int32(r.SchemaID), r.DeadLettered
 	if r.Err != nil {
-		out.Error = &ingestv1.Error{Code: int32(r.Err.Kind.Code()), Message: r.Err.Message, Field: r.Err.Field}
+		o.Error = &ingestv1.Error{Code: int32(r.Err.Kind.Code()), Message: r.Err.Message, Field: r.Err.Field}
 	}
 	if (r.Err == nil || r.DeadLettered) && !async {
-		out.Partition, out.Offset = r.Partition, r.Offset
-		out.Timestamp = timestamppb.New(r.Time)
+		o.Partition, o.Offset = r.Partition, r.Offset
+		ts.Seconds, ts.Nanos = r.Time.Unix(), int32(r.Time.Nanosecond())
+		o.Timestamp = ts
 	}
-	return out
 }
 
 // Produce validates and produces a batch; one result per record, in order.
@@ -142,7 +149,7 @@ func (s *Server) Produce(ctx context.Context, req *ingestv1.ProduceRequest) (*in
 	if key != nil && !key.Allow(len(req.GetRecords())) {
 		return nil, statusOf(gateway.Errorf(gateway.KindRateLimited, "API key %s is over its limit of %g records/s; retry later", key.ID, key.RateLimit()))
 	}
-	hold, herr := s.eng.Reserve(int64(proto.Size(req)))
+	hold, herr := s.eng.Reserve(requestBytes(req))
 	if herr != nil {
 		return nil, statusOf(herr)
 	}
@@ -164,10 +171,27 @@ func (s *Server) Produce(ctx context.Context, req *ingestv1.ProduceRequest) (*in
 		return nil, statusOf(gateway.AsError(err))
 	}
 	out := &ingestv1.ProduceResponse{Results: make([]*ingestv1.RecordResult, len(results))}
+	// One allocation for all results and one for their timestamps.
+	slab := make([]ingestv1.RecordResult, len(results))
+	stamps := make([]timestamppb.Timestamp, len(results))
 	for i := range results {
-		out.Results[i] = toResult(results[i], b.Async)
+		fillResult(&slab[i], &stamps[i], &results[i], b.Async)
+		out.Results[i] = &slab[i]
 	}
 	return out, nil
+}
+
+// requestBytes is what a request holds of the in-flight budget: its
+// records' bytes (proto.Size would walk the whole message again).
+func requestBytes(req *ingestv1.ProduceRequest) int64 {
+	n := int64(len(req.GetTopic())) + 16
+	for _, r := range req.GetRecords() {
+		n += int64(len(r.GetKey())+len(r.GetKeyJson())+len(r.GetValue())) + 16
+		for k, v := range r.GetHeaders() {
+			n += int64(len(k) + len(v))
+		}
+	}
+	return n
 }
 
 // ProduceStream answers every request once, in the order received; records
