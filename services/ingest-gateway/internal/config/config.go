@@ -37,7 +37,7 @@ type Config struct {
 
 	MetadataTTL time.Duration `env:"GATEWAY_METADATA_TTL" default:"3s" help:"how often the gateway refreshes Kafka metadata, i.e. how soon a topic created elsewhere becomes usable"`
 
-	BatchTimeout time.Duration `env:"GATEWAY_BATCH_TIMEOUT" default:"2ms" help:"how long the Kafka writer waits to fill a batch"`
+	BatchTimeout time.Duration `env:"GATEWAY_BATCH_TIMEOUT" default:"0s" help:"how long a partition's batch waits for more records when no request to that partition is in flight (records arriving while one is always batch up)"`
 	BatchSize    int           `env:"GATEWAY_BATCH_SIZE" default:"2000" help:"most records in one Kafka produce batch per partition"`
 	BatchBytes   int64         `env:"GATEWAY_BATCH_BYTES" default:"1048576" help:"largest Kafka produce batch per partition (keep at or below the brokers' max.message.bytes)"`
 
@@ -95,8 +95,8 @@ func (c *Config) Validate() error {
 	if c.MetadataTTL <= 0 {
 		return service.Invalid("GATEWAY_METADATA_TTL", "must be positive")
 	}
-	if c.BatchTimeout <= 0 {
-		return service.Invalid("GATEWAY_BATCH_TIMEOUT", "must be positive")
+	if c.BatchTimeout < 0 {
+		return service.Invalid("GATEWAY_BATCH_TIMEOUT", "must not be negative")
 	}
 	if c.BatchSize <= 0 {
 		return service.Invalid("GATEWAY_BATCH_SIZE", "must be positive")

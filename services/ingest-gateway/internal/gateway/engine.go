@@ -156,14 +156,16 @@ type Config struct {
 
 // Engine validates, encodes and produces records. Safe for concurrent use.
 type Engine struct {
-	cfg     Config
-	log     *slog.Logger
-	kc      *kafka.Clients
-	reg     Registry
-	codecs  *avro.Codecs
-	writer  *kafkago.Writer
-	metrics *Metrics
-	topics  *topicCache
+	cfg       Config
+	log       *slog.Logger
+	kc        *kafka.Clients
+	reg       Registry
+	codecs    *avro.Codecs
+	writer    *producer
+	murmur    kafkago.Murmur2Balancer
+	partLists sync.Map // int -> []int{0..n-1}
+	metrics   *Metrics
+	topics    *topicCache
 
 	inflight atomic.Int64
 	closing  atomic.Bool
@@ -188,13 +190,9 @@ func New(cfg Config, log *slog.Logger, kc *kafka.Clients, reg Registry, metrics 
 		inline: map[string]int{},
 	}
 	e.metrics = newMetrics(metrics, func() float64 { return float64(e.inflight.Load()) })
-	e.writer = kc.NewWriter(kafka.WriterOptions{
-		Balancer:     &balancer{},
-		BatchSize:    cfg.BatchSize,
-		BatchBytes:   cfg.BatchBytes,
-		BatchTimeout: cfg.BatchTimeout,
-		Completion:   e.complete,
-	})
+	e.writer = newProducer(
+		&kafkago.Client{Addr: kafkago.TCP(kc.Brokers()...), Transport: kc.Transport},
+		log, cfg.BatchSize, cfg.BatchBytes, cfg.BatchTimeout, 10*time.Second, e.complete)
 	return e
 }
 
@@ -388,14 +386,27 @@ func (t *tracker) finish() {
 	})
 }
 
-type balancer struct{ murmur kafkago.Murmur2Balancer }
-
-// Balance honours an explicit partition, else murmur2 of the key.
-func (b *balancer) Balance(msg kafkago.Message, partitions ...int) int {
-	if s, ok := msg.WriterData.(*slot); ok && s.partition >= 0 {
+// choosePartition honours an explicit partition, else takes murmur2 of
+// the key as Java clients do (kafka-go's Murmur2Balancer; keyless records
+// spread round-robin).
+func (e *Engine) choosePartition(msg *kafkago.Message, partitions int) int {
+	if s, ok := msg.WriterData.(*slot); ok && s.partition >= 0 && !s.dlq {
 		return int(s.partition)
 	}
-	return b.murmur.Balance(msg, partitions...)
+	return e.murmur.Balance(*msg, e.partitionList(partitions)...)
+}
+
+// partitionList is []int{0..n-1}, cached: balancers take partition lists.
+func (e *Engine) partitionList(n int) []int {
+	if l, ok := e.partLists.Load(n); ok {
+		return l.([]int)
+	}
+	l := make([]int, n)
+	for i := range l {
+		l[i] = i
+	}
+	e.partLists.Store(n, l)
+	return l
 }
 
 // complete is the writer's delivery callback.
@@ -514,10 +525,13 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 		return nil, err
 	}
 	dlq := e.cfg.Topics.DeadLetters(b.Topic)
+	dlqPartitions := 0
 	if dlq {
-		if _, derr := e.ensureDLQ(ctx, b.Topic); derr != nil {
+		n, derr := e.ensureDLQ(ctx, b.Topic)
+		if derr != nil {
 			return nil, derr
 		}
+		dlqPartitions = n
 	}
 	e.metrics.BatchRecords.Observe(float64(len(b.Records)))
 
@@ -580,6 +594,13 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 	}
 	if len(msgs) == 0 {
 		return results, nil
+	}
+	for i := range msgs {
+		n := partitions
+		if msgs[i].Topic != b.Topic {
+			n = dlqPartitions
+		}
+		msgs[i].Partition = e.choosePartition(&msgs[i], n)
 	}
 	tr.remaining.Store(int64(len(msgs)))
 	e.pending.add()
