@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"hash/crc32"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"sync"
@@ -203,7 +203,9 @@ func TestProducerCloseFlushesLingering(t *testing.T) {
 	k.CreateTopic("l", 1, nil)
 	p, c := newTestProducer(t, k, 100, time.Hour)
 	done := make(chan error, 1)
-	go func() { done <- p.WriteMessages(context.Background(), kafkago.Message{Topic: "l", Value: []byte("late")}) }()
+	go func() {
+		done <- p.WriteMessages(context.Background(), kafkago.Message{Topic: "l", Value: []byte("late")})
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	if err := p.WriteMessages(ctx, kafkago.Message{Topic: "l", Value: []byte("late2")}); err == nil {
