@@ -78,6 +78,29 @@ func TestDeadLetterPolicy(t *testing.T) {
 		}
 	}
 	readTopic(t, e.kafka.Brokers(), "events", 2)
+
+	// Async: the dead letter is reported queued and dead-lettered (202),
+	// as the sync answer reports it written and dead-lettered.
+	body = []byte(`{"async":true,"records":[{"value":` + orderJSON(4) + `},{"key":"ak","value":` + bad + `}]}`)
+	res = post(t, e.httpURL+"/v1/topics/events/records", "application/json", body)
+	var queued struct {
+		Results []struct {
+			Queued       bool   `json:"queued"`
+			DeadLettered bool   `json:"dead_lettered"`
+			Field        string `json:"field"`
+		} `json:"results"`
+	}
+	res.json(t, &queued)
+	if res.status != 202 || len(queued.Results) != 2 || !queued.Results[0].Queued || !queued.Results[1].Queued || !queued.Results[1].DeadLettered || queued.Results[1].Field != "value.items[0].qty" {
+		t.Fatalf("async dead-letter answer: %d %s", res.status, res.body)
+	}
+	found := false
+	for _, r := range readTopic(t, e.kafka.Brokers(), "events.dlq", 2) {
+		found = found || (string(r.Key) == `"ak"` && string(r.Value) == bad)
+	}
+	if !found {
+		t.Fatal("the async dead letter is not in events.dlq")
+	}
 }
 
 // TestStreamsAnswerWhileSending proves NDJSON and v3 streams answer each

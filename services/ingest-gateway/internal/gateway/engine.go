@@ -608,6 +608,13 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 
 	if b.Async {
 		recycle, b.Settled = false, false
+		// Queued: dead letters are reported as such (their reason stays in
+		// Err), as the sync path does once Kafka answered.
+		for i := range slots {
+			if slots[i].dlq {
+				results[i].DeadLettered = true
+			}
+		}
 		go e.writeAsync(msgs, tr)
 		return results, nil
 	}
