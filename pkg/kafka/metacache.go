@@ -26,7 +26,8 @@ import (
 // without a topic error, for at most ttl. Produce requests, leader
 // routing and retries are untouched: the Transport below still refreshes
 // its own metadata on NOT_LEADER and friends. A stale entry can only hold
-// back a partition-count increase for one ttl.
+// back a partition-count increase, by up to two ttls (the Transport's copy
+// may already be one ttl old when it is cached here).
 type topicMetaCache struct {
 	next kafkago.RoundTripper
 	ttl  time.Duration
