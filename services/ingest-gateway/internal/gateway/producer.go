@@ -189,7 +189,7 @@ func (pp *partProducer) add(msgs []kafkago.Message, gi []uint16, g uint16, call 
 			pp.cur = nil
 		}
 		if pp.cur == nil {
-			pp.cur = &prodBatch{first: time.Now()}
+			pp.cur = newProdBatch()
 		}
 		b := pp.cur
 		b.msgs = append(b.msgs, msgs[i])
@@ -306,6 +306,30 @@ func (p *producer) send(tp topicPartition, b *prodBatch) {
 		b.owners[i].finish(j - i)
 		i = j
 	}
+	b.recycle()
+}
+
+var prodBatches sync.Pool // *prodBatch: a busy partition fills thousands
+
+func newProdBatch() *prodBatch {
+	b, _ := prodBatches.Get().(*prodBatch)
+	if b == nil {
+		b = &prodBatch{}
+	}
+	b.first = time.Now()
+	return b
+}
+
+// recycle returns a sent batch; its messages were reported and its calls
+// told, so nothing refers to it any more.
+func (b *prodBatch) recycle() {
+	if cap(b.msgs) > 1<<14 {
+		return
+	}
+	clear(b.msgs)
+	clear(b.owners)
+	b.msgs, b.owners, b.bytes = b.msgs[:0], b.owners[:0], 0
+	prodBatches.Put(b)
 }
 
 // Close flushes every partition's batches, waits until Kafka answered for
