@@ -154,3 +154,27 @@ func (c *Cursor) Array(fn func(i int) error) error {
 
 // End reports an error unless only whitespace follows.
 func (c *Cursor) End() error { return c.p.end() }
+
+// EncodeAt appends the Avro encoding of the JSON value at cur to dst and
+// moves cur past the value, reading the value's text once: a request's
+// records are encoded while its envelope is parsed. It returns the
+// value's text (for dead letters and error reports) and either the
+// encoding or verr, the value's *FieldError, exactly as BinaryFromJSON on
+// that text would (anything the single pass cannot encode takes that
+// path). serr reports malformed JSON in the value: the document itself is
+// then malformed and cur is left unusable.
+func (c *Codec) EncodeAt(dst []byte, cur *Cursor, o Options) (out []byte, raw Valid, verr, serr error) {
+	start, n := cur.p.i, len(dst)
+	e := encoder{jsonParser: jsonParser{b: cur.p.b, i: start}, mode: o.Mode, p: pathBuf{root: o.Root}}
+	out, err := e.enc(c.root, dst, cur.depth)
+	if err == nil {
+		cur.p.i = e.i
+		return out, Valid(cur.p.b[start:e.i]), nil, nil
+	}
+	cur.p.i = start
+	if raw, serr = cur.Value(); serr != nil {
+		return dst[:n], nil, nil, serr
+	}
+	out, verr = c.BinaryFromJSON(dst[:n], raw, o)
+	return out, raw, verr, nil
+}

@@ -285,3 +285,45 @@ func FuzzValidateBinary(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEncodeAt: encoding a value inside a document in one pass gives what
+// BinaryFromJSON gives for the value's text, error or not, and leaves the
+// cursor where a plain walk would.
+func FuzzEncodeAt(f *testing.F) {
+	c := mustCodec(f, pageViewSchema)
+	f.Add([]byte(`{"id":"6f1c8a7e-3b2d-4c5e-9f00-000000012345","user":"u","event":"BUY","ts":"2024-05-01T12:00:00Z","url":"x","referrer":null,"duration_ms":3,"amount":1.5,"tags":{}}`))
+	f.Add([]byte(`{"user":"u","id":"6f1c8a7e-3b2d-4c5e-9f00-000000012345","event":"VIEW","ts":1,"url":"x","duration_ms":3,"amount":1,"tags":{"a":"b","a":"c"}}`))
+	f.Add([]byte(`{"id":1}`))
+	f.Add([]byte(`{"id":"x",}`))
+	f.Fuzz(func(t *testing.T, value []byte) {
+		doc := append(append([]byte(`{"records":[{"value":`), value...), `,"k":1}]}`...)
+		cur := NewCursor(doc)
+		var out, raw []byte
+		var verr, serr error
+		err := cur.Object(func(string) error {
+			return cur.Array(func(int) error {
+				return cur.Object(func(k string) error {
+					if k != "value" {
+						_, err := cur.Value()
+						return err
+					}
+					out, raw, verr, serr = c.EncodeAt([]byte{9}, cur, Options{Root: "value"})
+					return serr
+				})
+			})
+		})
+		if err == nil {
+			err = cur.End()
+		}
+		if json.Valid(doc) != (err == nil) {
+			t.Fatalf("%q: document valid %v, walk error %v", doc, json.Valid(doc), err)
+		}
+		if err != nil {
+			return
+		}
+		want, werr := c.BinaryFromJSON([]byte{9}, raw, Options{Root: "value"})
+		if (verr == nil) != (werr == nil) || (verr != nil && verr.Error() != werr.Error()) || !bytes.Equal(out, want) {
+			t.Fatalf("%q: EncodeAt %x, %v; BinaryFromJSON %x, %v", value, out, verr, want, werr)
+		}
+	})
+}

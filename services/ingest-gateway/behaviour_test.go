@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -790,5 +791,52 @@ func TestSlowBodyTimesOut(t *testing.T) {
 			t.Fatalf("budget not returned: %d %s", res.status, res.body)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSchemaOrFormatAfterRecords: values are encoded while the body is
+// parsed, with the latest schema in the content type's format; a
+// schema_id or format given after the records must still win.
+func TestSchemaOrFormatAfterRecords(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil)
+	e.kafka.CreateTopic("late", 1, nil)
+	v1 := e.reg.Register(t, "late-value", orderSchema)
+	v2 := e.reg.Register(t, "late-value", strings.TrimSuffix(strings.TrimSpace(orderSchema), "]}")+`,{"name":"extra","type":["null","string"],"default":null}]}`)
+	if v1 == v2 {
+		t.Fatal("the second schema did not get a new id")
+	}
+	// Avro JSON wraps every union value.
+	wrapped := strings.NewReplacer(`"note":7`, `"note":{"long":7}`, `"email":"c7@example.com"`, `"email":{"string":"c7@example.com"}`,
+		`"ref":"6f1c8a7e-3b2d-4c5e-9f00-112233445507"`, `"ref":{"string":"6f1c8a7e-3b2d-4c5e-9f00-112233445507"}`).Replace(orderJSON(7))
+	for _, c := range []struct {
+		name, body string
+		id         int
+	}{
+		{"schema_id after records", `{"records":[{"value":` + orderJSON(5) + `}],"schema_id":` + fmt.Sprint(v1) + `}`, v1},
+		{"latest", `{"records":[{"value":` + orderJSON(6) + `}]}`, v2},
+		{"format after records", `{"records":[{"value":` + wrapped + `}],"format":"avro_json"}`, v2},
+	} {
+		res := post(t, e.httpURL+"/v1/topics/late/records", "application/json", []byte(c.body))
+		if res.status != 200 || !strings.Contains(string(res.body), fmt.Sprintf(`"schema_id":%d`, c.id)) {
+			t.Fatalf("%s: %d %s", c.name, res.status, res.body)
+		}
+	}
+	recs := readTopic(t, e.kafka.Brokers(), "late", 3)
+	for off, want := range []int{v1, v2, v2} {
+		r, ok := recs[[2]int64{0, int64(off)}]
+		if !ok || len(r.Value) < 5 || int(binary.BigEndian.Uint32(r.Value[1:5])) != want {
+			t.Fatalf("offset %d: framed with %x, want schema id %d", off, r.Value[:min(5, len(r.Value))], want)
+		}
+	}
+	// The avro_json record's union decoded as the long 7, by franz-go's
+	// serde with hamba (independent of the gateway's encoder).
+	var o hOrder
+	v2Schema := strings.TrimSuffix(strings.TrimSpace(orderSchema), "]}") + `,{"name":"extra","type":["null","string"],"default":null}]}`
+	if err := decoder(t, v2, v2Schema).Decode(recs[[2]int64{0, 2}].Value, &o); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(o.Note) != "7" || o.ID != "o-7" {
+		t.Fatalf("decoded id %q note %#v", o.ID, o.Note)
 	}
 }

@@ -63,6 +63,42 @@ type Record struct {
 	Headers   []kafkago.Header
 	Time      time.Time // zero: the gateway's receive time
 	Partition int32     // -1: by key hash (murmur2, as Java clients)
+	// Pre is the value already encoded while the request was parsed; it
+	// is used when its codec and format are the batch's.
+	Pre Prepared
+}
+
+// Prepared is a record value encoded ahead of Produce with Codec in Format:
+// Framed (Confluent-framed Avro) or Err, the value's validation error.
+type Prepared struct {
+	Codec  *avro.Codec
+	Format Format
+	Framed []byte
+	Err    *Error
+}
+
+// ValueError converts an encoder error for the value at root into the
+// record's error.
+func ValueError(err error, root string) *Error {
+	var fe *avro.FieldError
+	if errors.As(err, &fe) {
+		return &Error{Kind: KindInvalidRecord, Message: fe.Error(), Field: fe.Path}
+	}
+	return &Error{Kind: KindInvalidRecord, Message: err.Error(), Field: root}
+}
+
+// ValueCodec is the codec of topic's latest <topic>-value schema, for
+// encoding values while a request is parsed; nil when it cannot be had
+// (unknown subject, registry down: Produce then reports the problem).
+func (e *Engine) ValueCodec(ctx context.Context, topic string) *avro.Codec {
+	if !e.cfg.Topics.Allowed(topic) {
+		return nil
+	}
+	c, err := e.valueCodec(ctx, &Batch{Topic: topic})
+	if err != nil {
+		return nil
+	}
+	return c
 }
 
 // Batch is one produce call for one topic.
@@ -540,7 +576,10 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 	tr := &tracker{e: e, topic: b.Topic, hold: b.Hold, async: b.Async, finished: make(chan struct{})}
 	size := 0
 	for i := range b.Records {
-		size += len(b.Records[i].Value) + len(b.Records[i].KeyJSON) + 16
+		if b.Records[i].Pre.Codec == nil {
+			size += len(b.Records[i].Value)
+		}
+		size += len(b.Records[i].KeyJSON) + 16
 	}
 	pb := getProduceBufs(len(b.Records), size)
 	slots, msgs, arena := pb.slots, pb.msgs, pb.arena
@@ -708,9 +747,17 @@ func (e *Engine) encode(arena *[]byte, b *Batch, r *Record, vc, kc *avro.Codec, 
 	if r.Partition >= 0 && int(r.Partition) >= partitions {
 		return msg, &Error{Kind: KindUnknownPartition, Message: fmt.Sprintf("Partition %d not found: topic %s has %d partitions.", r.Partition, b.Topic, partitions), Field: "partition"}
 	}
-	value, err := encodeValue(arena, vc, b.Format, r.Value, "value")
-	if err != nil {
-		return msg, err
+	var value []byte
+	if p := &r.Pre; p.Codec != nil && p.Codec == vc && p.Format == b.Format {
+		if p.Err != nil {
+			return msg, p.Err
+		}
+		value = p.Framed
+	} else {
+		var err *Error
+		if value, err = encodeValue(arena, vc, b.Format, r.Value, "value"); err != nil {
+			return msg, err
+		}
 	}
 	key, err := e.encodeKey(arena, b, r, kc)
 	if err != nil {
@@ -760,11 +807,7 @@ func encodeFramed(out []byte, c *avro.Codec, f Format, data []byte, root string)
 	}
 	out, err := c.BinaryFromJSON(out, data, avro.Options{Mode: mode, Root: root})
 	if err != nil {
-		var fe *avro.FieldError
-		if errors.As(err, &fe) {
-			return nil, &Error{Kind: KindInvalidRecord, Message: fe.Error(), Field: fe.Path}
-		}
-		return nil, &Error{Kind: KindInvalidRecord, Message: err.Error(), Field: root}
+		return nil, ValueError(err, root)
 	}
 	return out, nil
 }

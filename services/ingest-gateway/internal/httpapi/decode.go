@@ -11,6 +11,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/avro"
+	"github.com/sluicehq/sluice/pkg/wire"
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
 )
 
@@ -63,19 +64,22 @@ var errNoRecords = errors.New("records: want an array")
 // in one validating pass over the body: records are converted as they are
 // met. A malformed body or record envelope fails the whole request; a bad
 // timestamp, partition or header is that record's error.
-func parseBatch(body []byte, maxRecords int) (*batchRequest, *gateway.Error) {
+func parseBatch(body []byte, maxRecords int, spec *speculation) (*batchRequest, *gateway.Error) {
 	t := getTable()
 	req := &batchRequest{table: t, Records: t.recs, Errs: t.errs}
 	c := avro.NewCursor(body)
 	var recErr *gateway.Error // a record that is not a record object
 	err := c.Object(func(k string) error {
+		if spec != nil && k != "records" {
+			spec = nil // schema or format chosen in the body: encode later
+		}
 		if k == "records" {
 			req.Records, req.Errs = req.Records[:0], req.Errs[:0]
 			return c.Array(func(i int) error {
 				if len(req.Records) >= maxRecords {
 					return errTooMany
 				}
-				rec, rerr, serr := recordAt(c, func() string { return fmt.Sprintf("records[%d].", i) })
+				rec, rerr, serr := recordAt(c, spec, func() string { return fmt.Sprintf("records[%d].", i) })
 				if serr != nil {
 					recErr = serr
 					return serr
@@ -169,9 +173,12 @@ func recordFromRaw[T []byte | avro.Valid](raw T, prefixFn func() string) (rec ga
 // recordAt converts the record object at c. rerr is a record error (bad
 // timestamp, ...); serr a structural one that fails the request (not an
 // object, unknown field, malformed JSON).
-func recordAt(c *avro.Cursor, prefixFn func() string) (rec gateway.Record, rerr, serr *gateway.Error) {
+func recordAt(c *avro.Cursor, spec *speculation, prefixFn func() string) (rec gateway.Record, rerr, serr *gateway.Error) {
 	rec.Partition = -1
 	err := c.Object(func(k string) error {
+		if k == "value" && spec != nil {
+			return spec.encode(c, &rec)
+		}
 		x, err := c.Value()
 		if err != nil {
 			return err
@@ -271,5 +278,44 @@ func recordField(rec *gateway.Record, k string, x avro.Valid, prefixFn func() st
 	default:
 		return gateway.Errorf(gateway.KindBadRequest, "%sunknown field %q", prefixOf(prefixFn), k)
 	}
+	return nil
+}
+
+// speculation encodes record values while the envelope is parsed, with
+// the topic's latest value schema in the content type's format: the
+// common request (no schema_id, schema_version or format in the body)
+// then reads each value once. The engine uses an encoding only if the
+// batch resolves to the same codec and format, so a guess that turns out
+// wrong costs time, never correctness.
+type speculation struct {
+	codec  *avro.Codec
+	format gateway.Format
+	opts   avro.Options
+	arena  []byte // pooled; framed encodings of the request's values
+}
+
+func (sp *speculation) encode(c *avro.Cursor, rec *gateway.Record) error {
+	start := len(sp.arena)
+	framed := wire.AppendHeader(sp.arena, uint32(sp.codec.ID))
+	out, raw, verr, serr := sp.codec.EncodeAt(framed, c, sp.opts)
+	if serr != nil {
+		return serr
+	}
+	rec.Pre = gateway.Prepared{Codec: sp.codec, Format: sp.format}
+	if string(raw) == "null" {
+		// Absent value: the record's Value stays nil, as without
+		// speculation, and the engine encodes JSON null itself.
+		rec.Pre = gateway.Prepared{}
+		sp.arena = out[:start]
+		return nil
+	}
+	rec.Value = raw
+	if verr != nil {
+		rec.Pre.Err = gateway.ValueError(verr, "value")
+		sp.arena = out[:start]
+		return nil
+	}
+	sp.arena = out
+	rec.Pre.Framed = out[start:len(out):len(out)]
 	return nil
 }

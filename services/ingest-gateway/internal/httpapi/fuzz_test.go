@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/sluicehq/sluice/pkg/avro"
+	"github.com/sluicehq/sluice/pkg/wire"
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
 )
 
@@ -18,11 +20,16 @@ func FuzzParseBatch(f *testing.F) {
 		`{"records":[{"value":null,"timestamp":1700000000000}],"schema_id":3,"format":"avro_json","async":true}`,
 		`{"records":[]}`, `{"records":[{"valeu":1}]}`, `{"records":[{"partition":-1}]}`, `[]`, `{`, `{"records":[{"timestamp":"soon"}]}`,
 		`{"records":[{"key":{"a":[1,2]},"headers":{"h":1}}]}`, `{"records":[1]}`,
+		`{"records":[{"value":{"a":1,"b":"x"}},{"value":{"a":"no"}},{"value":{"b":null,"a":2}},{"value":{"a":1,"a":2}}]}`,
 	} {
 		f.Add([]byte(s))
 	}
+	fuzzCodec, err := avro.NewCodec(7, `{"type":"record","name":"A","fields":[{"name":"a","type":"long","default":0},{"name":"b","type":["null","string"],"default":null}]}`)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, gerr := parseBatch(body, 100)
+		req, gerr := parseBatch(body, 100, nil)
 		if gerr != nil {
 			if gerr.Message == "" {
 				t.Fatal("error without message")
@@ -52,6 +59,32 @@ func FuzzParseBatch(f *testing.F) {
 		// The single-pass parse agrees with validating the whole body.
 		if !json.Valid(body) {
 			t.Fatalf("accepted invalid JSON %q", body)
+		}
+		// Encoding values while parsing changes nothing but speed: same
+		// records, and each prepared value is what Produce would encode.
+		spec := &speculation{codec: fuzzCodec, format: gateway.FormatJSON, opts: avro.Options{Mode: avro.PlainJSON, Root: "value"}}
+		sreq, sgerr := parseBatch(body, 100, spec)
+		if sgerr != nil || len(sreq.Records) != len(req.Records) {
+			t.Fatalf("with speculation: %v, %d records (without: %d)", sgerr, len(sreq.Records), len(req.Records))
+		}
+		for i, rec := range sreq.Records {
+			if !bytes.Equal(rec.Value, req.Records[i].Value) {
+				t.Fatalf("record %d value %q, without speculation %q", i, rec.Value, req.Records[i].Value)
+			}
+			p := rec.Pre
+			if p.Codec == nil {
+				if rec.Value != nil && req.Errs[i] == nil {
+					t.Fatalf("record %d value %q not prepared", i, rec.Value)
+				}
+				continue
+			}
+			want, werr := fuzzCodec.BinaryFromJSON(wire.AppendHeader(nil, uint32(fuzzCodec.ID)), rec.Value, spec.opts)
+			switch {
+			case werr != nil && (p.Err == nil || p.Err.Message != gateway.ValueError(werr, "value").Message):
+				t.Fatalf("record %d: prepared error %v, want %v", i, p.Err, werr)
+			case werr == nil && (p.Err != nil || !bytes.Equal(p.Framed, want)):
+				t.Fatalf("record %d: prepared %x / %v, want %x", i, p.Framed, p.Err, want)
+			}
 		}
 	})
 }

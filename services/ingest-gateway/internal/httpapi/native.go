@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/auth"
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
 )
@@ -132,13 +133,28 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, gerr)
 		return
 	}
-	req, gerr := parseBatch(body, s.opt.MaxRecords)
+	// Values are encoded while the body is parsed, with the schema and
+	// format the request most likely uses (see speculation).
+	var spec *speculation
+	if codec := s.eng.ValueCodec(r.Context(), topic); codec != nil {
+		spec = &speculation{codec: codec, format: gateway.FormatJSON, opts: avro.Options{Mode: avro.PlainJSON, Root: "value"}, arena: getBuf(int64(len(body)))}
+		if ct == ContentAvroJSON {
+			spec.format, spec.opts.Mode = gateway.FormatAvroJSON, avro.AvroJSON
+		}
+	}
+	releaseArena := func() {
+		if spec != nil {
+			putBuf(spec.arena)
+		}
+	}
+	req, gerr := parseBatch(body, s.opt.MaxRecords, spec)
 	if gerr == nil {
 		if gerr = allow(key, len(req.Records)); gerr != nil {
 			req.release()
 		}
 	}
 	if gerr != nil {
+		releaseArena()
 		putBuf(body)
 		hold.Release()
 		s.fail(w, gerr)
@@ -148,6 +164,7 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if settled {
 			req.release()
+			releaseArena()
 			putBuf(body)
 		}
 	}()

@@ -21,7 +21,7 @@ func BenchmarkParseBatch(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		req, err := parseBatch(body, 1000)
+		req, err := parseBatch(body, 1000, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
