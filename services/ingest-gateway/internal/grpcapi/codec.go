@@ -28,7 +28,144 @@ type codec struct{ std encoding.CodecV2 }
 
 func (c codec) Name() string { return grpcproto.Name }
 
-func (c codec) Marshal(v any) (mem.BufferSlice, error) { return c.std.Marshal(v) }
+// Marshal encodes ProduceResponses by hand (a 1000-record answer is
+// 1000 small messages, which the generic encoder sizes and writes through
+// reflection tables) and everything else with the standard codec.
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	resp, ok := v.(*ingestv1.ProduceResponse)
+	if !ok || !plainResponse(resp) {
+		return c.std.Marshal(v)
+	}
+	pool := mem.DefaultBufferPool()
+	bufp := pool.Get(responseSize(resp))
+	*bufp = appendResponse((*bufp)[:0], resp)
+	return mem.BufferSlice{mem.NewBuffer(bufp, pool)}, nil
+}
+
+// plainResponse reports whether resp holds only what the gateway sets
+// (no unknown fields anywhere) and valid UTF-8 strings, so the hand
+// encoding is complete and the standard codec would not refuse it.
+func plainResponse(resp *ingestv1.ProduceResponse) bool {
+	if len(resp.ProtoReflect().GetUnknown()) > 0 {
+		return false
+	}
+	for _, r := range resp.Results {
+		if r == nil || len(r.ProtoReflect().GetUnknown()) > 0 ||
+			(r.Timestamp != nil && len(r.Timestamp.ProtoReflect().GetUnknown()) > 0) ||
+			(r.Error != nil && (len(r.Error.ProtoReflect().GetUnknown()) > 0 || !utf8.ValidString(r.Error.Message) || !utf8.ValidString(r.Error.Field))) {
+			return false
+		}
+	}
+	return true
+}
+
+func resultSize(r *ingestv1.RecordResult) int {
+	n := 0
+	if r.Partition != 0 {
+		n += 1 + protowire.SizeVarint(uint64(int64(r.Partition)))
+	}
+	if r.Offset != 0 {
+		n += 1 + protowire.SizeVarint(uint64(r.Offset))
+	}
+	if r.Timestamp != nil {
+		n += 1 + protowire.SizeBytes(timestampSize(r.Timestamp.Seconds, r.Timestamp.Nanos))
+	}
+	if e := r.Error; e != nil {
+		n += 1 + protowire.SizeBytes(errorSize(e))
+	}
+	if r.DeadLettered {
+		n += 2
+	}
+	if r.SchemaId != 0 {
+		n += 1 + protowire.SizeVarint(uint64(int64(r.SchemaId)))
+	}
+	return n
+}
+
+func timestampSize(sec int64, nanos int32) int {
+	n := 0
+	if sec != 0 {
+		n += 1 + protowire.SizeVarint(uint64(sec))
+	}
+	if nanos != 0 {
+		n += 1 + protowire.SizeVarint(uint64(int64(nanos)))
+	}
+	return n
+}
+
+func errorSize(e *ingestv1.Error) int {
+	n := 0
+	if e.Code != 0 {
+		n += 1 + protowire.SizeVarint(uint64(int64(e.Code)))
+	}
+	if e.Message != "" {
+		n += 1 + protowire.SizeBytes(len(e.Message))
+	}
+	if e.Field != "" {
+		n += 1 + protowire.SizeBytes(len(e.Field))
+	}
+	return n
+}
+
+func responseSize(resp *ingestv1.ProduceResponse) int {
+	n := 0
+	for _, r := range resp.Results {
+		n += 1 + protowire.SizeBytes(resultSize(r))
+	}
+	return n
+}
+
+func appendResponse(b []byte, resp *ingestv1.ProduceResponse) []byte {
+	for _, r := range resp.Results {
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(resultSize(r)))
+		if r.Partition != 0 {
+			b = protowire.AppendTag(b, 1, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(int64(r.Partition)))
+		}
+		if r.Offset != 0 {
+			b = protowire.AppendTag(b, 2, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(r.Offset))
+		}
+		if ts := r.Timestamp; ts != nil {
+			b = protowire.AppendTag(b, 3, protowire.BytesType)
+			b = protowire.AppendVarint(b, uint64(timestampSize(ts.Seconds, ts.Nanos)))
+			if ts.Seconds != 0 {
+				b = protowire.AppendTag(b, 1, protowire.VarintType)
+				b = protowire.AppendVarint(b, uint64(ts.Seconds))
+			}
+			if ts.Nanos != 0 {
+				b = protowire.AppendTag(b, 2, protowire.VarintType)
+				b = protowire.AppendVarint(b, uint64(int64(ts.Nanos)))
+			}
+		}
+		if e := r.Error; e != nil {
+			b = protowire.AppendTag(b, 4, protowire.BytesType)
+			b = protowire.AppendVarint(b, uint64(errorSize(e)))
+			if e.Code != 0 {
+				b = protowire.AppendTag(b, 1, protowire.VarintType)
+				b = protowire.AppendVarint(b, uint64(int64(e.Code)))
+			}
+			if e.Message != "" {
+				b = protowire.AppendTag(b, 2, protowire.BytesType)
+				b = protowire.AppendString(b, e.Message)
+			}
+			if e.Field != "" {
+				b = protowire.AppendTag(b, 3, protowire.BytesType)
+				b = protowire.AppendString(b, e.Field)
+			}
+		}
+		if r.DeadLettered {
+			b = protowire.AppendTag(b, 5, protowire.VarintType)
+			b = append(b, 1)
+		}
+		if r.SchemaId != 0 {
+			b = protowire.AppendTag(b, 6, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(int64(r.SchemaId)))
+		}
+	}
+	return b
+}
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	req, ok := v.(*ingestv1.ProduceRequest)
