@@ -124,6 +124,18 @@ func (e *encoder) rawString() ([]byte, error) {
 	return []byte(s), err
 }
 
+// verbatimKey consumes the string at the cursor if it is exactly
+// "name" (no escapes): record keys usually are, and comparing them in place
+// beats scanning them.
+func (e *encoder) verbatimKey(name string) bool {
+	end := e.i + 1 + len(name)
+	if end < len(e.b) && e.b[end] == '"' && string(e.b[e.i+1:end]) == name {
+		e.i = end + 1
+		return true
+	}
+	return false
+}
+
 func appendLong(dst []byte, v int64) []byte {
 	return binary.AppendUvarint(dst, uint64((v<<1)^(v>>63)))
 }
@@ -633,12 +645,18 @@ func (e *encoder) recordInOrder(n *node, dst []byte, depth int) ([]byte, error) 
 		if e.b[e.i] != '"' {
 			return dst, e.syntax(e.errorf("invalid character %q looking for beginning of object key string", e.b[e.i]))
 		}
-		k, err := e.rawString()
-		if err != nil {
-			return dst, e.syntax(err)
-		}
-		if next >= len(n.fields) || string(k) != n.fields[next].name {
-			return dst, errOutOfOrder
+		// Fast path: the key is the expected field's name, verbatim.
+		var k []byte
+		if next < len(n.fields) && e.verbatimKey(n.fields[next].name) {
+			k = e.b[e.i-1-len(n.fields[next].name) : e.i-1]
+		} else {
+			var err error
+			if k, err = e.rawString(); err != nil {
+				return dst, e.syntax(err)
+			}
+			if next >= len(n.fields) || string(k) != n.fields[next].name {
+				return dst, errOutOfOrder
+			}
 		}
 		e.ws()
 		if e.i >= len(e.b) || e.b[e.i] != ':' {
@@ -648,6 +666,7 @@ func (e *encoder) recordInOrder(n *node, dst []byte, depth int) ([]byte, error) 
 		e.ws()
 		f := n.fields[next]
 		valStart := e.i
+		var err error
 		dst, err = e.enc(f.typ, dst, depth+1)
 		if err != nil {
 			return dst, e.at(e.unlessRepeated(string(k), valStart, err, depth), "."+f.name)
