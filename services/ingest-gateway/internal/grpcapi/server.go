@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -161,12 +162,15 @@ func (s *Server) Produce(ctx context.Context, req *ingestv1.ProduceRequest) (*in
 		KeyFormat: f,
 		Async:     req.GetAsync(),
 		Hold:      hold,
-		Records:   make([]gateway.Record, len(req.GetRecords())),
+		Records:   getRecords(len(req.GetRecords())),
 	}
 	for i, r := range req.GetRecords() {
 		b.Records[i] = toRecord(r)
 	}
 	results, err := s.eng.Produce(ctx, b)
+	// Produce keeps no reference to the Record array (messages point at
+	// the bytes, which the collector tracks), so it is reused at once.
+	putRecords(b.Records)
 	if err != nil {
 		return nil, statusOf(gateway.AsError(err))
 	}
@@ -273,4 +277,24 @@ func Timeout(d time.Duration) grpc.UnaryServerInterceptor {
 		defer cancel()
 		return h(ctx, req)
 	}
+}
+
+// recordsPool recycles the per-request []gateway.Record: at 1000 records a
+// request it was a fifth of what the gRPC path allocated.
+var recordsPool sync.Pool // *[]gateway.Record
+
+func getRecords(n int) []gateway.Record {
+	if p, ok := recordsPool.Get().(*[]gateway.Record); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]gateway.Record, n)
+}
+
+func putRecords(r []gateway.Record) {
+	if cap(r) > 100_000 {
+		return
+	}
+	clear(r[:cap(r)])
+	r = r[:0]
+	recordsPool.Put(&r)
 }
