@@ -168,16 +168,26 @@ func appendResponse(b []byte, resp *ingestv1.ProduceResponse) []byte {
 }
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
-	req, ok := v.(*ingestv1.ProduceRequest)
-	if !ok {
-		return c.std.Unmarshal(data, v)
+	switch m := v.(type) {
+	case *pooledRequest:
+		// A pooled copy the handler frees once the records are settled.
+		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+		if unmarshalProduce(buf.ReadOnlyData(), &m.req) {
+			m.buf = buf
+			return nil
+		}
+		defer buf.Free()
+		proto.Reset(&m.req)
+		return proto.Unmarshal(buf.ReadOnlyData(), &m.req) // copies
+	case *ingestv1.ProduceRequest:
+		buf := data.Materialize() // ours to keep: records alias it
+		if unmarshalProduce(buf, m) {
+			return nil
+		}
+		proto.Reset(m)
+		return proto.Unmarshal(buf, m)
 	}
-	buf := data.Materialize() // ours to keep: records alias it
-	if unmarshalProduce(buf, req) {
-		return nil
-	}
-	proto.Reset(req)
-	return proto.Unmarshal(buf, req)
+	return c.std.Unmarshal(data, v)
 }
 
 // unmarshalProduce fills req from b and reports true, or reports false

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -41,7 +43,52 @@ func New(eng *gateway.Engine, keys *auth.Keys, streamChunk int, log *slog.Logger
 }
 
 // Register adds the service to gs.
-func (s *Server) Register(gs *grpc.Server) { ingestv1.RegisterIngestServiceServer(gs, s) }
+// The generated service, with Produce decoding into a pooledRequest so the
+// request's bytes can be recycled once its records are settled.
+func (s *Server) Register(gs *grpc.Server) {
+	desc := ingestv1.IngestService_ServiceDesc
+	desc.Methods = slices.Clone(desc.Methods)
+	for i := range desc.Methods {
+		if desc.Methods[i].MethodName == "Produce" {
+			desc.Methods[i].Handler = produceHandler
+		}
+	}
+	gs.RegisterService(&desc, s)
+}
+
+// pooledRequest is a ProduceRequest whose records may alias buf, a pooled
+// copy of the received message (see Codec).
+type pooledRequest struct {
+	req ingestv1.ProduceRequest
+	buf mem.Buffer // nil when nothing aliases pooled memory
+}
+
+func produceHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := &pooledRequest{}
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	s := srv.(*Server)
+	call := func(ctx context.Context, req any) (any, error) {
+		if r := req.(*ingestv1.ProduceRequest); r != &in.req {
+			// An interceptor replaced the request: in's bytes are unused.
+			in.release()
+			return s.Produce(ctx, r)
+		}
+		return s.produce(ctx, &in.req, in.release)
+	}
+	if interceptor == nil {
+		return call(ctx, &in.req)
+	}
+	return interceptor(ctx, &in.req, &grpc.UnaryServerInfo{Server: srv, FullMethod: ingestv1.IngestService_Produce_FullMethodName}, call)
+}
+
+func (p *pooledRequest) release() {
+	if p.buf != nil {
+		p.buf.Free()
+		p.buf = nil
+	}
+}
 
 // statusOf maps a request-level error to a gRPC status whose ErrorInfo
 // carries the gateway's numeric code (reason) for programs.
@@ -143,6 +190,19 @@ func fillResult(o *ingestv1.RecordResult, ts *timestamppb.Timestamp, r *gateway.
 
 // Produce validates and produces a batch; one result per record, in order.
 func (s *Server) Produce(ctx context.Context, req *ingestv1.ProduceRequest) (*ingestv1.ProduceResponse, error) {
+	return s.produce(ctx, req, nil)
+}
+
+// produce is Produce; release (if set) is called once nothing refers to
+// the request's bytes any more, and never while Kafka may still be
+// reading them (async batches, timed-out writes).
+func (s *Server) produce(ctx context.Context, req *ingestv1.ProduceRequest, release func()) (*ingestv1.ProduceResponse, error) {
+	settled := true
+	defer func() {
+		if settled && release != nil {
+			release()
+		}
+	}()
 	key, aerr := s.authorize(ctx, req.GetTopic())
 	if aerr != nil {
 		return nil, statusOf(aerr)
@@ -168,8 +228,9 @@ func (s *Server) Produce(ctx context.Context, req *ingestv1.ProduceRequest) (*in
 		b.Records[i] = toRecord(r)
 	}
 	results, err := s.eng.Produce(ctx, b)
+	settled = b.Settled
 	// Produce keeps no reference to the Record array (messages point at
-	// the bytes, which the collector tracks), so it is reused at once.
+	// the bytes), so it is reused at once.
 	putRecords(b.Records)
 	if err != nil {
 		return nil, statusOf(gateway.AsError(err))
