@@ -840,3 +840,33 @@ func TestSchemaOrFormatAfterRecords(t *testing.T) {
 		t.Fatalf("decoded id %q note %#v", o.ID, o.Note)
 	}
 }
+
+// TestV3Subject: a v3 record may name the subject its schema comes from
+// (Confluent's "subject", optionally with "schema_version") instead of
+// <topic>-value; the record is framed with that subject's schema id.
+func TestV3Subject(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil)
+	e.kafka.CreateTopic("v3subj", 1, nil)
+	shared := e.reg.Register(t, "shared-orders", orderSchema)
+	url := e.httpURL + "/v3/clusters/sluice/topics/v3subj/records"
+	for _, value := range []string{
+		`{"type":"JSON","subject":"shared-orders","data":` + orderJSON(1) + `}`,
+		`{"type":"JSON","subject":"shared-orders","schema_version":1,"data":` + orderJSON(2) + `}`,
+	} {
+		res := post(t, url, "application/json", []byte(`{"value":`+value+`}`))
+		if res.status != 200 || !strings.Contains(string(res.body), `"error_code":200`) {
+			t.Fatalf("v3 with subject: %d %s", res.status, res.body)
+		}
+	}
+	// Without the subject the topic's own subject is used, which has no schema.
+	res := post(t, url, "application/json", []byte(`{"value":{"type":"JSON","data":`+orderJSON(3)+`}}`))
+	if res.status == 200 || !strings.Contains(string(res.body), "v3subj-value") {
+		t.Fatalf("v3 without subject: %d %s", res.status, res.body)
+	}
+	for _, r := range readTopic(t, e.kafka.Brokers(), "v3subj", 2) {
+		if len(r.Value) < 5 || int(binary.BigEndian.Uint32(r.Value[1:5])) != shared {
+			t.Fatalf("record framed %x, want schema id %d", r.Value[:min(5, len(r.Value))], shared)
+		}
+	}
+}

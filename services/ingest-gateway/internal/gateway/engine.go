@@ -48,6 +48,9 @@ type SchemaRef struct {
 	ID      int
 	Version int
 	Schema  string
+	// Subject overrides <topic>-value / <topic>-key for Version, Schema and
+	// latest (Confluent v3's "subject"); an ID needs no subject.
+	Subject string
 }
 
 // Record is one record of a request.
@@ -882,6 +885,9 @@ func registryError(err error, what string) *Error {
 }
 
 func (e *Engine) resolve(ctx context.Context, subject string, ref SchemaRef) (*avro.Codec, *Error) {
+	if ref.Subject != "" {
+		subject = ref.Subject
+	}
 	id := ref.ID
 	switch {
 	case id > 0:

@@ -371,8 +371,8 @@ func (s *Server) v3Record(topic string, vr *V3Record) (gateway.Group, gateway.Re
 		case "AVRO":
 			g.KeyFormat = gateway.FormatAvroJSON
 			rec.KeyJSON = vr.Key.Data
-			if vr.Key.SchemaID > 0 || vr.Key.SchemaVersion > 0 {
-				g.HasKeySchema, g.KeySchema = true, gateway.SchemaRef{ID: vr.Key.SchemaID, Version: vr.Key.SchemaVersion}
+			if vr.Key.SchemaID > 0 || vr.Key.SchemaVersion > 0 || vr.Key.Subject != "" {
+				g.HasKeySchema, g.KeySchema = true, gateway.SchemaRef{ID: vr.Key.SchemaID, Version: vr.Key.SchemaVersion, Subject: vr.Key.Subject}
 			}
 		case "", "JSON":
 			rec.KeyJSON = vr.Key.Data
@@ -381,7 +381,7 @@ func (s *Server) v3Record(topic string, vr *V3Record) (gateway.Group, gateway.Re
 		}
 	}
 	if vr.Value != nil {
-		g.Value = gateway.SchemaRef{ID: vr.Value.SchemaID, Version: vr.Value.SchemaVersion}
+		g.Value = gateway.SchemaRef{ID: vr.Value.SchemaID, Version: vr.Value.SchemaVersion, Subject: vr.Value.Subject}
 		switch strings.ToUpper(vr.Value.Type) {
 		case "AVRO":
 			g.Format = gateway.FormatAvroJSON
