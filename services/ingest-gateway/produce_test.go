@@ -223,7 +223,8 @@ func TestValidRecordsLandFramed(t *testing.T) {
 		if o.ErrorCode != nil || o.Partition == nil {
 			t.Fatalf("v2 offset %d: %s", j, res.body)
 		}
-		all = append(all, sent{idx[j], fmt.Sprintf("k%d", idx[j]), *o.Partition, *o.Offset})
+		// As Confluent's JSON embedded format: the key's JSON text, quotes kept.
+		all = append(all, sent{idx[j], fmt.Sprintf(`"k%d"`, idx[j]), *o.Partition, *o.Offset})
 	}
 
 	// v3 single record.

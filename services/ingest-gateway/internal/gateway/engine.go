@@ -116,6 +116,11 @@ type Batch struct {
 	Records   []Record
 	// Async answers once the records are handed to the writer (202).
 	Async bool
+	// JSONKeys writes keys that have no key schema as their JSON text
+	// (a string key keeps its quotes), as Confluent REST Proxy's JSON
+	// embedded format does; otherwise a JSON string key is written as the
+	// string itself.
+	JSONKeys bool
 	// AllOrNothing fails the whole request (nothing produced) when a record
 	// is invalid, as Confluent's REST Proxy does; dead-letter topics still
 	// take invalid records.
@@ -825,6 +830,9 @@ func (e *Engine) encodeKey(arena *[]byte, b *Batch, r *Record, kc *avro.Codec) (
 			f = FormatJSON
 		}
 		return encodeValue(arena, kc, f, r.KeyJSON, "key")
+	}
+	if b.JSONKeys {
+		return []byte(r.KeyJSON), nil
 	}
 	if k := r.KeyJSON; len(k) >= 2 && k[0] == '"' {
 		if inner := k[1 : len(k)-1]; k[len(k)-1] == '"' && bytes.IndexByte(inner, '\\') < 0 && bytes.IndexByte(inner, '"') < 0 && utf8.Valid(inner) {

@@ -19,6 +19,7 @@ type Group struct {
 	KeyFormat    Format
 	KeySchema    SchemaRef
 	HasKeySchema bool
+	JSONKeys     bool
 }
 
 // StreamItem is one record of a stream, or a record already failed while
@@ -87,7 +88,7 @@ func (e *Engine) RunStream(ctx context.Context, in <-chan StreamItem, chunk int,
 }
 
 func (e *Engine) produceChunk(ctx context.Context, g Group, items []StreamItem, emit func(*StreamItem, Result) error) error {
-	b := &Batch{Topic: g.Topic, Value: g.Value, Format: g.Format, KeyFormat: g.KeyFormat}
+	b := &Batch{Topic: g.Topic, Value: g.Value, Format: g.Format, KeyFormat: g.KeyFormat, JSONKeys: g.JSONKeys}
 	if g.HasKeySchema {
 		ks := g.KeySchema
 		b.KeySchema = &ks

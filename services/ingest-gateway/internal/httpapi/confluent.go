@@ -173,7 +173,7 @@ func (s *Server) v2(w http.ResponseWriter, r *http.Request) {
 			b.KeySchema = &gateway.SchemaRef{ID: req.KeySchemaID, Schema: req.KeySchema}
 		}
 	case "json":
-		b.Format, b.KeyFormat = gateway.FormatJSON, gateway.FormatJSON
+		b.Format, b.KeyFormat, b.JSONKeys = gateway.FormatJSON, gateway.FormatJSON, true
 	case "binary":
 		b.Format = gateway.FormatAvroBinary
 	}
@@ -375,7 +375,8 @@ func (s *Server) v3Record(topic string, vr *V3Record) (gateway.Group, gateway.Re
 				g.HasKeySchema, g.KeySchema = true, gateway.SchemaRef{ID: vr.Key.SchemaID, Version: vr.Key.SchemaVersion, Subject: vr.Key.Subject}
 			}
 		case "", "JSON":
-			rec.KeyJSON = vr.Key.Data
+			// Confluent's JSON serializer: the key's JSON text, quotes kept.
+			rec.KeyJSON, g.JSONKeys = vr.Key.Data, true
 		default:
 			return g, rec, bad("key.type %q is not supported (BINARY, STRING, JSON, AVRO)", vr.Key.Type)
 		}
