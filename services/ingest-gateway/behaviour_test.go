@@ -854,7 +854,8 @@ func TestV3Subject(t *testing.T) {
 		`{"type":"JSON","subject":"shared-orders","data":` + orderJSON(1) + `}`,
 		`{"type":"JSON","subject":"shared-orders","schema_version":1,"data":` + orderJSON(2) + `}`,
 	} {
-		res := post(t, url, "application/json", []byte(`{"value":`+value+`}`))
+		// A JSON-typed key keeps its JSON text, as Confluent writes it.
+		res := post(t, url, "application/json", []byte(`{"key":{"type":"JSON","data":"kj"},"value":`+value+`}`))
 		if res.status != 200 || !strings.Contains(string(res.body), `"error_code":200`) {
 			t.Fatalf("v3 with subject: %d %s", res.status, res.body)
 		}
@@ -867,6 +868,9 @@ func TestV3Subject(t *testing.T) {
 	for _, r := range readTopic(t, e.kafka.Brokers(), "v3subj", 2) {
 		if len(r.Value) < 5 || int(binary.BigEndian.Uint32(r.Value[1:5])) != shared {
 			t.Fatalf("record framed %x, want schema id %d", r.Value[:min(5, len(r.Value))], shared)
+		}
+		if string(r.Key) != `"kj"` {
+			t.Fatalf("v3 JSON key written as %q, want %q", r.Key, `"kj"`)
 		}
 	}
 }
