@@ -48,7 +48,7 @@ bench: tools ## run every benchmark (services, registry, sinks, exporter, whole 
 	@# System benchmarks size their own work per iteration (-benchtime 1x);
 	@# micro-benchmarks ($(MICRO_BENCH)) need the usual 1s of iterations.
 	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -skip '$(MICRO_BENCH)' -benchtime $(BENCHTIME) -timeout 30m ./... 2>&1 | grep -v '^{' ) | tee -a $(BIN)/bench.txt; done
-	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench '$(MICRO_BENCH)' -benchmem ./... 2>&1 | grep -v '^{' | grep -E '^(pkg:|Benchmark)' ) | tee -a $(BIN)/bench.txt; done
+	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench '$(MICRO_BENCH)' -benchmem ./... 2>&1 | grep -v '^{' | { grep -E '^(pkg:|Benchmark)' || true; } ) | tee -a $(BIN)/bench.txt; done
 	@echo; echo "Machine: $$(nproc) cores, $$(free -g | awk '/Mem:/{print $$2}') GiB, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 	@cd scripts/e2e && $(GO) run ./cmd/benchtable < $(BIN)/bench.txt | tee $(BIN)/bench-table.md
 
