@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/wire"
@@ -180,6 +181,21 @@ func FuzzAppendResult(f *testing.F) {
 		var a, b any
 		if json.Unmarshal(appendResult(nil, r), &a) != nil || json.Unmarshal(want, &b) != nil || !reflect.DeepEqual(a, b) {
 			t.Fatalf("appendResult %s, encoding/json %s", appendResult(nil, r), want)
+		}
+	})
+}
+
+// FuzzAppendProduced: the fast path for records in Kafka writes exactly
+// what the general path writes.
+func FuzzAppendProduced(f *testing.F) {
+	f.Add(int32(1), int64(5), int64(1700000000123), 7)
+	f.Add(int32(0), int64(0), int64(-1), 0)
+	f.Fuzz(func(t *testing.T, p int32, o, ms int64, id int) {
+		r := gateway.Result{Partition: p, Offset: o, Time: time.UnixMilli(ms), SchemaID: id}
+		got := appendProduced(nil, &r)
+		want := appendResult(nil, nativeResult("t", r, false))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("appendProduced %s, appendResult %s", got, want)
 		}
 	})
 }
