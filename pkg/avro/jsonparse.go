@@ -508,110 +508,43 @@ type Valid []byte
 // decoding the values: request envelopes use it to hand record values to
 // BinaryFromJSON untouched.
 func ScanObject[T []byte | Valid](data T, fn func(key string, value Valid) error) error {
-	_, trusted := any(data).(Valid)
-	p := jsonParser{b: []byte(data)}
-	p.ws()
-	if p.i >= len(p.b) {
-		return errEOF
-	}
-	if p.b[p.i] != '{' {
-		return p.errorf("want a JSON object, got %q", p.b[p.i])
-	}
-	p.i++
-	p.ws()
-	if p.i < len(p.b) && p.b[p.i] == '}' {
-		p.i++
-		return p.end()
-	}
-	for {
-		p.ws()
-		if p.i >= len(p.b) {
-			return errEOF
-		}
-		if p.b[p.i] != '"' {
-			return p.errorf("invalid character %q looking for beginning of object key string", p.b[p.i])
-		}
-		k, err := p.key()
+	c := scanCursor(data)
+	err := c.Object(func(k string) error {
+		v, err := c.Value()
 		if err != nil {
 			return err
 		}
-		p.ws()
-		if p.i >= len(p.b) {
-			return errEOF
-		}
-		if p.b[p.i] != ':' {
-			return p.errorf("invalid character %q after object key", p.b[p.i])
-		}
-		p.i++
-		p.ws()
-		start := p.i
-		if trusted {
-			p.delimit()
-		} else if err := p.skipValue(1); err != nil {
-			return err
-		}
-		if err := fn(k, Valid(p.b[start:p.i])); err != nil {
-			return err
-		}
-		p.ws()
-		if p.i >= len(p.b) {
-			return errEOF
-		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case '}':
-			p.i++
-			return p.end()
-		default:
-			return p.errorf("invalid character %q after object key:value pair", p.b[p.i])
-		}
+		return fn(k, v)
+	})
+	if err != nil {
+		return err
 	}
+	return c.End()
 }
 
 // ScanArray calls fn for each element of the JSON array data with its raw
 // bytes, validating all of data unless it is a Valid.
 func ScanArray[T []byte | Valid](data T, fn func(i int, value Valid) error) error {
+	c := scanCursor(data)
+	err := c.Array(func(i int) error {
+		v, err := c.Value()
+		if err != nil {
+			return err
+		}
+		return fn(i, v)
+	})
+	if err != nil {
+		return err
+	}
+	return c.End()
+}
+
+// scanCursor walks data, only delimiting values when data is a Valid.
+func scanCursor[T []byte | Valid](data T) *Cursor {
 	_, trusted := any(data).(Valid)
-	p := jsonParser{b: []byte(data)}
-	p.ws()
-	if p.i >= len(p.b) {
-		return errEOF
-	}
-	if p.b[p.i] != '[' {
-		return p.errorf("want a JSON array, got %q", p.b[p.i])
-	}
-	p.i++
-	p.ws()
-	if p.i < len(p.b) && p.b[p.i] == ']' {
-		p.i++
-		return p.end()
-	}
-	for n := 0; ; n++ {
-		p.ws()
-		start := p.i
-		if trusted {
-			p.delimit()
-		} else if err := p.skipValue(1); err != nil {
-			return err
-		}
-		if err := fn(n, Valid(p.b[start:p.i])); err != nil {
-			return err
-		}
-		p.ws()
-		if p.i >= len(p.b) {
-			return errEOF
-		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case ']':
-			p.i++
-			return p.end()
-		default:
-			return p.errorf("invalid character %q after array element", p.b[p.i])
-		}
-	}
+	c := NewCursor([]byte(data))
+	c.trusted = trusted
+	return c
 }
 
 // delimit moves past one value of already validated JSON.
