@@ -51,10 +51,14 @@ type producer struct {
 	reqTimeout  time.Duration
 	completion  func(msgs []kafkago.Message, err error)
 
-	mu      sync.Mutex // guards parts and sender registration
-	parts   map[topicPartition]*partProducer
+	// life is held shared by WriteMessages while it hands messages over
+	// and exclusively by Close to close, so no sender starts after Close
+	// began waiting for them.
+	life    sync.RWMutex
 	closed  atomic.Bool
 	senders sync.WaitGroup
+	partsMu sync.Mutex
+	parts   map[topicPartition]*partProducer
 }
 
 type topicPartition struct {
@@ -134,9 +138,9 @@ func (p *producer) WriteMessages(ctx context.Context, msgs ...kafkago.Message) e
 		gi = make([]uint16, 0, len(msgs))
 	}
 	now := time.Now()
-	p.mu.Lock()
+	p.life.RLock()
 	if p.closed.Load() {
-		p.mu.Unlock()
+		p.life.RUnlock()
 		return errProducerClosed
 	}
 	for i := range msgs {
@@ -152,21 +156,15 @@ func (p *producer) WriteMessages(ctx context.Context, msgs ...kafkago.Message) e
 			}
 		}
 		if g < 0 {
-			pp := p.parts[tp]
-			if pp == nil {
-				pp = &partProducer{p: p, tp: tp, kick: make(chan struct{}, 1)}
-				p.parts[tp] = pp
-			}
-			pps = append(pps, pp)
+			pps = append(pps, p.partition(tp))
 			g = len(pps) - 1
 		}
 		gi = append(gi, uint16(g))
 	}
-	// Senders are registered under p.mu so Close's Wait sees them.
 	for g, pp := range pps {
 		pp.add(msgs, gi, uint16(g), call)
 	}
-	p.mu.Unlock()
+	p.life.RUnlock()
 	select {
 	case <-call.done:
 		return nil
@@ -175,8 +173,20 @@ func (p *producer) WriteMessages(ctx context.Context, msgs ...kafkago.Message) e
 	}
 }
 
+// partition returns tp's producer, creating it on first use.
+func (p *producer) partition(tp topicPartition) *partProducer {
+	p.partsMu.Lock()
+	defer p.partsMu.Unlock()
+	pp := p.parts[tp]
+	if pp == nil {
+		pp = &partProducer{p: p, tp: tp, kick: make(chan struct{}, 1)}
+		p.parts[tp] = pp
+	}
+	return pp
+}
+
 // add appends the messages of group g to the partition's batches and
-// makes sure a sender runs. Called with p.mu held.
+// makes sure a sender runs. Called with p.life held shared.
 func (pp *partProducer) add(msgs []kafkago.Message, gi []uint16, g uint16, call *produceCall) {
 	pp.mu.Lock()
 	for i := range msgs {
@@ -335,15 +345,17 @@ func (b *prodBatch) recycle() {
 // Close flushes every partition's batches, waits until Kafka answered for
 // them, and refuses further messages.
 func (p *producer) Close() error {
-	p.mu.Lock()
+	p.life.Lock()
 	p.closed.Store(true)
+	p.life.Unlock()
+	p.partsMu.Lock()
 	for _, pp := range p.parts {
 		select { // cut lingering short
 		case pp.kick <- struct{}{}:
 		default:
 		}
 	}
-	p.mu.Unlock()
+	p.partsMu.Unlock()
 	p.senders.Wait()
 	return nil
 }
