@@ -75,6 +75,21 @@ func (c *Codecs) ByID(ctx context.Context, id int) (*Codec, error) {
 		if t := s.SchemaType(); t != "AVRO" {
 			return nil, fmt.Errorf("%w: schema id %d is %s, not AVRO", ErrUnusableSchema, id, t)
 		}
+		if len(s.References) > 0 {
+			rs, ok := c.src.(ReferenceSource)
+			if !ok {
+				return nil, fmt.Errorf("%w: schema id %d: %w", ErrUnusableSchema, id, errNoReferenceSource)
+			}
+			text, err := Inline(ctx, rs, s)
+			if err != nil {
+				return nil, fmt.Errorf("schema id %d: resolving references: %w", id, err)
+			}
+			// Users of the codec (container file headers, mappings) see
+			// one self-contained schema.
+			inlined := *s
+			inlined.Schema, inlined.References = text, nil
+			s = &inlined
+		}
 		cd, err := NewCodec(id, s.Schema)
 		if err != nil {
 			return nil, fmt.Errorf("%w: schema id %d: %w", ErrUnusableSchema, id, err)

@@ -874,3 +874,46 @@ func TestV3Subject(t *testing.T) {
 		}
 	}
 }
+
+// TestSchemaReferences: a value schema that references a type registered
+// under another subject (Confluent schema references) validates and
+// encodes records; they decode with the schema written out in full.
+func TestSchemaReferences(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t, nil, nil)
+	e.kafka.CreateTopic("refs", 1, nil)
+	const address = `{"type":"record","name":"Address","namespace":"com.acme","fields":[{"name":"city","type":"string"}]}`
+	const order = `{"type":"record","name":"Shipment","namespace":"com.acme","fields":[{"name":"id","type":"string"},{"name":"to","type":"Address"},{"name":"from","type":["null","Address"],"default":null}]}`
+	e.reg.Register(t, "address", address)
+	body, _ := json.Marshal(map[string]any{"schema": order, "references": []map[string]any{{"name": "com.acme.Address", "subject": "address", "version": 1}}})
+	res := post(t, e.reg.URL()+"/subjects/refs-value/versions", "application/vnd.schemaregistry.v1+json", body)
+	if res.status != 200 {
+		t.Fatalf("registering a schema with references: %d %s", res.status, res.body)
+	}
+	res = post(t, e.httpURL+"/v1/topics/refs/records", "application/json",
+		[]byte(`{"records":[{"value":{"id":"s1","to":{"city":"Oslo"},"from":{"city":"Rome"}}},{"value":{"id":"s2","to":{"city":7}}}]}`))
+	if res.status != 207 || !strings.Contains(string(res.body), `"field":"value.to.city"`) {
+		t.Fatalf("produce with a referenced type: %d %s", res.status, res.body)
+	}
+	full := strings.Replace(order, `"type":"Address"`, `"type":`+address, 1)
+	s, err := hamba.Parse(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := readTopic(t, e.kafka.Brokers(), "refs", 1)
+	var got struct {
+		ID string `avro:"id"`
+		To struct {
+			City string `avro:"city"`
+		} `avro:"to"`
+		From *struct {
+			City string `avro:"city"`
+		} `avro:"from"`
+	}
+	if err := hamba.Unmarshal(s, recs[[2]int64{0, 0}].Value[5:], &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != "s1" || got.To.City != "Oslo" || got.From == nil || got.From.City != "Rome" {
+		t.Fatalf("decoded %+v", got)
+	}
+}

@@ -1,0 +1,176 @@
+package avro
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sluicehq/sluice/pkg/registry"
+)
+
+// ReferenceSource resolves schema references (Confluent's "references":
+// a named type, defined by a version of another subject). The registry
+// client implements it; a SchemaSource without it cannot use schemas that
+// have references.
+type ReferenceSource interface {
+	ByVersion(ctx context.Context, subject string, version int) (*registry.Schema, error)
+	Latest(ctx context.Context, subject string) (*registry.Schema, error)
+}
+
+// maxReferenceDepth bounds chains of references (a references b
+// references c ...), so a cycle in the registry cannot recurse forever.
+const maxReferenceDepth = 32
+
+// Inline returns s's schema text with every referenced named type defined
+// where it is first used, and later uses left as names: one self-contained
+// schema, as goavro, Avro container files and Elasticsearch mappings need.
+// A type that several references bring in is defined once. A schema
+// without references is returned as it is.
+func Inline(ctx context.Context, src ReferenceSource, s *registry.Schema) (string, error) {
+	return inline(ctx, src, s, 0)
+}
+
+func inline(ctx context.Context, src ReferenceSource, s *registry.Schema, depth int) (string, error) {
+	if len(s.References) == 0 {
+		return s.Schema, nil
+	}
+	if depth >= maxReferenceDepth {
+		return "", fmt.Errorf("schema references nested more than %d deep", maxReferenceDepth)
+	}
+	defs := make(map[string]any, len(s.References))
+	for _, ref := range s.References {
+		var rs *registry.Schema
+		var err error
+		if ref.Version > 0 {
+			rs, err = src.ByVersion(ctx, ref.Subject, ref.Version)
+		} else {
+			rs, err = src.Latest(ctx, ref.Subject)
+		}
+		if err != nil {
+			return "", fmt.Errorf("reference %s (subject %s version %d): %w", ref.Name, ref.Subject, ref.Version, err)
+		}
+		if t := rs.SchemaType(); t != "AVRO" {
+			return "", fmt.Errorf("reference %s (subject %s) is %s, not AVRO", ref.Name, ref.Subject, t)
+		}
+		text, err := inline(ctx, src, rs, depth+1)
+		if err != nil {
+			return "", err
+		}
+		def, err := decodeSchemaJSON(text)
+		if err != nil {
+			return "", fmt.Errorf("reference %s (subject %s): %w", ref.Name, ref.Subject, err)
+		}
+		defs[ref.Name] = qualify(def, ref.Name)
+	}
+	doc, err := decodeSchemaJSON(s.Schema)
+	if err != nil {
+		return "", err
+	}
+	w := inliner{defs: defs, defined: map[string]bool{}}
+	out, err := json.Marshal(w.walk(doc, ""))
+	if err != nil {
+		return "", err
+	}
+	return string(out), nil
+}
+
+func decodeSchemaJSON(text string) (any, error) {
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber() // defaults keep their exact digits
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("schema is not JSON: %w", err)
+	}
+	return v, nil
+}
+
+// qualify names a referenced definition by its full name, so it keeps its
+// identity wherever it is inlined (an unqualified name would take the
+// namespace of the place it lands in).
+func qualify(def any, full string) any {
+	m, ok := def.(map[string]any)
+	if !ok || !strings.Contains(full, ".") {
+		return def
+	}
+	if _, named := m["name"]; named {
+		m["name"] = full
+		delete(m, "namespace")
+	}
+	return m
+}
+
+type inliner struct {
+	defs    map[string]any  // referenced types not yet placed
+	defined map[string]bool // named types defined so far, in document order
+}
+
+// walk visits v at a type position (never defaults, docs or names) with
+// enclosing namespace ns.
+func (w *inliner) walk(v any, ns string) any {
+	switch x := v.(type) {
+	case string:
+		if _, primitive := primitives[x]; primitive {
+			return x
+		}
+		full := fullName(x, ns)
+		if w.defined[full] {
+			return x
+		}
+		if def, ok := w.defs[full]; ok {
+			delete(w.defs, full)
+			return w.walk(def, ns)
+		}
+		if def, ok := w.defs[x]; ok { // referenced by a full name that looked relative
+			delete(w.defs, x)
+			return w.walk(def, ns)
+		}
+		return x
+	case []any: // union
+		for i := range x {
+			x[i] = w.walk(x[i], ns)
+		}
+		return x
+	case map[string]any:
+		t, _ := x["type"].(string)
+		switch t {
+		case "record", "error", "enum", "fixed":
+			name, _ := x["name"].(string)
+			space := ns
+			if s, ok := x["namespace"].(string); ok {
+				space = s
+			}
+			full := fullName(name, space)
+			if w.defined[full] {
+				return full // brought in by two references: define once
+			}
+			w.defined[full] = true
+			delete(w.defs, full)
+			if t == "record" || t == "error" {
+				fields, _ := x["fields"].([]any)
+				for _, f := range fields {
+					if fm, ok := f.(map[string]any); ok {
+						fm["type"] = w.walk(fm["type"], namespaceOf(full))
+					}
+				}
+			}
+			return x
+		case "array":
+			x["items"] = w.walk(x["items"], ns)
+			return x
+		case "map":
+			x["values"] = w.walk(x["values"], ns)
+			return x
+		}
+		if _, nested := x["type"].(string); !nested && x["type"] != nil {
+			x["type"] = w.walk(x["type"], ns) // {"type": {...}} or {"type": [...]}
+		}
+		return x
+	}
+	return v
+}
+
+// errNoReferenceSource is returned for a schema with references when the
+// SchemaSource cannot resolve them.
+var errNoReferenceSource = errors.New("schema has references but the schema source cannot resolve them")
