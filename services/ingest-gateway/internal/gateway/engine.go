@@ -715,14 +715,11 @@ func (e *Engine) writeAsync(msgs []kafkago.Message, tr *tracker) {
 }
 
 // afterWriteError makes sure the batch's budget is released even when the
-// writer never took the messages (closed writer, metadata failure) or the
-// wait timed out and acks will arrive later or never. It reports whether
-// the writer refused the messages outright.
+// producer never took the messages (it is closed) or the wait timed out
+// and acks will arrive later or never. It reports whether the producer
+// refused the messages outright. (Kafka's own errors arrive through the
+// completion callback, not here.)
 func (e *Engine) afterWriteError(err error, tr *tracker) bool {
-	var we kafkago.WriteErrors
-	if errors.As(err, &we) {
-		return false // every message got its completion
-	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		// Possibly enqueued: completions may still come; release at the
 		// latest after the writer's retries are surely over.
