@@ -7,6 +7,7 @@ package deadletter
 import (
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	kafkago "github.com/segmentio/kafka-go"
 )
@@ -21,7 +22,22 @@ const (
 	HeaderSourceTopic     = "sluice-source-topic"
 	HeaderSourcePartition = "sluice-source-partition"
 	HeaderSourceOffset    = "sluice-source-offset"
+	// HeaderOriginalSize is set (to the record's size in bytes: key + value
+	// + headers, as Kafka counts them roughly) on a dead letter whose key or
+	// value had to be cut to fit the dead-letter topic.
+	HeaderOriginalSize = "sluice-original-size"
+	// HeaderTruncated names what was cut: "value", "key,value", "headers".
+	HeaderTruncated = "sluice-truncated"
 )
+
+// MaxReasonBytes bounds the sluice-error header: reasons quote producer
+// data, which must not make a dead letter larger than its record.
+const MaxReasonBytes = 1024
+
+// DefaultMaxBytes is the dead-letter size Fit aims under when a stage has
+// no better number: Kafka's default max.message.bytes (1 MiB + 12) minus
+// room for the record batch framing.
+const DefaultMaxBytes = 1<<20 - 4<<10
 
 // Topic names the dead-letter topic of source.
 func Topic(source string) string { return source + Suffix }
@@ -53,7 +69,7 @@ func Headers(orig []kafkago.Header, stage, reason, sourceTopic string, partition
 		hs = append(hs, h)
 	}
 	hs = append(hs,
-		kafkago.Header{Key: HeaderError, Value: []byte(reason)},
+		kafkago.Header{Key: HeaderError, Value: []byte(Reason(reason))},
 		kafkago.Header{Key: HeaderStage, Value: []byte(stage)},
 		kafkago.Header{Key: HeaderSourceTopic, Value: []byte(sourceTopic)},
 		kafkago.Header{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(partition))},
@@ -72,4 +88,85 @@ func Message(m *kafkago.Message, stage, reason string) kafkago.Message {
 		Time:    m.Time,
 		Headers: Headers(m.Headers, stage, reason, m.Topic, m.Partition, m.Offset),
 	}
+}
+
+// Reason bounds a rejection reason to MaxReasonBytes (cut at a rune
+// boundary, marked with "..."), so it fits a header whatever it quotes.
+func Reason(reason string) string {
+	if len(reason) <= MaxReasonBytes {
+		return reason
+	}
+	cut := MaxReasonBytes - len("...")
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut] + "..."
+}
+
+// Size is a record's size as the dead-letter topic sees it: key, value,
+// and each header's key and value (record framing is a few bytes more).
+func Size(m *kafkago.Message) int {
+	n := len(m.Key) + len(m.Value)
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// Fit makes a dead letter fit limit bytes (Size), so a record refused for
+// its size is still parked instead of replayed forever: producer headers
+// are dropped first (the sluice-* contract headers stay), then the value
+// and, if that is not enough, the key are cut to what still fits. When
+// anything is cut, HeaderOriginalSize and HeaderTruncated say so. A
+// message that already fits is returned unchanged.
+func Fit(m kafkago.Message, limit int) kafkago.Message {
+	orig := Size(&m)
+	if orig <= limit {
+		return m
+	}
+	const note = len(HeaderOriginalSize) + 20 + len(HeaderTruncated) + len("headers,key,value")
+	budget := limit - note
+	var cut []string
+	if headerBytes(m.Headers) > budget && producerHeaders(m.Headers) {
+		kept := make([]kafkago.Header, 0, len(m.Headers))
+		for _, h := range m.Headers {
+			if strings.HasPrefix(h.Key, "sluice-") {
+				kept = append(kept, h)
+			}
+		}
+		m.Headers = kept
+		cut = append(cut, "headers")
+	}
+	room := budget - headerBytes(m.Headers)
+	if len(m.Key) > room {
+		m.Key = m.Key[:max(0, room)]
+		cut = append(cut, "key")
+	}
+	room -= len(m.Key)
+	if len(m.Value) > room {
+		m.Value = m.Value[:max(0, room)]
+		cut = append(cut, "value")
+	}
+	m.Headers = append(m.Headers[:len(m.Headers):len(m.Headers)],
+		kafkago.Header{Key: HeaderOriginalSize, Value: []byte(strconv.Itoa(orig))},
+		kafkago.Header{Key: HeaderTruncated, Value: []byte(strings.Join(cut, ","))},
+	)
+	return m
+}
+
+func producerHeaders(hs []kafkago.Header) bool {
+	for _, h := range hs {
+		if !strings.HasPrefix(h.Key, "sluice-") {
+			return true
+		}
+	}
+	return false
+}
+
+func headerBytes(hs []kafkago.Header) int {
+	n := 0
+	for _, h := range hs {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
 }
