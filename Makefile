@@ -42,6 +42,10 @@ run: build ## run the whole pipeline locally on embedded Kafka, S3 and Elasticse
 test: tools ## run every module's tests with -race -shuffle=on (installs test tools first)
 	@fail=0; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || fail=1; done; exit $$fail
 
+.PHONY: fresh-check
+fresh-check: ## make test from a clean copy of this tree with empty Go module/build caches and tools (slow; run it before calling a change done)
+	@scripts/fresh-check.sh
+
 .PHONY: bench
 bench: tools ## run every benchmark (services, registry, sinks, exporter, whole pipeline) and print one table
 	@mkdir -p $(BIN); : > $(BIN)/bench.txt

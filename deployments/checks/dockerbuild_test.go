@@ -134,11 +134,20 @@ func goListInStage(tb testing.TB, bs *buildStage) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", "list", "-deps", "-f", "{{if .Error}}{{.ImportPath}}: {{.Error}}{{end}}", ".")
 	cmd.Dir = filepath.Join(bs.FS, filepath.FromSlash(bs.Workdir))
 	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	if err == nil && strings.TrimSpace(string(out)) != "" {
-		err = fmt.Errorf("package errors")
+	// Only stdout carries the template's per-package errors; stderr holds
+	// progress ("go: downloading ...") on a cold module cache, which is not
+	// an error. A failure of the command itself shows in its exit status.
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	out := stdout.String()
+	switch {
+	case err != nil:
+		return out + stderr.String(), fmt.Errorf("go list: %w", err)
+	case strings.TrimSpace(out) != "":
+		return out, fmt.Errorf("package errors")
 	}
-	return string(out), err
+	return out, nil
 }
 
 // TestDockerBuildContext: what each Dockerfile copies in is enough to

@@ -47,9 +47,13 @@ func TestKcatInterop(t *testing.T) {
 		t.Fatal(err)
 	}
 	broker := c.Brokers()[0]
-	out, err := exec.CommandContext(ctx, kcat, "-b", broker, "-C", "-t", "interop", "-o", "beginning", "-e", "-q", "-f", "%k|%s").CombinedOutput()
+	// Only stdout is the consumed data; librdkafka logs to stderr.
+	var stderr bytes.Buffer
+	cons := exec.CommandContext(ctx, kcat, "-b", broker, "-C", "-t", "interop", "-o", "beginning", "-e", "-q", "-f", "%k|%s")
+	cons.Stderr = &stderr
+	out, err := cons.Output()
 	if err != nil {
-		t.Fatalf("kcat consume: %v\n%s", err, out)
+		t.Fatalf("kcat consume: %v\n%s%s", err, out, stderr.Bytes())
 	}
 	if want := append([]byte("k1|"), framed...); !bytes.Equal(out, want) {
 		t.Fatalf("kcat read %q, want %q", out, want)
