@@ -99,8 +99,20 @@ func run(ctx context.Context, args []string) error {
 	if tlsCfg != nil {
 		httpLn = tls.NewListener(httpLn, tlsCfg)
 	}
+	// With an admin address the API port serves no /metrics or health
+	// routes, so whoever may reach the API (an Ingress, producers) never
+	// reaches them, and whoever may scrape never reaches the API.
+	mountAdmin := func(m interface{ Handle(string, http.Handler) }) { app.MountAdmin(m) }
+	if cfg.AdminAddr != "" {
+		adminLn, err := service.Listen(ctx, cfg.AdminAddr)
+		if err != nil {
+			return err
+		}
+		app.ServeHTTP("admin", service.AdminServer(app), adminLn)
+		mountAdmin = nil
+	}
 	srv := &http.Server{
-		Handler:           api.Handler(func(m interface{ Handle(string, http.Handler) }) { app.MountAdmin(m) }),
+		Handler:           api.Handler(mountAdmin),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}

@@ -119,3 +119,69 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		t.Fatal("run did not return after shutdown")
 	}
 }
+
+// TestAdminPortSeparate: with SCHEMA_REGISTRY_ADMIN_ADDR the admin routes
+// move to their own port and the REST port serves none of them (and the
+// admin port no API), so network rules can open one without the other.
+func TestAdminPortSeparate(t *testing.T) {
+	kc := kafkatest.Start(t)
+	api, admin := freeAddr(t), freeAddr(t)
+	t.Setenv("KAFKA_BROKERS", strings.Join(kc.Brokers(), ","))
+	t.Setenv("SCHEMA_REGISTRY_HTTP_ADDR", api)
+	t.Setenv("SCHEMA_REGISTRY_ADMIN_ADDR", admin)
+	t.Setenv("SCHEMA_REGISTRY_GRPC_ADDR", freeAddr(t))
+	t.Setenv("LOG_LEVEL", "error")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("run did not return after shutdown")
+		}
+	}()
+	status := func(url string) int {
+		resp, err := http.Get(url)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for status("http://"+admin+"/readyz") != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("admin port never answered /readyz 200")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cases := []struct {
+		url  string
+		want int
+	}{
+		{"http://" + admin + "/metrics", http.StatusOK},
+		{"http://" + admin + "/healthz", http.StatusOK},
+		{"http://" + admin + "/subjects", http.StatusNotFound},
+		{"http://" + api + "/subjects", http.StatusOK},
+		{"http://" + api + "/metrics", http.StatusNotFound},
+		{"http://" + api + "/healthz", http.StatusNotFound},
+		{"http://" + api + "/readyz", http.StatusNotFound},
+	}
+	for _, tc := range cases {
+		if got := status(tc.url); got != tc.want {
+			t.Errorf("GET %s = %d, want %d", tc.url, got, tc.want)
+		}
+	}
+}
+
+func TestAdminAddrMustDiffer(t *testing.T) {
+	addr := freeAddr(t)
+	t.Setenv("SCHEMA_REGISTRY_HTTP_ADDR", addr)
+	t.Setenv("SCHEMA_REGISTRY_ADMIN_ADDR", addr)
+	err := run(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), "SCHEMA_REGISTRY_ADMIN_ADDR") || service.ExitCode(err) != 2 {
+		t.Fatalf("run = %v, want a config error naming SCHEMA_REGISTRY_ADMIN_ADDR", err)
+	}
+}

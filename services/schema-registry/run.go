@@ -50,7 +50,18 @@ func run(ctx context.Context, args []string) error {
 		return service.Invalid("SCHEMA_REGISTRY_AUTH_USERS", "%v", err)
 	}
 	reg := registry.New(st, compat.AvroChecker{}, registry.Options{MaxSchemaBytes: cfg.MaxSchemaBytes}, log)
-	rest := api.New(reg, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Auth: auth, RequestTimeout: cfg.RequestTimeout}, log, app.Metrics(), app.AdminRoutes())
+	// With an admin address the REST port serves no /metrics or health
+	// routes (and the admin port no API).
+	admin := app.AdminRoutes()
+	if cfg.AdminAddr != "" {
+		adminLn, err := service.Listen(ctx, cfg.AdminAddr)
+		if err != nil {
+			return err
+		}
+		app.ServeHTTP("admin", service.AdminServer(app), adminLn)
+		admin = nil
+	}
+	rest := api.New(reg, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Auth: auth, RequestTimeout: cfg.RequestTimeout}, log, app.Metrics(), admin)
 
 	ln, err := service.Listen(ctx, cfg.HTTPAddr)
 	if err != nil {

@@ -18,7 +18,8 @@ type Config struct {
 	Kafka    kafka.Config
 	Registry registry.Config
 
-	HTTPAddr string `env:"GATEWAY_HTTP_ADDR" default:":8080" help:"listen address of the HTTP API, which also serves /metrics, /healthz and /readyz"`
+	HTTPAddr  string `env:"GATEWAY_HTTP_ADDR" default:":8080" help:"listen address of the HTTP API (also /metrics, /healthz and /readyz unless GATEWAY_ADMIN_ADDR is set)"`
+	AdminAddr string `env:"GATEWAY_ADMIN_ADDR" help:"listen address (plain HTTP) for /metrics, /healthz and /readyz on a port of their own; the API port then serves none of them (the Helm chart sets it); empty serves them on the API port"`
 	GRPCAddr string `env:"GATEWAY_GRPC_ADDR" default:":9090" help:"listen address of the gRPC IngestService (empty disables gRPC)"`
 
 	Topics           []string `env:"GATEWAY_TOPICS" help:"comma-separated topics or glob patterns producers may write to; '*' allows every topic except internal ones (leading '_' or '__')"`
@@ -53,6 +54,9 @@ type Config struct {
 func (c *Config) Validate() error {
 	if c.HTTPAddr == "" {
 		return service.Invalid("GATEWAY_HTTP_ADDR", "must not be empty")
+	}
+	if c.AdminAddr != "" && (c.AdminAddr == c.HTTPAddr || c.AdminAddr == c.GRPCAddr) {
+		return service.Invalid("GATEWAY_ADMIN_ADDR", "must differ from GATEWAY_HTTP_ADDR and GATEWAY_GRPC_ADDR, got %q", c.AdminAddr)
 	}
 	if len(c.Topics) == 0 {
 		return service.Invalid("GATEWAY_TOPICS", "list at least one topic or pattern ('*' in development)")

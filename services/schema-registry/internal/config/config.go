@@ -14,7 +14,8 @@ import (
 type Config struct {
 	Service           service.Options
 	Kafka             kafka.Config
-	HTTPAddr          string        `env:"SCHEMA_REGISTRY_HTTP_ADDR" default:":8081" help:"listen address of the REST API, /metrics, /healthz and /readyz"`
+	HTTPAddr          string        `env:"SCHEMA_REGISTRY_HTTP_ADDR" default:":8081" help:"listen address of the REST API (also /metrics, /healthz and /readyz unless SCHEMA_REGISTRY_ADMIN_ADDR is set)"`
+	AdminAddr         string        `env:"SCHEMA_REGISTRY_ADMIN_ADDR" help:"listen address for /metrics, /healthz and /readyz on a port of their own; the REST port then serves none of them (the Helm chart sets it); empty serves them on the REST port"`
 	GRPCAddr          string        `env:"SCHEMA_REGISTRY_GRPC_ADDR" default:":9091" help:"listen address of the gRPC API (sluice.registry.v1); empty disables it"`
 	Topic             string        `env:"SCHEMA_REGISTRY_TOPIC" default:"_schemas" help:"the schemas log topic (1 partition, compacted; created if missing)"`
 	ReplicationFactor int           `env:"SCHEMA_REGISTRY_TOPIC_REPLICATION_FACTOR" default:"-1" help:"replication factor when creating the topic; -1 is the broker default"`
@@ -30,6 +31,9 @@ type Config struct {
 func (c *Config) Validate() error {
 	if c.HTTPAddr == "" {
 		return service.Invalid("SCHEMA_REGISTRY_HTTP_ADDR", "must not be empty")
+	}
+	if c.AdminAddr != "" && (c.AdminAddr == c.HTTPAddr || c.AdminAddr == c.GRPCAddr) {
+		return service.Invalid("SCHEMA_REGISTRY_ADMIN_ADDR", "must differ from SCHEMA_REGISTRY_HTTP_ADDR and SCHEMA_REGISTRY_GRPC_ADDR, got %q", c.AdminAddr)
 	}
 	if strings.TrimSpace(c.Topic) == "" {
 		return service.Invalid("SCHEMA_REGISTRY_TOPIC", "must not be empty")
