@@ -66,8 +66,8 @@ func checkCompose(p *types.Project, root string, envs map[string]envSpec) []stri
 			addf("%s: %s is not a compose service", what, host)
 			return
 		}
-		if want, ok := designPorts[host]; ok && port != want.HTTP && port != want.GRPC {
-			addf("%s: %s:%d is not a port %s listens on", what, host, port, host)
+		if want, ok := designPorts[host]; ok && port != want.API && port != want.GRPC {
+			addf("%s: %s:%d is not an API port of %s", what, host, port, host)
 		}
 		_ = dep
 	}
@@ -110,15 +110,22 @@ func checkCompose(p *types.Project, root string, envs map[string]envSpec) []stri
 		}
 		ports := targetPorts(s)
 		want := designPorts[name]
-		for _, port := range []int{want.HTTP, want.GRPC} {
+		for _, port := range []int{want.API, want.GRPC, adminPorts[name]} {
 			if port == 0 {
 				continue
 			}
 			if !slices.ContainsFunc(s.Ports, func(pc types.ServicePortConfig) bool {
 				return int(pc.Target) == port && pc.Published == strconv.Itoa(port)
 			}) {
-				addf("%s: does not publish %d:%d (DESIGN.md)", what, port, port)
+				addf("%s: does not publish %d:%d (DESIGN.md API ports, admin port %d)", what, port, port, adminPorts[name])
 			}
+		}
+		// Like the chart: /metrics and health on the admin port alone, the
+		// port prometheus.yml scrapes.
+		if v := s.Environment[adminVars[name]]; v == nil {
+			addf("%s: does not set %s (:%d): /metrics and health would share the API port", what, adminVars[name], adminPorts[name])
+		} else if port, ok := portOf(*v); !ok || port != adminPorts[name] {
+			addf("%s: %s=%s, want :%d", what, adminVars[name], *v, adminPorts[name])
 		}
 		for _, k := range sortedKeys(s.Environment) {
 			v := s.Environment[k]
@@ -235,7 +242,10 @@ func TestComposeDefectsCaught(t *testing.T) {
 		{"wrong Dockerfile", "dockerfile: services/search-sink/Dockerfile", "dockerfile: services/search/Dockerfile", "want services/search-sink/Dockerfile"},
 		{"wrong build context", "      context: ../..\n      dockerfile: services/kafka-exporter/Dockerfile", "      context: ..\n      dockerfile: services/kafka-exporter/Dockerfile", "want the repository root"},
 		{"broker typo", "KAFKA_BROKERS: kafka:9092", "KAFKA_BROKERS: kafak:9092", "is not a compose service"},
-		{"registry on the wrong port", "REGISTRY_URL: http://schema-registry:8081", "REGISTRY_URL: http://schema-registry:8080", "is not a port schema-registry listens on"},
+		{"registry on the wrong port", "REGISTRY_URL: http://schema-registry:8081", "REGISTRY_URL: http://schema-registry:8080", "is not an API port of schema-registry"},
+		{"registry URL on the admin port", "REGISTRY_URL: http://schema-registry:8081", "REGISTRY_URL: http://schema-registry:9105", "schema-registry:9105 is not an API port of schema-registry"},
+		{"gateway metrics on the API port", "      GATEWAY_ADMIN_ADDR: \":9104\"\n", "", "does not set GATEWAY_ADMIN_ADDR"},
+		{"admin port not published", `ports: ["8081:8081", "9091:9091", "9105:9105"]`, `ports: ["8081:8081", "9091:9091"]`, "does not publish 9105:9105"},
 		{"grace period shorter than the drain", "  stop_grace_period: 45s", "  stop_grace_period: 20s", "stop_grace_period 20s does not exceed SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT (30s)"},
 		{"missing bind source", "./grafana/provisioning:", "./grafana/provisionin:", "does not exist"},
 	}

@@ -193,7 +193,7 @@ func lintDockerfile(ctx dockerContext, service, text string) []string {
 			}
 		}
 		want := designPorts[service]
-		for _, p := range []int{want.HTTP, want.GRPC} {
+		for _, p := range []int{want.API, want.GRPC, want.Metrics} {
 			if p != 0 && !slices.Contains(exposed, p) {
 				addf("final stage does not EXPOSE %d (DESIGN.md port of %s)", p, service)
 			}

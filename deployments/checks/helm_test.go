@@ -2,6 +2,7 @@ package checks
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,9 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
 
@@ -143,6 +147,19 @@ func findDoc[T any](t *testing.T, docs []manifest, name string) T {
 	return zero
 }
 
+// setEnv edits the env entry name of a Deployment's first container.
+func setEnv(t *testing.T, d *appsv1.Deployment, name string, edit func(*corev1.EnvVar)) {
+	t.Helper()
+	c := &d.Spec.Template.Spec.Containers[0]
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			edit(&c.Env[i])
+			return
+		}
+	}
+	t.Fatalf("%s sets no env %s", d.Name, name)
+}
+
 // TestManifestDefectsCaught injects one defect at a time into the real
 // rendered output and requires checkManifests to name it.
 func TestManifestDefectsCaught(t *testing.T) {
@@ -221,20 +238,120 @@ func TestManifestDefectsCaught(t *testing.T) {
 		}, "listens on a port the container does not declare"},
 		{"port differs from DESIGN.md", nil, func(t *testing.T, d []manifest) {
 			findDoc[*appsv1.Deployment](t, d, "search-sink").Spec.Template.Spec.Containers[0].Ports[0].ContainerPort = 9200
-		}, "no container port http=9103"},
+		}, "no container port metrics=9103"},
 		{"HPA and replicas", nil, func(t *testing.T, d []manifest) {
 			n := int32(3)
 			findDoc[*appsv1.Deployment](t, d, "ingest-gateway").Spec.Replicas = &n
 		}, "sets replicas although an HPA scales it"},
 		{"service monitor on a missing port", []string{"--set", "serviceMonitor.enabled=true"}, func(t *testing.T, d []manifest) {
-			findDoc[*monitoringv1.ServiceMonitor](t, d, "s3-sink").Spec.Endpoints[0].Port = "metrics"
-		}, `endpoint port "metrics"`},
+			findDoc[*monitoringv1.ServiceMonitor](t, d, "s3-sink").Spec.Endpoints[0].Port = "admin"
+		}, `endpoint port "admin" is not a port`},
 		{"KEDA watches another group", []string{"--set", "services.s3-sink.autoscaling.enabled=false", "--set", "services.s3-sink.keda.enabled=true"}, func(t *testing.T, d []manifest) {
 			findDoc[*scaledObject](t, d, "s3-sink").Spec.Triggers[0].Metadata["consumerGroup"] = "other"
 		}, "watches group"},
 		{"KEDA parameter typo", []string{"--set", "services.search-sink.autoscaling.enabled=false", "--set", "services.search-sink.keda.enabled=true"}, func(t *testing.T, d []manifest) {
 			findDoc[*scaledObject](t, d, "search-sink").Spec.Triggers[0].Metadata["lagTreshold"] = "10"
 		}, `unknown kafka trigger parameter "lagTreshold"`},
+		// Metrics and health on an admin port of their own (issue 13).
+		{"gateway metrics on the API port", nil, func(t *testing.T, d []manifest) {
+			delete(findDoc[*corev1.ConfigMap](t, d, "ingest-gateway").Data, "GATEWAY_ADMIN_ADDR")
+		}, "does not set GATEWAY_ADMIN_ADDR: /metrics, /healthz and /readyz would be served on its API port"},
+		{"registry admin port is the API port", nil, func(t *testing.T, d []manifest) {
+			findDoc[*corev1.ConfigMap](t, d, "schema-registry").Data["SCHEMA_REGISTRY_ADMIN_ADDR"] = ":8081"
+		}, "SCHEMA_REGISTRY_ADMIN_ADDR and SCHEMA_REGISTRY_HTTP_ADDR are both port 8081"},
+		{"readiness probe on the API port", nil, func(t *testing.T, d []manifest) {
+			findDoc[*appsv1.Deployment](t, d, "ingest-gateway").Spec.Template.Spec.Containers[0].ReadinessProbe.HTTPGet.Port = intstr.FromString("http")
+		}, "readiness probe on port http (8080), not the admin port 9104"},
+		{"startup probe on the API port", nil, func(t *testing.T, d []manifest) {
+			findDoc[*appsv1.Deployment](t, d, "schema-registry").Spec.Template.Spec.Containers[0].StartupProbe.HTTPGet.Port = intstr.FromInt32(8081)
+		}, "startup probe on port 8081 (8081), not the admin port 9105"},
+		{"service monitor scrapes the API port", []string{"--set", "serviceMonitor.enabled=true"}, func(t *testing.T, d []manifest) {
+			findDoc[*monitoringv1.ServiceMonitor](t, d, "ingest-gateway").Spec.Endpoints[0].Port = "http"
+		}, `endpoint port "http" reaches port 8080 of sluice-ingest-gateway, not its admin port 9104`},
+		{"service port named metrics on the API", nil, func(t *testing.T, d []manifest) {
+			s := findDoc[*corev1.Service](t, d, "schema-registry")
+			for i := range s.Spec.Ports {
+				if s.Spec.Ports[i].Name == "metrics" {
+					s.Spec.Ports[i].TargetPort = intstr.FromString("http")
+				}
+			}
+		}, "only the port named metrics may reach its admin port 9105"},
+		{"ingress publishes /metrics", []string{"--set", "services.ingest-gateway.ingress.enabled=true"}, func(t *testing.T, d []manifest) {
+			findDoc[*networkingv1.Ingress](t, d, "ingest-gateway").Spec.Rules[0].HTTP.Paths[0].Backend.Service.Port.Name = "metrics"
+		}, "its admin port: the Ingress would publish /metrics"},
+		{"ingress to a gateway serving metrics on its API port", []string{"--set", "services.ingest-gateway.ingress.enabled=true"}, func(t *testing.T, d []manifest) {
+			delete(findDoc[*corev1.ConfigMap](t, d, "ingest-gateway").Data, "GATEWAY_ADMIN_ADDR")
+		}, "whose API port also serves /metrics and health (GATEWAY_ADMIN_ADDR is not set)"},
+		// NetworkPolicies (issue 13).
+		{"metricsFrom opens an API port", nil, func(t *testing.T, d []manifest) {
+			np := findDoc[*networkingv1.NetworkPolicy](t, d, "schema-registry")
+			for i, r := range np.Spec.Ingress {
+				if len(r.Ports) == 1 && r.Ports[0].Port.String() == "metrics" {
+					http := intstr.FromString("http")
+					np.Spec.Ingress[i].Ports = append(np.Spec.Ingress[i].Ports, networkingv1.NetworkPolicyPort{Port: &http})
+				}
+			}
+		}, "opens the admin port together with API port(s) [http]"},
+		{"registry API open beyond the release", nil, func(t *testing.T, d []manifest) {
+			np := findDoc[*networkingv1.NetworkPolicy](t, d, "schema-registry")
+			np.Spec.Ingress[0].From = []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}}}
+		}, "opens API port(s) [http grpc] of sluice-schema-registry beyond this release's pods"},
+		{"rule without ports", nil, func(t *testing.T, d []manifest) {
+			findDoc[*networkingv1.NetworkPolicy](t, d, "s3-sink").Spec.Ingress[0].Ports = nil
+		}, "ingress rule 0 names no ports: it opens every port"},
+		// Registry credentials only through Secrets, least role (issue 13).
+		{"registry password as a literal", nil, func(t *testing.T, d []manifest) {
+			setEnv(t, findDoc[*appsv1.Deployment](t, d, "schema-registry"), "SCHEMA_REGISTRY_AUTH_USERS", func(e *corev1.EnvVar) {
+				e.Value = strings.Replace(e.Value, "$(SLUICE_REGISTRY_ADMIN_PASSWORD)", "hunter2hunter2", 1)
+			})
+		}, "secret SCHEMA_REGISTRY_AUTH_USERS given as a literal value"},
+		{"users composed before their parts", nil, func(t *testing.T, d []manifest) {
+			c := &findDoc[*appsv1.Deployment](t, d, "schema-registry").Spec.Template.Spec.Containers[0]
+			i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "SCHEMA_REGISTRY_AUTH_USERS" })
+			users := c.Env[i]
+			c.Env = slices.Insert(slices.Delete(c.Env, i, i+1), 0, users)
+		}, "references $(SLUICE_REGISTRY_READER_USERNAME), which no earlier env entry"},
+		{"secret entry composed into nothing", nil, func(t *testing.T, d []manifest) {
+			c := &findDoc[*appsv1.Deployment](t, d, "schema-registry").Spec.Template.Spec.Containers[0]
+			c.Env = append(c.Env, corev1.EnvVar{Name: "SLUICE_REGISTRY_SPARE", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "sluice-registry-auth"}, Key: "admin-password"}}})
+		}, "sets SLUICE_REGISTRY_SPARE, which schema-registry does not read"},
+		{"sink without registry credentials", nil, func(t *testing.T, d []manifest) {
+			c := &findDoc[*appsv1.Deployment](t, d, "s3-sink").Spec.Template.Spec.Containers[0]
+			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return strings.HasPrefix(e.Name, "REGISTRY_") })
+		}, "registry auth is on but it sends no REGISTRY_USERNAME/REGISTRY_PASSWORD from a Secret"},
+		{"sink with the admin user", nil, func(t *testing.T, d []manifest) {
+			dep := findDoc[*appsv1.Deployment](t, d, "search-sink")
+			for _, v := range []string{"REGISTRY_USERNAME", "REGISTRY_PASSWORD"} {
+				setEnv(t, dep, v, func(e *corev1.EnvVar) {
+					e.ValueFrom.SecretKeyRef.Key = strings.Replace(e.ValueFrom.SecretKeyRef.Key, "reader-", "admin-", 1)
+				})
+			}
+		}, "holds the registry's rw user but only reads schemas; give it the ro user"},
+		{"sink with mismatched user and password", nil, func(t *testing.T, d []manifest) {
+			setEnv(t, findDoc[*appsv1.Deployment](t, d, "s3-sink"), "REGISTRY_USERNAME", func(e *corev1.EnvVar) {
+				e.ValueFrom.SecretKeyRef.Key = "admin-username"
+			})
+		}, "REGISTRY_USERNAME comes from sluice-registry-auth/admin-username but the user with that password is sluice-registry-auth/reader-username"},
+		{"helm test with the read-only user", nil, func(t *testing.T, d []manifest) {
+			c := &findDoc[*corev1.Pod](t, d, "test-produce").Spec.Containers[0]
+			for i := range c.Env {
+				if r := c.Env[i].ValueFrom; r != nil && r.SecretKeyRef != nil {
+					r.SecretKeyRef.Key = strings.Replace(r.SecretKeyRef.Key, "admin-", "reader-", 1)
+				}
+			}
+		}, "registers schemas but holds the registry's ro user; it needs rw"},
+		{"password in a ConfigMap", nil, func(t *testing.T, d []manifest) {
+			pw := findDoc[*corev1.Secret](t, d, "registry-auth").Data["admin-password"]
+			findDoc[*corev1.ConfigMap](t, d, "schema-registry").Data["SCHEMA_REGISTRY_TOPIC"] = string(pw)
+		}, "ConfigMap/sluice-schema-registry key SCHEMA_REGISTRY_TOPIC: holds the value of Secret sluice-registry-auth key admin-password"},
+		{"password in the test script", nil, func(t *testing.T, d []manifest) {
+			pw := findDoc[*corev1.Secret](t, d, "registry-auth").Data["admin-password"]
+			c := &findDoc[*corev1.Pod](t, d, "test-produce").Spec.Containers[0]
+			c.Args[0] = "curl -u admin:" + string(pw) + " ...\n" + c.Args[0]
+		}, "command: holds the value of Secret sluice-registry-auth key admin-password"},
+		{"secret key missing", nil, func(t *testing.T, d []manifest) {
+			delete(findDoc[*corev1.Secret](t, d, "registry-auth").Data, "reader-password")
+		}, "reads key reader-password of Secret sluice-registry-auth, which has no such key"},
 		{"test pod as root", nil, func(t *testing.T, d []manifest) {
 			var zero int64
 			p := findDoc[*corev1.Pod](t, d, "test-produce")
@@ -252,6 +369,150 @@ func TestManifestDefectsCaught(t *testing.T) {
 			p := checkManifests(docs, envs)
 			if !slices.ContainsFunc(p, func(s string) bool { return strings.Contains(s, tc.want) }) {
 				t.Fatalf("want a problem containing %q, got %q", tc.want, p)
+			}
+		})
+	}
+}
+
+// TestSecureDefaults: out of the box every service sits behind a
+// NetworkPolicy, the registry authenticates and the gateway holds its
+// read-only user; turning any of them off is caught.
+func TestSecureDefaults(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		set  []string
+		want string // "" for the defaults: no problem
+	}{
+		{"defaults", nil, ""},
+		{"network policies off", []string{"--set", "networkPolicy.enabled=false"}, "Deployment/sluice-schema-registry: selected by no NetworkPolicy"},
+		{"registry auth off", []string{"--set", "registry.auth.enabled=false"}, "registry auth is off"},
+		{"gateway with the admin user", []string{"--set", "registry.auth.gatewayRole=rw"}, "the gateway does not hold the registry's ro user"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := checkSecureDefaults(renderDefaults(t, tc.set...))
+			if tc.want == "" {
+				if len(p) > 0 {
+					t.Fatalf("defaults: %q", p)
+				}
+				return
+			}
+			if !slices.ContainsFunc(p, func(s string) bool { return strings.Contains(s, tc.want) }) {
+				t.Fatalf("want a problem containing %q, got %q", tc.want, p)
+			}
+		})
+	}
+}
+
+// policySummary lists a NetworkPolicy's rules as "peer->ports" strings:
+// peer "*" (anyone), "release" (this release's pods), "ns:k=v", "ip:cidr".
+func policySummary(np *networkingv1.NetworkPolicy) (ingress, egress []string) {
+	peer := func(p networkingv1.NetworkPolicyPeer) string {
+		switch {
+		case p.IPBlock != nil:
+			return "ip:" + p.IPBlock.CIDR
+		case p.NamespaceSelector != nil:
+			var kv []string
+			for k, v := range p.NamespaceSelector.MatchLabels {
+				kv = append(kv, k+"="+v)
+			}
+			slices.Sort(kv)
+			return "ns:" + strings.Join(kv, ",")
+		case p.PodSelector != nil && p.PodSelector.MatchLabels["app.kubernetes.io/instance"] == "sluice" && len(p.PodSelector.MatchLabels) == 2:
+			return "release"
+		}
+		return fmt.Sprintf("%+v", p)
+	}
+	rule := func(peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) []string {
+		var ps []string
+		for _, p := range ports {
+			s := p.Port.String()
+			if p.Protocol != nil {
+				s += "/" + string(*p.Protocol)
+			}
+			ps = append(ps, s)
+		}
+		if len(peers) == 0 {
+			return []string{"*->" + strings.Join(ps, ",")}
+		}
+		var out []string
+		for _, p := range peers {
+			out = append(out, peer(p)+"->"+strings.Join(ps, ","))
+		}
+		return out
+	}
+	for _, r := range np.Spec.Ingress {
+		ingress = append(ingress, rule(r.From, r.Ports)...)
+	}
+	for _, r := range np.Spec.Egress {
+		egress = append(egress, rule(r.To, r.Ports)...)
+	}
+	slices.Sort(ingress)
+	return ingress, egress
+}
+
+// TestNetworkPolicyRules: exactly who reaches which port, by default and
+// with gatewayFrom, metricsFrom and egress set: the API ports of the gateway
+// and the registry from this release's pods, the gateway's from producers,
+// the metrics port alone from scrapers, nothing else.
+func TestNetworkPolicyRules(t *testing.T) {
+	t.Parallel()
+	set := []string{
+		"--set", "networkPolicy.gatewayFrom[0].namespaceSelector.matchLabels.team=producers",
+		"--set", "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
+		"--set", "networkPolicy.egress[0].to[0].ipBlock.cidr=10.0.0.0/8",
+	}
+	metrics := "ns:team=monitoring->metrics"
+	cases := []struct {
+		name    string
+		set     []string
+		ingress map[string][]string
+		egress  []string
+	}{
+		{"defaults", nil, map[string][]string{
+			"ingest-gateway":  {"*->http,grpc", "ns:->metrics", "release->http,grpc"},
+			"schema-registry": {"ns:->metrics", "release->http,grpc"},
+			"s3-sink":         {"ns:->metrics"},
+			"search-sink":     {"ns:->metrics"},
+			"kafka-exporter":  {"ns:->metrics"},
+		}, nil},
+		{"peers and egress set", set, map[string][]string{
+			"ingest-gateway":  {metrics, "ns:team=producers->http,grpc", "release->http,grpc"},
+			"schema-registry": {metrics, "release->http,grpc"},
+			"s3-sink":         {metrics},
+			"search-sink":     {metrics},
+			"kafka-exporter":  {metrics},
+		}, []string{"*->53/UDP,53/TCP", "release->http/TCP,grpc/TCP", "ip:10.0.0.0/8->"}},
+		{"no scrapers", []string{"--set", "networkPolicy.metricsFrom=null"}, map[string][]string{
+			"ingest-gateway":  {"*->http,grpc", "release->http,grpc"},
+			"schema-registry": {"release->http,grpc"},
+			"s3-sink":         nil,
+			"search-sink":     nil,
+			"kafka-exporter":  nil,
+		}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			docs := renderDefaults(t, tc.set...)
+			for component, want := range tc.ingress {
+				np := findDoc[*networkingv1.NetworkPolicy](t, docs, component)
+				ingress, egress := policySummary(np)
+				if !slices.Equal(ingress, want) {
+					t.Errorf("%s ingress %q, want %q", component, ingress, want)
+				}
+				if !slices.Equal(egress, tc.egress) {
+					t.Errorf("%s egress %q, want %q", component, egress, tc.egress)
+				}
+				wantTypes := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
+				if tc.egress != nil {
+					wantTypes = append(wantTypes, networkingv1.PolicyTypeEgress)
+				}
+				if !slices.Equal(np.Spec.PolicyTypes, wantTypes) {
+					t.Errorf("%s policyTypes %v, want %v", component, np.Spec.PolicyTypes, wantTypes)
+				}
 			}
 		})
 	}
@@ -305,6 +566,14 @@ func TestValuesSchemaRejects(t *testing.T) {
 		{"HPA and KEDA together", "services.s3-sink.keda.enabled=true", "mutually exclusive"},
 		{"SASL without secret", "kafka.sasl.mechanism=SCRAM-SHA-512", "kafka.sasl.existingSecret is required"},
 		{"bad image digest", "services.s3-sink.image.digest=latest", "/services/s3-sink/image/digest"},
+		{"metrics port is the API port", "services.ingest-gateway.ports.metrics=8080", "services.ingest-gateway.ports.metrics (8080) must differ from ports.http"},
+		{"metrics port is the gRPC port", "services.schema-registry.ports.metrics=9091", "services.schema-registry.ports.metrics (9091) must differ from ports.grpc"},
+		{"API port on a sink", "services.s3-sink.ports.http=9102", "'http' not allowed"},
+		{"no metrics port", "services.kafka-exporter.ports.metrics=null", "missing property 'metrics'"},
+		{"bad gateway role", "registry.auth.gatewayRole=admin", "/registry/auth/gatewayRole"},
+		{"external registry without credentials", "registry.url=https://registry.example.com", "registry.auth.existingSecret is required when registry.url is set"},
+		{"misspelt network peer", "networkPolicy.metricsFrom[0].namespaceSelectr.matchLabels.team=monitoring", "'namespaceSelectr' not allowed"},
+		{"misspelt selector field", "networkPolicy.gatewayFrom[0].podSelector.matchLabel.app=x", "'matchLabel' not allowed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -486,7 +755,7 @@ func TestNotes(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			t.Parallel()
 			notes := renderNotes(t, valuesArgs(chart, v.file)...)
-			for _, want := range []string{"sluice-ingest-gateway: http 8080, grpc 9090", "sluice-kafka-exporter: http 9308", "Kafka: "} {
+			for _, want := range []string{"sluice-ingest-gateway: http 8080, grpc 9090, metrics 9104", "sluice-kafka-exporter: metrics 9308", "Kafka: "} {
 				if !strings.Contains(notes, want) {
 					t.Errorf("NOTES lack %q:\n%s", want, notes)
 				}
@@ -498,6 +767,20 @@ func TestNotes(t *testing.T) {
 	}
 	if notes := renderNotes(t, "-f", filepath.Join(chart, "values-aws.yaml")); !strings.Contains(notes, "KEDA: 1-24 replicas on lag of group sluice-s3-sink") || !strings.Contains(notes, "https://ingest.sluice.internal.example.com/v1/topics") {
 		t.Errorf("aws NOTES miss the KEDA range or the ingress URL:\n%s", notes)
+	}
+	// How to read the admin password, and what is off when it is.
+	for _, tc := range []struct {
+		set, want string
+	}{
+		{"registry.auth.enabled=true", "kubectl -n sluice get secret sluice-registry-auth -o jsonpath='{.data.admin-password}' | base64 -d"},
+		{"registry.auth.existingSecret=my-registry-users", "get secret my-registry-users -o jsonpath='{.data.admin-password}'"},
+		{"registry.auth.enabled=false", "Schema registry auth is OFF"},
+		{"networkPolicy.enabled=false", "NetworkPolicies are off"},
+		{"networkPolicy.metricsFrom=null", "no one reaches the metrics ports"},
+	} {
+		if notes := renderNotes(t, "--set", tc.set); !strings.Contains(notes, tc.want) {
+			t.Errorf("--set %s: NOTES lack %q:\n%s", tc.set, tc.want, notes)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -18,9 +19,11 @@ import (
 
 // TestHelmTestHookScript runs the rendered test hook's script with /bin/sh
 // and curl against stand-ins for the registry and the gateway on 127.0.0.1
-// that check each request's method, path, content type and body, and answer
-// as the real services do: the script passes on an accepted record and
-// fails (exit 1) on a rejected one or a refused schema.
+// that check each request's method, path, content type, body and
+// credentials, and answer as the real services do: the script passes on an
+// accepted record and fails (exit 1) on a rejected one, a refused schema or
+// refused registry credentials; the registry's credentials go to the
+// registry alone.
 func TestHelmTestHookScript(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("curl"); err != nil {
@@ -38,6 +41,9 @@ func TestHelmTestHookScript(t *testing.T) {
 			topic = e.Value
 		}
 	}
+	// The admin user's password as a Secret may hold it: any byte but a
+	// comma (the registry's list separator) survives the script's encoding.
+	const user, pass = "admin", `p@ss:w"rd\$(HOME) 'ü'`
 	cases := []struct {
 		name       string
 		regStatus  int
@@ -45,20 +51,37 @@ func TestHelmTestHookScript(t *testing.T) {
 		gwBody     string
 		wantOK     bool
 		wantOutput string
-		unavail    int32 // first answers 503 with Retry-After, as while Kafka is down
+		unavail    int32  // first answers 503 with Retry-After, as while Kafka is down
+		noAuth     bool   // registry auth off: no credentials given or expected
+		regPass    string // the password the registry expects, when not pass
 	}{
-		{"accepted", 200, 200, `{"results":[{"partition":0,"offset":41,"timestamp":1}]}`, true, "record accepted", 0},
-		{"rejected record", 200, 422, `{"results":[{"error_code":42201,"message":"value.msg: expected string","field":"value.msg"}]}`, false, "42201", 0},
-		{"accepted without an offset", 200, 202, `{"results":[{}]}`, false, "no offset", 0},
-		{"per-record error in a 207", 200, 207, `{"results":[{"error_code":42201,"message":"bad"}]}`, false, "gateway rejected the record", 0},
-		{"registry refuses the schema", 409, 200, `{}`, false, "registering the schema failed", 0},
-		{"gateway unavailable, then accepts", 200, 200, `{"results":[{"partition":0,"offset":7,"timestamp":1}]}`, true, "record accepted", 2},
+		{"accepted", 200, 200, `{"results":[{"partition":0,"offset":41,"timestamp":1}]}`, true, "record accepted", 0, false, ""},
+		{"accepted, registry auth off", 200, 200, `{"results":[{"partition":0,"offset":41,"timestamp":1}]}`, true, "record accepted", 0, true, ""},
+		{"registry refuses the credentials", 200, 200, `{}`, false, "registering the schema failed (401)", 0, false, "rotated"},
+		{"rejected record", 200, 422, `{"results":[{"error_code":42201,"message":"value.msg: expected string","field":"value.msg"}]}`, false, "42201", 0, false, ""},
+		{"accepted without an offset", 200, 202, `{"results":[{}]}`, false, "no offset", 0, false, ""},
+		{"per-record error in a 207", 200, 207, `{"results":[{"error_code":42201,"message":"bad"}]}`, false, "gateway rejected the record", 0, false, ""},
+		{"registry refuses the schema", 409, 200, `{}`, false, "registering the schema failed", 0, false, ""},
+		{"gateway unavailable, then accepts", 200, 200, `{"results":[{"partition":0,"offset":7,"timestamp":1}]}`, true, "record accepted", 2, false, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var produced atomic.Int32
+			wantAuth := ""
+			if !tc.noAuth {
+				p := pass
+				if tc.regPass != "" {
+					p = tc.regPass
+				}
+				wantAuth = "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+p))
+			}
 			reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if got := r.Header.Get("Authorization"); got != wantAuth {
+					w.WriteHeader(http.StatusUnauthorized)
+					_, _ = w.Write([]byte(`{"error_code":40101,"message":"unauthorized"}`))
+					return
+				}
 				var body struct {
 					Schema string `json:"schema"`
 				}
@@ -75,6 +98,9 @@ func TestHelmTestHookScript(t *testing.T) {
 			}))
 			defer reg.Close()
 			gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if a := r.Header.Get("Authorization"); a != "" {
+					t.Errorf("the gateway got the registry's credentials: %q", a)
+				}
 				var body struct {
 					Records []struct {
 						Value map[string]any `json:"value"`
@@ -100,9 +126,12 @@ func TestHelmTestHookScript(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			tmp := t.TempDir()
-			// The pod writes the answer to /tmp/body (an emptyDir); here to a temp dir.
-			cmd := exec.CommandContext(ctx, "/bin/sh", "-ec", strings.ReplaceAll(script, "/tmp/body", tmp+"/body"))
+			// The pod writes its files to /tmp (an emptyDir); here to a temp dir.
+			cmd := exec.CommandContext(ctx, "/bin/sh", "-ec", strings.ReplaceAll(script, "/tmp/", tmp+"/"))
 			cmd.Env = []string{"PATH=" + pathEnv(), "REGISTRY=" + reg.URL, "GATEWAY=" + gw.URL, "TOPIC=" + topic, "RETRY_DELAY=0"}
+			if !tc.noAuth {
+				cmd.Env = append(cmd.Env, "REGISTRY_USERNAME="+user, "REGISTRY_PASSWORD="+pass)
+			}
 			out, err := cmd.CombinedOutput()
 			if (err == nil) != tc.wantOK {
 				t.Fatalf("script err=%v, want ok=%v\n%s", err, tc.wantOK, out)
@@ -110,7 +139,10 @@ func TestHelmTestHookScript(t *testing.T) {
 			if !strings.Contains(string(out), tc.wantOutput) {
 				t.Errorf("output lacks %q:\n%s", tc.wantOutput, out)
 			}
-			if want := 1 + tc.unavail; tc.regStatus == 200 && produced.Load() != want {
+			if strings.Contains(string(out), pass) {
+				t.Errorf("the script printed the registry password:\n%s", out)
+			}
+			if want := 1 + tc.unavail; tc.regStatus == 200 && tc.regPass == "" && produced.Load() != want {
 				t.Errorf("gateway got %d produce requests, want %d (a rejection must not be retried)", produced.Load(), want)
 			}
 		})

@@ -271,8 +271,15 @@ func checkManifests(docs []manifest, envs map[string]envSpec) []string {
 						addf("%s: GOMEMLIMIT=%s must parse and stay below the memory limit %s", cwhat, e.Value, c.Resources.Limits.Memory())
 					}
 				}
-				set = append(set, e.Name)
-				if known && spec.Secrets[e.Name] && e.Value != "" {
+			}
+			// Entries only there to be composed into another ($(VAR)
+			// expansion) are not variables the service reads.
+			composed := composedEnv(c.Env)
+			for i, e := range c.Env {
+				if !composed[e.Name] {
+					set = append(set, e.Name)
+				}
+				if known && spec.Secrets[e.Name] && e.Value != "" && !composedOfSecrets(e.Name, e.Value, c.Env[:i]) {
 					addf("%s: secret %s given as a literal value; use valueFrom secretKeyRef", cwhat, e.Name)
 				}
 			}
@@ -329,12 +336,22 @@ func checkManifests(docs []manifest, envs map[string]envSpec) []string {
 				}
 			}
 			if want, ok := designPorts[component]; ok {
-				for name, port := range map[string]int{"http": want.HTTP, "grpc": want.GRPC} {
-					if port == 0 {
-						continue
+				for _, p := range []struct {
+					name string
+					port int
+				}{{"http", want.API}, {"grpc", want.GRPC}, {"metrics", adminPorts[component]}} {
+					if p.port != 0 && ports[int32(p.port)] != p.name {
+						addf("%s: no container port %s=%d (DESIGN.md API ports, admin port %d)", cwhat, p.name, p.port, adminPorts[component])
 					}
-					if ports[int32(port)] != name {
-						addf("%s: no container port %s=%d (DESIGN.md)", cwhat, name, port)
+				}
+			}
+			// Kubernetes expands $(VAR) from envFrom and earlier env entries
+			// only; anything else stays literally in the value.
+			for i, e := range c.Env {
+				for _, ref := range envRefs(e.Value) {
+					_, fromCM := cmEnv[ref]
+					if !fromCM && !slices.ContainsFunc(c.Env[:i], func(o corev1.EnvVar) bool { return o.Name == ref }) {
+						addf("%s: %s references $(%s), which no earlier env entry or envFrom ConfigMap defines (it would stay unexpanded)", cwhat, e.Name, ref)
 					}
 				}
 			}
@@ -474,7 +491,7 @@ func checkManifests(docs []manifest, envs map[string]envSpec) []string {
 			}
 		}
 	}
-	return problems
+	return append(problems, checkExposure(docs, envs)...)
 }
 
 // checkNames applies the API server's name and label validation, which a
@@ -519,6 +536,10 @@ func checkNames(what string, d manifest) []string {
 			report("port name "+p.Name, validation.IsValidPortName(p.Name))
 		}
 	case *corev1.ConfigMap:
+		for k := range o.Data {
+			report("key "+k, validation.IsConfigMapKey(k))
+		}
+	case *corev1.Secret:
 		for k := range o.Data {
 			report("key "+k, validation.IsConfigMapKey(k))
 		}

@@ -32,9 +32,23 @@ func promtoolCheckConfig(t *testing.T, path string) (string, error) {
 	return out + stderr, err
 }
 
+// composeMetricsPort is the port a compose service serves /metrics on: its
+// admin address when set, else its DESIGN.md metrics port.
+func composeMetricsPort(p *types.Project, name string) int {
+	if s, ok := p.Services[name]; ok {
+		if v := s.Environment[adminVars[name]]; v != nil {
+			if n, ok := portOf(*v); ok {
+				return n
+			}
+		}
+	}
+	return designPorts[name].Metrics
+}
+
 // checkScrapeTargets requires a job per Sluice service scraping it, by its
-// compose service name, on its DESIGN.md metrics port, and that the stack
-// mounts the config and its rules where Prometheus reads them.
+// compose service name, on the port the stack serves its /metrics on (the
+// admin port), and that the stack mounts the config and its rules where
+// Prometheus reads them.
 func checkScrapeTargets(cfg promConfig, p *types.Project) []string {
 	var problems []string
 	addf := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
@@ -44,9 +58,9 @@ func checkScrapeTargets(cfg promConfig, p *types.Project) []string {
 			for _, target := range st.Targets {
 				host, port, _ := strings.Cut(target, ":")
 				n, _ := strconv.Atoi(port)
-				if want, ok := designPorts[host]; ok {
-					if n != want.HTTP {
-						addf("job %s scrapes %s, but %s serves /metrics on %d", sc.JobName, target, host, want.HTTP)
+				if _, ok := designPorts[host]; ok {
+					if want := composeMetricsPort(p, host); n != want {
+						addf("job %s scrapes %s, but %s serves /metrics on %d", sc.JobName, target, host, want)
 						continue
 					}
 					scraped[host] = true
@@ -146,11 +160,16 @@ func TestPrometheusDefectsCaught(t *testing.T) {
 			t.Fatal(err)
 		}
 		var cfg promConfig
-		if err := yaml.Unmarshal([]byte(strings.Replace(string(good), "s3-sink:9102", "s3-sink:9103", 1)), &cfg); err != nil {
+		bad := strings.Replace(string(good), "s3-sink:9102", "s3-sink:9103", 1)
+		bad = strings.Replace(bad, "ingest-gateway:9104", "ingest-gateway:8080", 1)
+		if bad == string(good) {
+			t.Fatal("injection did not change the config")
+		}
+		if err := yaml.Unmarshal([]byte(bad), &cfg); err != nil {
 			t.Fatal(err)
 		}
 		problems := checkScrapeTargets(cfg, p)
-		for _, want := range []string{"scrapes s3-sink:9103", "no job scrapes s3-sink"} {
+		for _, want := range []string{"scrapes s3-sink:9103", "no job scrapes s3-sink", "scrapes ingest-gateway:8080, but ingest-gateway serves /metrics on 9104"} {
 			if !slices.ContainsFunc(problems, func(s string) bool { return strings.Contains(s, want) }) {
 				t.Errorf("want a problem containing %q, got %q", want, problems)
 			}

@@ -19,14 +19,51 @@ import (
 // services are the five Sluice services, as named under services/.
 var services = []string{"ingest-gateway", "schema-registry", "s3-sink", "search-sink", "kafka-exporter"}
 
-// designPorts are the default ports of DESIGN.md ("Default ports"): the
-// HTTP port (API and/or /metrics /healthz /readyz) and the gRPC port (0: none).
-var designPorts = map[string]struct{ HTTP, GRPC int }{
-	"ingest-gateway":  {8080, 9090},
-	"schema-registry": {8081, 9091},
-	"s3-sink":         {9102, 0},
-	"search-sink":     {9103, 0},
-	"kafka-exporter":  {9308, 0},
+// ports is one service's row of DESIGN.md's "Default ports" table: its
+// HTTP API, gRPC API and metrics/health (/metrics, /healthz, /readyz)
+// ports; 0 is none.
+type ports struct{ API, GRPC, Metrics int }
+
+// designPorts are the services' own defaults (DESIGN.md "Default ports"):
+// with *_ADMIN_ADDR empty the gateway and the registry serve /metrics and
+// health on their API port, as in the dev stack.
+var designPorts = map[string]ports{
+	"ingest-gateway":  {8080, 9090, 8080},
+	"schema-registry": {8081, 9091, 8081},
+	"s3-sink":         {0, 0, 9102},
+	"search-sink":     {0, 0, 9103},
+	"kafka-exporter":  {0, 0, 9308},
+}
+
+// adminVars name the variable holding each service's admin listen address:
+// the port that serves /metrics, /healthz and /readyz and nothing else.
+var adminVars = map[string]string{
+	"ingest-gateway":  "GATEWAY_ADMIN_ADDR",
+	"schema-registry": "SCHEMA_REGISTRY_ADMIN_ADDR",
+	"s3-sink":         "S3_SINK_ADMIN_ADDR",
+	"search-sink":     "SEARCH_SINK_ADMIN_ADDR",
+	"kafka-exporter":  "EXPORTER_ADMIN_ADDR",
+}
+
+// apiVars name the variables holding each service's API listen addresses
+// (the sinks and the exporter have none).
+var apiVars = map[string][]string{
+	"ingest-gateway":  {"GATEWAY_HTTP_ADDR", "GATEWAY_GRPC_ADDR"},
+	"schema-registry": {"SCHEMA_REGISTRY_HTTP_ADDR", "SCHEMA_REGISTRY_GRPC_ADDR"},
+}
+
+// adminPorts are the admin ports the deployments (the chart, compose and
+// the Prometheus config) give each service: the gateway and the registry
+// move /metrics and health off their API port (GATEWAY_ADMIN_ADDR :9104,
+// SCHEMA_REGISTRY_ADMIN_ADDR :9105, as their READMEs say), so whoever may
+// scrape never reaches the API and an Ingress to the API never publishes
+// /metrics; the others keep DESIGN.md's port.
+var adminPorts = map[string]int{
+	"ingest-gateway":  9104,
+	"schema-registry": 9105,
+	"s3-sink":         9102,
+	"search-sink":     9103,
+	"kafka-exporter":  9308,
 }
 
 var (
@@ -145,9 +182,9 @@ func portOf(addr string) (int, bool) {
 var designRow = regexp.MustCompile("^\\|\\s*([a-z0-9-]+)\\s*\\|([^|]*)\\|([^|]*)\\|([^|]*)\\|")
 
 // parseDesignPorts reads the "Default ports" table of DESIGN.md: service ->
-// {metrics/health port, gRPC port}.
-func parseDesignPorts(text string) map[string]struct{ HTTP, GRPC int } {
-	out := map[string]struct{ HTTP, GRPC int }{}
+// {API, gRPC, metrics/health} ports.
+func parseDesignPorts(text string) map[string]ports {
+	out := map[string]ports{}
 	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
 		m := designRow.FindStringSubmatch(strings.TrimSpace(sc.Text()))
@@ -162,11 +199,11 @@ func parseDesignPorts(text string) map[string]struct{ HTTP, GRPC int } {
 			n, _ := strconv.Atoi(f[0])
 			return n
 		}
-		http, grpc := num(m[4]), num(m[3])
-		if http == 0 {
+		p := ports{API: num(m[2]), GRPC: num(m[3]), Metrics: num(m[4])}
+		if p.Metrics == 0 {
 			continue
 		}
-		out[m[1]] = struct{ HTTP, GRPC int }{http, grpc}
+		out[m[1]] = p
 	}
 	return out
 }

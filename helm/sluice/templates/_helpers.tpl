@@ -1,16 +1,18 @@
 {{/*
 Facts about each component that are not user settings: the variables holding
-its HTTP (admin) and gRPC listen addresses and its consumer group, whether it
-talks to the schema registry, and whether it is a Kafka consumer (sink) that
-KEDA may scale on lag. deployments/checks fails when a name here is not one
-the service reads.
+its API (HTTP and gRPC) and admin (/metrics, /healthz, /readyz) listen
+addresses and its consumer group, whether it talks to the schema registry,
+and whether it is a Kafka consumer (sink) that KEDA may scale on lag. The
+admin address is set from ports.metrics, the API ones from ports.http and
+ports.grpc. deployments/checks fails when a name here is not one the service
+reads.
 */}}
 {{- define "sluice.components" -}}
-ingest-gateway:  {httpAddr: GATEWAY_HTTP_ADDR, grpcAddr: GATEWAY_GRPC_ADDR, groupVar: "", registry: true, sink: false}
-schema-registry: {httpAddr: SCHEMA_REGISTRY_HTTP_ADDR, grpcAddr: SCHEMA_REGISTRY_GRPC_ADDR, groupVar: "", registry: false, sink: false}
-s3-sink:         {httpAddr: S3_SINK_ADMIN_ADDR, grpcAddr: "", groupVar: S3_SINK_GROUP_ID, registry: true, sink: true}
-search-sink:     {httpAddr: SEARCH_SINK_ADMIN_ADDR, grpcAddr: "", groupVar: SEARCH_SINK_GROUP_ID, registry: true, sink: true}
-kafka-exporter:  {httpAddr: EXPORTER_ADMIN_ADDR, grpcAddr: "", groupVar: "", registry: false, sink: false}
+ingest-gateway:  {apiAddr: GATEWAY_HTTP_ADDR, grpcAddr: GATEWAY_GRPC_ADDR, adminAddr: GATEWAY_ADMIN_ADDR, groupVar: "", registry: true, sink: false}
+schema-registry: {apiAddr: SCHEMA_REGISTRY_HTTP_ADDR, grpcAddr: SCHEMA_REGISTRY_GRPC_ADDR, adminAddr: SCHEMA_REGISTRY_ADMIN_ADDR, groupVar: "", registry: false, sink: false}
+s3-sink:         {apiAddr: "", grpcAddr: "", adminAddr: S3_SINK_ADMIN_ADDR, groupVar: S3_SINK_GROUP_ID, registry: true, sink: true}
+search-sink:     {apiAddr: "", grpcAddr: "", adminAddr: SEARCH_SINK_ADMIN_ADDR, groupVar: SEARCH_SINK_GROUP_ID, registry: true, sink: true}
+kafka-exporter:  {apiAddr: "", grpcAddr: "", adminAddr: EXPORTER_ADMIN_ADDR, groupVar: "", registry: false, sink: false}
 {{- end }}
 
 {{- define "sluice.name" -}}
@@ -109,8 +111,9 @@ Call with (dict "root" $ "name" $name "svc" $svc).
   "SHUTDOWN_DELAY" $root.Values.shutdownDelay
   "KAFKA_BROKERS" (join "," $kafka.brokers)
   "KAFKA_CLIENT_ID" (printf "sluice-%s" .name)
-  $c.httpAddr (printf ":%v" .svc.ports.http)
+  $c.adminAddr (printf ":%v" .svc.ports.metrics)
 }}
+{{- if and $c.apiAddr .svc.ports.http }}{{ $_ := set $env $c.apiAddr (printf ":%v" .svc.ports.http) }}{{ end }}
 {{- if and $c.grpcAddr .svc.ports.grpc }}{{ $_ := set $env $c.grpcAddr (printf ":%v" .svc.ports.grpc) }}{{ end }}
 {{- if and $c.groupVar .svc.consumerGroup }}{{ $_ := set $env $c.groupVar .svc.consumerGroup }}{{ end }}
 {{- if $kafka.tls.enabled }}
@@ -131,4 +134,54 @@ Call with (dict "root" $ "name" $name "svc" $svc).
 {{- range $k := keys $env | sortAlpha }}
 {{ $k }}: {{ index $env $k | quote }}
 {{- end }}
+{{- end }}
+
+
+{{/* True when the chart wires basic auth between the registry and its clients. */}}
+{{- define "sluice.registryAuth" -}}
+{{- if .Values.registry.auth.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The Secret holding the registry users: the user's, or the one the chart generates. */}}
+{{- define "sluice.registryAuthSecret" -}}
+{{- default (printf "%s-registry-auth" (include "sluice.fullname" .)) .Values.registry.auth.existingSecret }}
+{{- end }}
+
+{{/*
+env entries giving a registry client (REGISTRY_USERNAME / REGISTRY_PASSWORD)
+the credentials of one user of the registry auth Secret. Call with
+(dict "root" $ "user" "reader"|"admin").
+*/}}
+{{- define "sluice.registryClientEnv" -}}
+{{- $secret := include "sluice.registryAuthSecret" .root }}
+- name: REGISTRY_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .user }}-username
+- name: REGISTRY_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .user }}-password
+{{- end }}
+
+{{/*
+env entries of the registry itself: each user's name and password from the
+Secret, then SCHEMA_REGISTRY_AUTH_USERS composed of them by Kubernetes'
+$(VAR) expansion, so no password is in the pod spec or a ConfigMap.
+*/}}
+{{- define "sluice.registryServerEnv" -}}
+{{- $secret := include "sluice.registryAuthSecret" . }}
+{{- range $user := list "reader" "admin" }}
+{{- range $part := list "username" "password" }}
+- name: SLUICE_REGISTRY_{{ upper $user }}_{{ upper $part }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $user }}-{{ $part }}
+{{- end }}
+{{- end }}
+- name: SCHEMA_REGISTRY_AUTH_USERS
+  value: "$(SLUICE_REGISTRY_READER_USERNAME):$(SLUICE_REGISTRY_READER_PASSWORD):ro,$(SLUICE_REGISTRY_ADMIN_USERNAME):$(SLUICE_REGISTRY_ADMIN_PASSWORD):rw"
 {{- end }}
