@@ -574,6 +574,7 @@ func TestValuesSchemaRejects(t *testing.T) {
 		{"external registry without credentials", "registry.url=https://registry.example.com", "registry.auth.existingSecret is required when registry.url is set"},
 		{"misspelt network peer", "networkPolicy.metricsFrom[0].namespaceSelectr.matchLabels.team=monitoring", "'namespaceSelectr' not allowed"},
 		{"misspelt selector field", "networkPolicy.gatewayFrom[0].podSelector.matchLabel.app=x", "'matchLabel' not allowed"},
+		{"misspelt test key setting", "tests.gatewayApiKey.secret=x", "'secret' not allowed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -44,6 +44,9 @@ func TestHelmTestHookScript(t *testing.T) {
 	// The admin user's password as a Secret may hold it: any byte but a
 	// comma (the registry's list separator) survives the script's encoding.
 	const user, pass = "admin", `p@ss:w"rd\$(HOME) 'ü'`
+	// The gateway's API key for the test topic, when it wants one.
+	const apiKey = "sk_helm-test.0123456789"
+	accepted := `{"results":[{"partition":0,"offset":41,"timestamp":1}]}`
 	cases := []struct {
 		name       string
 		regStatus  int
@@ -54,15 +57,20 @@ func TestHelmTestHookScript(t *testing.T) {
 		unavail    int32  // first answers 503 with Retry-After, as while Kafka is down
 		noAuth     bool   // registry auth off: no credentials given or expected
 		regPass    string // the password the registry expects, when not pass
+		gwKey      string // the API key the gateway expects ("": none)
+		sendKey    string // the API key given to the script
 	}{
-		{"accepted", 200, 200, `{"results":[{"partition":0,"offset":41,"timestamp":1}]}`, true, "record accepted", 0, false, ""},
-		{"accepted, registry auth off", 200, 200, `{"results":[{"partition":0,"offset":41,"timestamp":1}]}`, true, "record accepted", 0, true, ""},
-		{"registry refuses the credentials", 200, 200, `{}`, false, "registering the schema failed (401)", 0, false, "rotated"},
-		{"rejected record", 200, 422, `{"results":[{"error_code":42201,"message":"value.msg: expected string","field":"value.msg"}]}`, false, "42201", 0, false, ""},
-		{"accepted without an offset", 200, 202, `{"results":[{}]}`, false, "no offset", 0, false, ""},
-		{"per-record error in a 207", 200, 207, `{"results":[{"error_code":42201,"message":"bad"}]}`, false, "gateway rejected the record", 0, false, ""},
-		{"registry refuses the schema", 409, 200, `{}`, false, "registering the schema failed", 0, false, ""},
-		{"gateway unavailable, then accepts", 200, 200, `{"results":[{"partition":0,"offset":7,"timestamp":1}]}`, true, "record accepted", 2, false, ""},
+		{name: "accepted", regStatus: 200, gwStatus: 200, gwBody: accepted, wantOK: true, wantOutput: "record accepted"},
+		{name: "accepted, registry auth off", regStatus: 200, gwStatus: 200, gwBody: accepted, wantOK: true, wantOutput: "record accepted", noAuth: true},
+		{name: "registry refuses the credentials", regStatus: 200, gwStatus: 200, gwBody: `{}`, wantOutput: "registering the schema failed (401)", regPass: "rotated"},
+		{name: "accepted with a gateway API key", regStatus: 200, gwStatus: 200, gwBody: accepted, wantOK: true, wantOutput: "record accepted", gwKey: apiKey, sendKey: apiKey},
+		{name: "gateway refuses the API key", regStatus: 200, gwStatus: 401, gwBody: `{"error_code":40101,"message":"missing or invalid API key"}`, wantOutput: "gateway rejected the record", gwKey: apiKey, sendKey: "revoked"},
+		{name: "gateway wants an API key, none given", regStatus: 200, gwStatus: 401, gwBody: `{"error_code":40101,"message":"missing or invalid API key"}`, wantOutput: "gateway rejected the record", gwKey: apiKey},
+		{name: "rejected record", regStatus: 200, gwStatus: 422, gwBody: `{"results":[{"error_code":42201,"message":"value.msg: expected string","field":"value.msg"}]}`, wantOutput: "42201"},
+		{name: "accepted without an offset", regStatus: 200, gwStatus: 202, gwBody: `{"results":[{}]}`, wantOutput: "no offset"},
+		{name: "per-record error in a 207", regStatus: 200, gwStatus: 207, gwBody: `{"results":[{"error_code":42201,"message":"bad"}]}`, wantOutput: "gateway rejected the record"},
+		{name: "registry refuses the schema", regStatus: 409, gwStatus: 200, gwBody: `{}`, wantOutput: "registering the schema failed"},
+		{name: "gateway unavailable, then accepts", regStatus: 200, gwStatus: 200, gwBody: `{"results":[{"partition":0,"offset":7,"timestamp":1}]}`, wantOK: true, wantOutput: "record accepted", unavail: 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,6 +85,9 @@ func TestHelmTestHookScript(t *testing.T) {
 				wantAuth = "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+p))
 			}
 			reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if got := r.Header.Get("Authorization"); strings.HasPrefix(got, "Bearer ") {
+					t.Errorf("the registry got the gateway's API key: %q", got)
+				}
 				if got := r.Header.Get("Authorization"); got != wantAuth {
 					w.WriteHeader(http.StatusUnauthorized)
 					_, _ = w.Write([]byte(`{"error_code":40101,"message":"unauthorized"}`))
@@ -98,8 +109,15 @@ func TestHelmTestHookScript(t *testing.T) {
 			}))
 			defer reg.Close()
 			gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if a := r.Header.Get("Authorization"); a != "" {
+				a := r.Header.Get("Authorization")
+				if strings.HasPrefix(a, "Basic ") {
 					t.Errorf("the gateway got the registry's credentials: %q", a)
+				}
+				if want := map[bool]string{true: "Bearer " + tc.gwKey}[tc.gwKey != ""]; a != want {
+					produced.Add(1)
+					w.WriteHeader(http.StatusUnauthorized)
+					_, _ = w.Write([]byte(`{"error_code":40101,"message":"missing or invalid API key"}`))
+					return
 				}
 				var body struct {
 					Records []struct {
@@ -132,6 +150,9 @@ func TestHelmTestHookScript(t *testing.T) {
 			if !tc.noAuth {
 				cmd.Env = append(cmd.Env, "REGISTRY_USERNAME="+user, "REGISTRY_PASSWORD="+pass)
 			}
+			if tc.sendKey != "" {
+				cmd.Env = append(cmd.Env, "GATEWAY_API_KEY="+tc.sendKey)
+			}
 			out, err := cmd.CombinedOutput()
 			if (err == nil) != tc.wantOK {
 				t.Fatalf("script err=%v, want ok=%v\n%s", err, tc.wantOK, out)
@@ -139,8 +160,8 @@ func TestHelmTestHookScript(t *testing.T) {
 			if !strings.Contains(string(out), tc.wantOutput) {
 				t.Errorf("output lacks %q:\n%s", tc.wantOutput, out)
 			}
-			if strings.Contains(string(out), pass) {
-				t.Errorf("the script printed the registry password:\n%s", out)
+			if strings.Contains(string(out), pass) || strings.Contains(string(out), apiKey) {
+				t.Errorf("the script printed a secret:\n%s", out)
 			}
 			if want := 1 + tc.unavail; tc.regStatus == 200 && tc.regPass == "" && produced.Load() != want {
 				t.Errorf("gateway got %d produce requests, want %d (a rejection must not be retried)", produced.Load(), want)
