@@ -314,11 +314,26 @@ func checkExposure(docs []manifest, envs map[string]envSpec) []string {
 		}
 		svcDep[name] = dep
 		admin := info[dep.Name].admin
+		var api []string
+		reachesAdmin := false
 		for _, sp := range svc.Spec.Ports {
 			n := serviceTarget(svc, dep, sp.Name, 0)
 			if admin != 0 && (sp.Name == "metrics") != (n == admin) {
 				addf("Service/%s: port %s reaches port %d of %s; only the port named metrics may reach its admin port %d", name, sp.Name, n, dep.Name, admin)
 			}
+			if n == admin && admin != 0 {
+				reachesAdmin = true
+			} else if info[dep.Name].api[n] != "" {
+				api = append(api, sp.Name)
+			}
+		}
+		// What publishes a Service (a LoadBalancer, an Ingress to it)
+		// publishes all its ports.
+		if reachesAdmin && len(api) > 0 {
+			addf("Service/%s: carries API port(s) %v and the admin port %d: whatever publishes the API publishes /metrics too", name, api, admin)
+		}
+		if reachesAdmin && (svc.Spec.Type == corev1.ServiceTypeLoadBalancer || svc.Spec.Type == corev1.ServiceTypeNodePort) {
+			addf("Service/%s: type %s publishes the admin port %d outside the cluster", name, svc.Spec.Type, admin)
 		}
 	}
 	for _, d := range docs {

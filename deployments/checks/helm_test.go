@@ -265,19 +265,24 @@ func TestManifestDefectsCaught(t *testing.T) {
 		{"startup probe on the API port", nil, func(t *testing.T, d []manifest) {
 			findDoc[*appsv1.Deployment](t, d, "schema-registry").Spec.Template.Spec.Containers[0].StartupProbe.HTTPGet.Port = intstr.FromInt32(8081)
 		}, "startup probe on port 8081 (8081), not the admin port 9105"},
-		{"service monitor scrapes the API port", []string{"--set", "serviceMonitor.enabled=true"}, func(t *testing.T, d []manifest) {
-			findDoc[*monitoringv1.ServiceMonitor](t, d, "ingest-gateway").Spec.Endpoints[0].Port = "http"
+		{"service monitor scrapes the API Service", []string{"--set", "serviceMonitor.enabled=true"}, func(t *testing.T, d []manifest) {
+			sm := findDoc[*monitoringv1.ServiceMonitor](t, d, "ingest-gateway")
+			delete(sm.Spec.Selector.MatchLabels, "sluicehq.io/metrics")
+			sm.Spec.Endpoints[0].Port = "http"
 		}, `endpoint port "http" reaches port 8080 of sluice-ingest-gateway, not its admin port 9104`},
-		{"service port named metrics on the API", nil, func(t *testing.T, d []manifest) {
-			s := findDoc[*corev1.Service](t, d, "schema-registry")
-			for i := range s.Spec.Ports {
-				if s.Spec.Ports[i].Name == "metrics" {
-					s.Spec.Ports[i].TargetPort = intstr.FromString("http")
-				}
-			}
-		}, "only the port named metrics may reach its admin port 9105"},
+		{"metrics Service port on the API", nil, func(t *testing.T, d []manifest) {
+			findDoc[*corev1.Service](t, d, "schema-registry-metrics").Spec.Ports[0].TargetPort = intstr.FromString("http")
+		}, "Service/sluice-schema-registry-metrics: port metrics reaches port 8081 of sluice-schema-registry; only the port named metrics may reach its admin port 9105"},
+		{"API Service carries the metrics port", nil, func(t *testing.T, d []manifest) {
+			s := findDoc[*corev1.Service](t, d, "ingest-gateway")
+			s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "metrics", Port: 9104, TargetPort: intstr.FromString("metrics")})
+		}, "Service/sluice-ingest-gateway: carries API port(s) [http grpc] and the admin port 9104: whatever publishes the API publishes /metrics too"},
+		{"LoadBalancer publishes /metrics", nil, func(t *testing.T, d []manifest) {
+			findDoc[*corev1.Service](t, d, "search-sink").Spec.Type = corev1.ServiceTypeLoadBalancer
+		}, "Service/sluice-search-sink: type LoadBalancer publishes the admin port 9103 outside the cluster"},
 		{"ingress publishes /metrics", []string{"--set", "services.ingest-gateway.ingress.enabled=true"}, func(t *testing.T, d []manifest) {
-			findDoc[*networkingv1.Ingress](t, d, "ingest-gateway").Spec.Rules[0].HTTP.Paths[0].Backend.Service.Port.Name = "metrics"
+			b := findDoc[*networkingv1.Ingress](t, d, "ingest-gateway").Spec.Rules[0].HTTP.Paths[0].Backend.Service
+			b.Name, b.Port.Name = b.Name+"-metrics", "metrics"
 		}, "its admin port: the Ingress would publish /metrics"},
 		{"ingress to a gateway serving metrics on its API port", []string{"--set", "services.ingest-gateway.ingress.enabled=true"}, func(t *testing.T, d []manifest) {
 			delete(findDoc[*corev1.ConfigMap](t, d, "ingest-gateway").Data, "GATEWAY_ADMIN_ADDR")
