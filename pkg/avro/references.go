@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/sluicehq/sluice/pkg/registry"
@@ -20,7 +21,7 @@ type ReferenceSource interface {
 }
 
 // maxReferenceDepth bounds chains of references (a references b
-// references c ...), so a cycle in the registry cannot recurse forever.
+// references c ...).
 const maxReferenceDepth = 32
 
 // Inline returns s's schema text with every referenced named type defined
@@ -28,52 +29,94 @@ const maxReferenceDepth = 32
 // schema, as goavro, Avro container files and Elasticsearch mappings need.
 // A type that several references bring in is defined once. A schema
 // without references is returned as it is.
+//
+// The work is linear in the size of the schemas involved: each subject
+// version is fetched and decoded once however many references lead to it
+// (a diamond of references is not walked as a tree), and each definition
+// is placed and walked once. A reference cycle is an error.
 func Inline(ctx context.Context, src ReferenceSource, s *registry.Schema) (string, error) {
-	return inline(ctx, src, s, 0)
-}
-
-func inline(ctx context.Context, src ReferenceSource, s *registry.Schema, depth int) (string, error) {
 	if len(s.References) == 0 {
 		return s.Schema, nil
 	}
-	if depth >= maxReferenceDepth {
-		return "", fmt.Errorf("schema references nested more than %d deep", maxReferenceDepth)
-	}
-	defs := make(map[string]any, len(s.References))
-	for _, ref := range s.References {
-		var rs *registry.Schema
-		var err error
-		if ref.Version > 0 {
-			rs, err = src.ByVersion(ctx, ref.Subject, ref.Version)
-		} else {
-			rs, err = src.Latest(ctx, ref.Subject)
-		}
-		if err != nil {
-			return "", fmt.Errorf("reference %s (subject %s version %d): %w", ref.Name, ref.Subject, ref.Version, err)
-		}
-		if t := rs.SchemaType(); t != "AVRO" {
-			return "", fmt.Errorf("reference %s (subject %s) is %s, not AVRO", ref.Name, ref.Subject, t)
-		}
-		text, err := inline(ctx, src, rs, depth+1)
-		if err != nil {
-			return "", err
-		}
-		def, err := decodeSchemaJSON(text)
-		if err != nil {
-			return "", fmt.Errorf("reference %s (subject %s): %w", ref.Name, ref.Subject, err)
-		}
-		defs[ref.Name] = qualify(def, ref.Name)
+	r := refResolver{src: src, defs: map[string]any{}, state: map[string]uint8{}}
+	if err := r.collect(ctx, s, 0); err != nil {
+		return "", err
 	}
 	doc, err := decodeSchemaJSON(s.Schema)
 	if err != nil {
 		return "", err
 	}
-	w := inliner{defs: defs, defined: map[string]bool{}}
+	w := inliner{defs: r.defs, defined: map[string]bool{}}
 	out, err := json.Marshal(w.walk(doc, ""))
 	if err != nil {
 		return "", err
 	}
 	return string(out), nil
+}
+
+// refResolver gathers the definitions a schema's references bring in,
+// transitively.
+type refResolver struct {
+	src ReferenceSource
+	// defs holds each reference's definition by the name it is referenced
+	// by, decoded from the referenced schema's own text: its own
+	// references are separate entries, placed when the walk meets them.
+	defs map[string]any
+	// state of each subject version: resolving (on the current chain, so
+	// meeting it again is a cycle) or resolved.
+	state map[string]uint8
+}
+
+const (
+	refResolving uint8 = iota + 1
+	refResolved
+)
+
+func (r *refResolver) collect(ctx context.Context, s *registry.Schema, depth int) error {
+	if depth >= maxReferenceDepth {
+		return fmt.Errorf("schema references nested more than %d deep", maxReferenceDepth)
+	}
+	for _, ref := range s.References {
+		key := ref.Subject + "\x00latest"
+		if ref.Version > 0 {
+			key = ref.Subject + "\x00" + strconv.Itoa(ref.Version)
+		}
+		switch r.state[key] {
+		case refResolving:
+			return fmt.Errorf("reference %s (subject %s version %d) is part of a reference cycle", ref.Name, ref.Subject, ref.Version)
+		case refResolved:
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("resolving reference %s: %w", ref.Name, err)
+		}
+		r.state[key] = refResolving
+		var rs *registry.Schema
+		var err error
+		if ref.Version > 0 {
+			rs, err = r.src.ByVersion(ctx, ref.Subject, ref.Version)
+		} else {
+			rs, err = r.src.Latest(ctx, ref.Subject)
+		}
+		if err != nil {
+			return fmt.Errorf("reference %s (subject %s version %d): %w", ref.Name, ref.Subject, ref.Version, err)
+		}
+		if t := rs.SchemaType(); t != "AVRO" {
+			return fmt.Errorf("reference %s (subject %s) is %s, not AVRO", ref.Name, ref.Subject, t)
+		}
+		if err := r.collect(ctx, rs, depth+1); err != nil {
+			return err
+		}
+		def, err := decodeSchemaJSON(rs.Schema)
+		if err != nil {
+			return fmt.Errorf("reference %s (subject %s): %w", ref.Name, ref.Subject, err)
+		}
+		if _, ok := r.defs[ref.Name]; !ok {
+			r.defs[ref.Name] = qualify(def, ref.Name)
+		}
+		r.state[key] = refResolved
+	}
+	return nil
 }
 
 func decodeSchemaJSON(text string) (any, error) {

@@ -111,17 +111,103 @@ func TestReferenceErrors(t *testing.T) {
 	if _, err := NewCodecs(src).ByID(context.Background(), 4); err == nil || !strings.Contains(err.Error(), "subject gone version 3") {
 		t.Fatalf("missing reference: %v", err)
 	}
-	// A cycle (a refers to b refers to a) stops at the depth bound.
+	// A cycle (a refers to b refers to a) is refused.
 	a := &registry.Schema{Schema: `{"type":"record","name":"A","fields":[{"name":"b","type":["null","B"]}]}`, References: []registry.Reference{{Name: "B", Subject: "b", Version: 1}}}
 	b := &registry.Schema{Schema: `{"type":"record","name":"B","fields":[{"name":"a","type":["null","A"]}]}`, References: []registry.Reference{{Name: "A", Subject: "a", Version: 1}}}
 	src.byVersion["a/1"], src.byVersion["b/1"] = a, b
 	src.byID[5] = a
-	if _, err := NewCodecs(src).ByID(context.Background(), 5); err == nil || !strings.Contains(err.Error(), "nested more than") {
+	if _, err := NewCodecs(src).ByID(context.Background(), 5); err == nil || !strings.Contains(err.Error(), "part of a reference cycle") {
 		t.Fatalf("reference cycle: %v", err)
+	}
+	// A chain longer than the bound is refused.
+	for i := 0; i < 40; i++ {
+		s := fmt.Sprintf(`{"type":"record","name":"L%d","fields":[]}`, i)
+		var refs []registry.Reference
+		if i > 0 {
+			s = fmt.Sprintf(`{"type":"record","name":"L%d","fields":[{"name":"p","type":"L%d"}]}`, i, i-1)
+			refs = []registry.Reference{{Name: fmt.Sprintf("L%d", i-1), Subject: fmt.Sprintf("l%d", i-1), Version: 1}}
+		}
+		src.byVersion[fmt.Sprintf("l%d/1", i)] = &registry.Schema{Schema: s, References: refs}
+	}
+	src.byID[6] = src.byVersion["l39/1"]
+	if _, err := NewCodecs(src).ByID(context.Background(), 6); err == nil || !strings.Contains(err.Error(), "nested more than 32 deep") {
+		t.Fatalf("reference chain of 40: %v", err)
 	}
 	// A source that cannot resolve references says so.
 	if _, err := NewCodecs(idOnly{src}).ByID(context.Background(), 3); !errors.Is(err, ErrUnusableSchema) {
 		t.Fatalf("without a reference source: %v", err)
+	}
+}
+
+// countingSource counts the lookups Inline makes.
+type countingSource struct {
+	*refSource
+	lookups int
+}
+
+func (c *countingSource) ByVersion(ctx context.Context, subject string, version int) (*registry.Schema, error) {
+	c.lookups++
+	return c.refSource.ByVersion(ctx, subject, version)
+}
+
+// diamondRefs builds levels of two subjects, x<k> and y<k>, each
+// referencing both subjects of the next level: 2^levels paths lead from
+// the top to the bottom, through 2*levels subject versions.
+func diamondRefs(levels int) (*refSource, *registry.Schema) {
+	src := &refSource{byID: map[int]*registry.Schema{}, byVersion: map[string]*registry.Schema{}}
+	var refs []registry.Reference
+	for k := levels; k >= 1; k-- {
+		var next []registry.Reference
+		for _, side := range []string{"x", "y"} {
+			name := fmt.Sprintf("ns.%s%d", strings.ToUpper(side), k)
+			fields := `{"name":"v","type":"int"}`
+			for _, r := range refs {
+				fields += fmt.Sprintf(`,{"name":"f%s","type":%q}`, strings.ReplaceAll(r.Name, ".", "_"), r.Name)
+			}
+			src.byVersion[fmt.Sprintf("%s%d/1", side, k)] = &registry.Schema{Schema: fmt.Sprintf(`{"type":"record","name":%q,"fields":[%s]}`, name, fields), References: refs}
+			next = append(next, registry.Reference{Name: name, Subject: fmt.Sprintf("%s%d", side, k), Version: 1})
+		}
+		refs = next
+	}
+	root := &registry.Schema{ID: 1, Schema: `{"type":"record","name":"ns.Top","fields":[{"name":"x","type":"ns.X1"},{"name":"y","type":"ns.Y1"}]}`, References: refs}
+	src.byID[1] = root
+	return src, root
+}
+
+func TestInlineIsLinearInReferences(t *testing.T) {
+	t.Parallel()
+	const levels = 12
+	src, root := diamondRefs(levels)
+	cs := &countingSource{refSource: src}
+	text, err := Inline(context.Background(), cs, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.lookups != 2*levels {
+		t.Fatalf("%d lookups for %d subject versions: references are walked as a tree", cs.lookups, 2*levels)
+	}
+	if got := strings.Count(text, `"fields"`); got != 2*levels+1 {
+		t.Fatalf("%d records defined in the inlined text, want %d: %s", got, 2*levels+1, text)
+	}
+	if _, err := NewCodec(1, text); err != nil {
+		t.Fatalf("inlined schema does not compile: %v\n%s", err, text)
+	}
+	// The inlined text and the schema measured through its references
+	// are the same schema.
+	var refTexts []string
+	for k := levels; k >= 1; k-- {
+		refTexts = append(refTexts, src.byVersion[fmt.Sprintf("x%d/1", k)].Schema, src.byVersion[fmt.Sprintf("y%d/1", k)].Schema)
+	}
+	viaRefs, err := MeasureSchema(root.Schema, refTexts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inlined, err := MeasureSchema(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if viaRefs.ExpandedTypes != inlined.ExpandedTypes || viaRefs.Depth != inlined.Depth {
+		t.Fatalf("measured through references %+v, inlined %+v", viaRefs, inlined)
 	}
 }
 
