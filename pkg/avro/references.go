@@ -58,9 +58,11 @@ func Inline(ctx context.Context, src ReferenceSource, s *registry.Schema) (strin
 // transitively.
 type refResolver struct {
 	src ReferenceSource
-	// defs holds each reference's definition by the name it is referenced
-	// by, decoded from the referenced schema's own text: its own
-	// references are separate entries, placed when the walk meets them.
+	// defs holds every named type the references define, by full name,
+	// each on its own: a type nested in another is replaced there by its
+	// name (a schema may use a type nested in a referenced one, as
+	// Confluent allows), so the walk can define it at its first use,
+	// wherever that is.
 	defs map[string]any
 	// state of each subject version: resolving (on the current chain, so
 	// meeting it again is a cycle) or resolved.
@@ -111,12 +113,68 @@ func (r *refResolver) collect(ctx context.Context, s *registry.Schema, depth int
 		if err != nil {
 			return fmt.Errorf("reference %s (subject %s): %w", ref.Name, ref.Subject, err)
 		}
-		if _, ok := r.defs[ref.Name]; !ok {
-			r.defs[ref.Name] = qualify(def, ref.Name)
-		}
+		r.flatten(qualify(def, ref.Name), "", true)
 		r.state[key] = refResolved
 	}
 	return nil
+}
+
+// flatten records the named types defined in v (at a type position, in
+// namespace ns) in r.defs, with full names, and returns v with each of
+// them replaced by its name. A nested type of the null namespace stays
+// where it is: a name cannot refer to the null namespace from inside a
+// namespace, so it is only defined in place (its namespace made explicit).
+func (r *refResolver) flatten(v any, ns string, top bool) any {
+	switch x := v.(type) {
+	case []any: // union
+		for i := range x {
+			x[i] = r.flatten(x[i], ns, false)
+		}
+		return x
+	case map[string]any:
+		t, _ := x["type"].(string)
+		switch t {
+		case "record", "error", "enum", "fixed":
+			name, _ := x["name"].(string)
+			space := ns
+			if s, ok := x["namespace"].(string); ok {
+				space = s
+			}
+			full := fullName(name, space)
+			x["name"] = full
+			delete(x, "namespace")
+			nullNS := !strings.Contains(full, ".")
+			if nullNS {
+				x["namespace"] = "" // wherever it lands
+			}
+			if t == "record" || t == "error" {
+				fields, _ := x["fields"].([]any)
+				for _, f := range fields {
+					if fm, ok := f.(map[string]any); ok {
+						fm["type"] = r.flatten(fm["type"], namespaceOf(full), false)
+					}
+				}
+			}
+			if nullNS && !top {
+				return x
+			}
+			if _, dup := r.defs[full]; !dup {
+				r.defs[full] = x
+			}
+			return full
+		case "array":
+			x["items"] = r.flatten(x["items"], ns, false)
+			return x
+		case "map":
+			x["values"] = r.flatten(x["values"], ns, false)
+			return x
+		}
+		if _, nested := x["type"].(string); !nested && x["type"] != nil {
+			x["type"] = r.flatten(x["type"], ns, top)
+		}
+		return x
+	}
+	return v
 }
 
 func decodeSchemaJSON(text string) (any, error) {

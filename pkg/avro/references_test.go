@@ -211,6 +211,41 @@ func TestInlineIsLinearInReferences(t *testing.T) {
 	}
 }
 
+// TestInlineNestedReferencedType: a schema may use a type defined inside a
+// referenced schema (Confluent parses the referenced schemas first, so all
+// their names are known); the inlined schema defines it where it is first
+// used; a nested type of the null namespace stays defined in its parent.
+func TestInlineNestedReferencedType(t *testing.T) {
+	t.Parallel()
+	lib := &registry.Schema{Schema: `{"type":"record","name":"Lib","namespace":"lib","fields":[
+		{"name":"inner","type":{"type":"record","name":"Inner","fields":[{"name":"v","type":"int"}]}},
+		{"name":"plain","type":{"type":"enum","name":"Plain","namespace":"","symbols":["A"]}}]}`}
+	src := &refSource{byID: map[int]*registry.Schema{}, byVersion: map[string]*registry.Schema{"lib/1": lib}}
+	root := &registry.Schema{Schema: `{"type":"record","name":"Root","namespace":"app","fields":[
+		{"name":"i","type":"lib.Inner"},{"name":"l","type":["null","lib.Lib"]}]}`,
+		References: []registry.Reference{{Name: "lib.Lib", Subject: "lib", Version: 1}}}
+	text, err := Inline(context.Background(), src, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cd, err := NewCodec(1, text)
+	if err != nil {
+		t.Fatalf("inlined schema does not compile: %v\n%s", err, text)
+	}
+	bin, err := cd.BinaryFromJSON(nil, []byte(`{"i":{"v":1},"l":{"inner":{"v":2},"plain":"A"}}`), Options{})
+	if err != nil {
+		t.Fatalf("encoding with the inlined schema: %v\n%s", err, text)
+	}
+	if len(bin) == 0 {
+		t.Fatal("nothing encoded")
+	}
+	for _, name := range []string{`"lib.Inner"`, `"Plain"`, `"lib.Lib"`} {
+		if n := strings.Count(text, `"name":`+name); n != 1 {
+			t.Fatalf("%s defined %d times in %s", name, n, text)
+		}
+	}
+}
+
 type idOnly struct{ s *refSource }
 
 func (i idOnly) SchemaByID(ctx context.Context, id int) (*registry.Schema, error) {
