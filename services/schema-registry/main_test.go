@@ -29,6 +29,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	cases := map[string]string{
 		"SCHEMA_REGISTRY_TOPIC_REPLICATION_FACTOR": "0",
 		"SCHEMA_REGISTRY_MAX_SCHEMA_BYTES":         "-1",
+		"SCHEMA_REGISTRY_MAX_SCHEMA_TYPES":         "0",
+		"SCHEMA_REGISTRY_MAX_SCHEMA_DEPTH":         "-3",
 		"SCHEMA_REGISTRY_AUTH_USERS":               "alice:pw:admin",
 		"SCHEMA_REGISTRY_AUTH_TOKENS":              "justatoken",
 		"SCHEMA_REGISTRY_WRITE_TIMEOUT":            "soon",
@@ -104,6 +106,9 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		"sluice_schema_registry_schemas 1",
 		"sluice_schema_registry_apply_lag_records",
 		"sluice_schema_registry_applied_offset",
+		`sluice_schema_registry_schemas_refused_total{limit="expanded_types"} 0`,
+		`sluice_schema_registry_schemas_refused_total{limit="depth"} 0`,
+		"sluice_schema_registry_compat_check_timeouts_total 0",
 	} {
 		if !strings.Contains(string(b), m) {
 			t.Errorf("/metrics lacks %q", m)

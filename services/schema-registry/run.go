@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/service"
 	"github.com/sluicehq/sluice/services/schema-registry/internal/api"
@@ -49,7 +50,14 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return service.Invalid("SCHEMA_REGISTRY_AUTH_USERS", "%v", err)
 	}
-	reg := registry.New(st, compat.AvroChecker{}, registry.Options{MaxSchemaBytes: cfg.MaxSchemaBytes}, log)
+	reg := registry.New(st, compat.AvroChecker{}, registry.Options{
+		MaxSchemaBytes: cfg.MaxSchemaBytes,
+		Limits: avro.SchemaLimits{
+			MaxExpandedTypes: cfg.MaxSchemaTypes, MaxDepth: cfg.MaxSchemaDepth,
+			ExpandedTypesSetting: registry.SettingMaxSchemaTypes, DepthSetting: registry.SettingMaxSchemaDepth,
+		},
+		Metrics: app.Metrics(),
+	}, log)
 	// With an admin address the REST port serves no /metrics or health
 	// routes (and the admin port no API).
 	admin := app.AdminRoutes()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -224,8 +225,24 @@ type schemaRequest struct {
 	Schema     string               `json:"schema"`
 	SchemaType string               `json:"schemaType,omitempty"`
 	References []registry.Reference `json:"references,omitempty"`
-	ID         int                  `json:"id,omitempty"`
-	Version    int                  `json:"version,omitempty"`
+	ID         json.Number          `json:"id,omitempty"` // any number, so an id out of range is named in the answer
+	Version    int64                `json:"version,omitempty"`
+}
+
+// schemaID reads the "id" field: the id and the text as written. A number
+// that is not an int64 (a fraction, or too large) becomes an id out of
+// range with the sign it had.
+func schemaID(n json.Number) (int64, string) {
+	if n == "" {
+		return 0, ""
+	}
+	if id, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+		return id, string(n)
+	}
+	if strings.HasPrefix(string(n), "-") {
+		return math.MinInt64, string(n)
+	}
+	return math.MaxInt64, string(n)
 }
 
 func (s *Server) schemaInput(r *http.Request) (registry.SchemaInput, error) {
@@ -240,7 +257,8 @@ func (s *Server) schemaInput(r *http.Request) (registry.SchemaInput, error) {
 	if err != nil {
 		return registry.SchemaInput{}, err
 	}
-	return registry.SchemaInput{Schema: req.Schema, SchemaType: req.SchemaType, References: req.References, Normalize: norm, ID: req.ID, Version: req.Version}, nil
+	id, rawID := schemaID(req.ID)
+	return registry.SchemaInput{Schema: req.Schema, SchemaType: req.SchemaType, References: req.References, Normalize: norm, ID: id, RawID: rawID, Version: req.Version}, nil
 }
 
 // subjectVersionJSON is Confluent's shape of one subject version.

@@ -4,6 +4,7 @@
 package compat
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -240,28 +241,91 @@ func (i Incompatibility) String() string {
 	return fmt.Sprintf("{errorType:'%s', description:'%s', location:'%s'}", i.Type, i.Message, i.Location)
 }
 
-// Checker decides whether reader can read data written with writer.
+// Checker decides whether reader can read data written with writer. It
+// stops with an error wrapping ctx.Err() when ctx is done.
 type Checker interface {
-	Check(reader, writer *Schema) []Incompatibility
+	Check(ctx context.Context, reader, writer *Schema) ([]Incompatibility, error)
 }
 
 // AvroChecker implements Avro's schema resolution rules (the Java
 // SchemaCompatibility checker's semantics), plus decimal precision/scale.
+//
+// Like Java's ReaderWriterCompatibilityChecker it memoises every (reader,
+// writer) pair of types it has examined, and a pair under examination is
+// assumed compatible (which ends recursion): a named type used many times
+// is compared once per pairing, so the work is linear in the schemas'
+// text, not in their expansion. Field, symbol and union-branch lookups
+// are indexed. An incompatible pair is reported at the first place it is
+// met. As in Java, a result derived while assuming an enclosing pair
+// compatible is kept even if that pair then turns out incompatible (the
+// enclosing pair is reported then).
 type AvroChecker struct{}
 
 // Check returns every incompatibility found, or none.
-func (AvroChecker) Check(reader, writer *Schema) []Incompatibility {
-	c := &checking{seen: map[[2]*Schema]bool{}}
-	c.check(reader, writer, "")
-	return c.out
+func (AvroChecker) Check(ctx context.Context, reader, writer *Schema) ([]Incompatibility, error) {
+	c := newChecking(ctx)
+	c.check(reader, writer, true)
+	return c.out, c.err
+}
+
+// checkSteps runs a check and also returns the steps it took (tests bound
+// the work with it).
+func checkSteps(ctx context.Context, reader, writer *Schema) ([]Incompatibility, int, error) {
+	c := newChecking(ctx)
+	c.check(reader, writer, true)
+	return c.out, c.steps, c.err
+}
+
+type pairResult uint8
+
+const (
+	pairChecking pairResult = iota + 1 // on the current path: assumed compatible
+	pairCompatible
+	pairIncompatible
+)
+
+type pairMemo struct {
+	result   pairResult
+	reported bool // its incompatibilities are in out
+}
+
+// branchKey indexes a reader union's branches by what can read a writer
+// type: the kind, plus the short name or an alias for named types.
+type branchKey struct {
+	kind Kind
+	name string
 }
 
 type checking struct {
-	seen map[[2]*Schema]bool
-	out  []Incompatibility
+	ctx     context.Context
+	memo    map[[2]*Schema]*pairMemo
+	fields  map[*Schema]map[string]*Field   // writer record fields by name
+	symbols map[*Schema]map[string]struct{} // reader enum symbols
+	unions  map[*Schema]map[branchKey][]*Schema
+	path    []string // location in the reader, rendered only on failure
+	out     []Incompatibility
+	steps   int
+	err     error
 }
 
-func (c *checking) fail(typ, loc, format string, args ...any) {
+func newChecking(ctx context.Context) *checking {
+	return &checking{
+		ctx:     ctx,
+		memo:    map[[2]*Schema]*pairMemo{},
+		fields:  map[*Schema]map[string]*Field{},
+		symbols: map[*Schema]map[string]struct{}{},
+		unions:  map[*Schema]map[branchKey][]*Schema{},
+	}
+}
+
+// ctxEvery is how many steps pass between looks at the context.
+const ctxEvery = 1024
+
+func (c *checking) fail(report bool, typ, sub, format string, args ...any) {
+	if !report {
+		return
+	}
+	loc := strings.Join(c.path, "") + sub
 	if loc == "" {
 		loc = "/"
 	}
@@ -284,7 +348,10 @@ func promotable(w, r Kind) bool {
 	return false
 }
 
-func (c *checking) nameMatches(r, w *Schema, loc string) bool {
+// promotions lists the reader kinds a writer kind promotes to.
+var promotions = map[Kind][]Kind{Int: {Long, Float, Double}, Long: {Float, Double}, Float: {Double}, String: {Bytes}, Bytes: {String}}
+
+func (c *checking) nameMatches(r, w *Schema, report bool) bool {
 	if r.ShortName() == w.ShortName() {
 		return true
 	}
@@ -293,139 +360,241 @@ func (c *checking) nameMatches(r, w *Schema, loc string) bool {
 			return true
 		}
 	}
-	c.fail("NAME_MISMATCH", loc+"/name", "expected: %s", w.Name)
+	c.fail(report, "NAME_MISMATCH", "/name", "expected: %s", w.Name)
 	return false
 }
 
-// compatible reports, without recording reasons, whether r reads w. It
-// shares the pairs in progress, so recursive types terminate.
-func (c *checking) compatible(r, w *Schema) bool {
-	sub := &checking{seen: c.seen}
-	sub.check(r, w, "")
-	return len(sub.out) == 0
+// check reports whether r reads w, recording the reasons when report is
+// set. Each pair is examined once; a pair met again answers from memory,
+// and an incompatible pair first examined quietly (while trying union
+// branches) is walked again once to record its reasons when they are
+// wanted.
+func (c *checking) check(r, w *Schema, report bool) bool {
+	if c.err != nil {
+		return true
+	}
+	c.steps++
+	if c.steps%ctxEvery == 1 {
+		if err := c.ctx.Err(); err != nil {
+			c.err = fmt.Errorf("compatibility check stopped after %d steps: %w", c.steps, err)
+			return true
+		}
+	}
+	key := [2]*Schema{r, w}
+	if m := c.memo[key]; m != nil {
+		if m.result != pairIncompatible {
+			return true // compatible, or under examination: assumed compatible
+		}
+		if report && !m.reported {
+			m.reported = true
+			c.walk(r, w, true)
+		}
+		return false
+	}
+	m := &pairMemo{result: pairChecking}
+	c.memo[key] = m
+	if c.walk(r, w, report) {
+		m.result = pairCompatible
+		return true
+	}
+	m.result, m.reported = pairIncompatible, report
+	return false
 }
 
-func (c *checking) check(r, w *Schema, loc string) {
-	key := [2]*Schema{r, w}
-	if c.seen[key] {
-		return // recursive types: a pair being checked is assumed compatible
-	}
-	c.seen[key] = true
-	defer delete(c.seen, key)
+// walk applies the resolution rules to one pair. Without report it stops
+// at the first reason.
+func (c *checking) walk(r, w *Schema, report bool) bool {
 	if w.Kind == Union {
+		ok := true
 		for i, b := range w.Branches {
 			if r.Kind == Union {
 				if !c.readerUnionReads(r, b) {
-					c.fail("MISSING_UNION_BRANCH", loc, "reader union lacking writer type: %s (writer branch %d)", describe(b), i)
+					c.fail(report, "MISSING_UNION_BRANCH", "", "reader union lacking writer type: %s (writer branch %d)", describe(b), i)
+					ok = false
 				}
-				continue
+			} else if !c.check(r, b, report) {
+				ok = false
 			}
-			c.check(r, b, loc)
+			if !ok && !report {
+				return false
+			}
 		}
-		return
+		return ok
 	}
 	if r.Kind == Union {
 		if !c.readerUnionReads(r, w) {
-			c.fail("MISSING_UNION_BRANCH", loc, "reader union lacking writer type: %s", describe(w))
+			c.fail(report, "MISSING_UNION_BRANCH", "", "reader union lacking writer type: %s", describe(w))
+			return false
 		}
-		return
+		return true
 	}
 	if r.Kind != w.Kind {
 		if !promotable(w.Kind, r.Kind) {
-			c.fail("TYPE_MISMATCH", loc, "reader type: %s not compatible with writer type: %s", r.Kind, w.Kind)
+			c.fail(report, "TYPE_MISMATCH", "", "reader type: %s not compatible with writer type: %s", r.Kind, w.Kind)
+			return false
 		}
-		return
+		return true
 	}
 	switch r.Kind {
 	case Bytes:
-		c.checkDecimal(r, w, loc)
+		return c.checkDecimal(r, w, report)
 	case Fixed:
-		if !c.nameMatches(r, w, loc) {
-			return
+		if !c.nameMatches(r, w, report) {
+			return false
 		}
+		ok := true
 		if r.Size != w.Size {
-			c.fail("FIXED_SIZE_MISMATCH", loc+"/size", "expected: %d, found: %d", w.Size, r.Size)
+			c.fail(report, "FIXED_SIZE_MISMATCH", "/size", "expected: %d, found: %d", w.Size, r.Size)
+			if !report {
+				return false
+			}
+			ok = false
 		}
-		c.checkDecimal(r, w, loc)
+		return c.checkDecimal(r, w, report) && ok
 	case Enum:
-		if !c.nameMatches(r, w, loc) {
-			return
+		if !c.nameMatches(r, w, report) {
+			return false
 		}
 		if r.HasEnumDef {
-			return
+			return true
 		}
-		var missing []string
-		for _, s := range w.Symbols {
-			found := false
-			for _, x := range r.Symbols {
-				if x == s {
-					found = true
-					break
-				}
-			}
-			if !found {
-				missing = append(missing, s)
-			}
-		}
-		if len(missing) > 0 {
-			c.fail("MISSING_ENUM_SYMBOLS", loc+"/symbols", "[%s]", strings.Join(missing, ", "))
-		}
+		return c.checkSymbols(r, w, report)
 	case Array:
-		c.check(r.Items, w.Items, loc+"/items")
+		return c.nested("/items", r.Items, w.Items, report)
 	case Map:
-		c.check(r.Values, w.Values, loc+"/values")
+		return c.nested("/values", r.Values, w.Values, report)
 	case Record:
-		if !c.nameMatches(r, w, loc) {
-			return
+		if !c.nameMatches(r, w, report) {
+			return false
 		}
-		for i, rf := range r.Fields {
-			wf := lookupField(w, rf)
-			floc := loc + "/fields/" + strconv.Itoa(i)
-			if wf == nil {
-				if !rf.HasDefault {
-					c.fail("READER_FIELD_MISSING_DEFAULT_VALUE", floc, "%s", rf.Name)
-				}
-				continue
-			}
-			c.check(rf.Type, wf.Type, floc+"/type")
-		}
+		return c.checkFields(r, w, report)
 	}
+	return true
 }
 
-func (c *checking) checkDecimal(r, w *Schema, loc string) {
-	if r.Logical == "decimal" && w.Logical == "decimal" && (r.Precision != w.Precision || r.Scale != w.Scale) {
-		c.fail("TYPE_MISMATCH", loc, "decimal precision/scale differ: reader (%d,%d), writer (%d,%d)", r.Precision, r.Scale, w.Precision, w.Scale)
+func (c *checking) nested(seg string, r, w *Schema, report bool) bool {
+	c.path = append(c.path, seg)
+	ok := c.check(r, w, report)
+	c.path = c.path[:len(c.path)-1]
+	return ok
+}
+
+func (c *checking) checkFields(r, w *Schema, report bool) bool {
+	byName := c.fields[w]
+	if byName == nil {
+		byName = make(map[string]*Field, len(w.Fields))
+		for _, f := range w.Fields {
+			if _, dup := byName[f.Name]; !dup {
+				byName[f.Name] = f
+			}
+		}
+		c.fields[w] = byName
 	}
+	ok := true
+	for i, rf := range r.Fields {
+		wf := byName[rf.Name]
+		for _, a := range rf.Aliases {
+			if wf != nil {
+				break
+			}
+			wf = byName[a]
+		}
+		floc := "/fields/" + strconv.Itoa(i)
+		if wf == nil {
+			if !rf.HasDefault {
+				c.fail(report, "READER_FIELD_MISSING_DEFAULT_VALUE", floc, "%s", rf.Name)
+				ok = false
+			}
+		} else if !c.nested(floc+"/type", rf.Type, wf.Type, report) {
+			ok = false
+		}
+		if !ok && !report {
+			return false
+		}
+	}
+	return ok
+}
+
+func (c *checking) checkSymbols(r, w *Schema, report bool) bool {
+	syms := c.symbols[r]
+	if syms == nil {
+		syms = make(map[string]struct{}, len(r.Symbols))
+		for _, s := range r.Symbols {
+			syms[s] = struct{}{}
+		}
+		c.symbols[r] = syms
+	}
+	var missing []string
+	for _, s := range w.Symbols {
+		if _, ok := syms[s]; !ok {
+			if !report {
+				return false
+			}
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) > 0 {
+		c.fail(report, "MISSING_ENUM_SYMBOLS", "/symbols", "[%s]", strings.Join(missing, ", "))
+		return false
+	}
+	return true
+}
+
+func (c *checking) checkDecimal(r, w *Schema, report bool) bool {
+	if r.Logical == "decimal" && w.Logical == "decimal" && (r.Precision != w.Precision || r.Scale != w.Scale) {
+		c.fail(report, "TYPE_MISMATCH", "", "decimal precision/scale differ: reader (%d,%d), writer (%d,%d)", r.Precision, r.Scale, w.Precision, w.Scale)
+		return false
+	}
+	return true
 }
 
 // readerUnionReads reports whether some branch of reader union r reads w,
-// as Avro's SchemaCompatibility checks it (any branch will do).
+// as Avro's SchemaCompatibility checks it (any branch will do). Only the
+// branches that can possibly read w are tried: the same kind (and, for
+// named types, the same short name or an alias of w's name) or a kind w
+// promotes to.
 func (c *checking) readerUnionReads(r, w *Schema) bool {
-	for _, b := range r.Branches {
-		if c.compatible(b, w) {
+	for _, b := range c.candidates(r, w) {
+		if c.check(b, w, false) {
 			return true
 		}
 	}
 	return false
 }
 
-func isNamed(k Kind) bool { return k == Record || k == Enum || k == Fixed }
-
-func lookupField(w *Schema, rf *Field) *Field {
-	for _, wf := range w.Fields {
-		if wf.Name == rf.Name {
-			return wf
-		}
+func (c *checking) candidates(r, w *Schema) []*Schema {
+	if w.Kind == Union { // a union in a union: not valid Avro, try everything
+		return r.Branches
 	}
-	for _, a := range rf.Aliases {
-		for _, wf := range w.Fields {
-			if wf.Name == a {
-				return wf
+	idx := c.unions[r]
+	if idx == nil {
+		idx = map[branchKey][]*Schema{}
+		for _, b := range r.Branches {
+			if !isNamed(b.Kind) {
+				idx[branchKey{b.Kind, ""}] = append(idx[branchKey{b.Kind, ""}], b)
+				continue
+			}
+			idx[branchKey{b.Kind, b.ShortName()}] = append(idx[branchKey{b.Kind, b.ShortName()}], b)
+			for _, a := range b.Aliases {
+				k := branchKey{b.Kind, "=" + a}
+				idx[k] = append(idx[k], b)
 			}
 		}
+		c.unions[r] = idx
 	}
-	return nil
+	out := idx[branchKey{Union, ""}]
+	if isNamed(w.Kind) {
+		out = append(out, idx[branchKey{w.Kind, w.ShortName()}]...)
+		return append(out, idx[branchKey{w.Kind, "=" + w.Name}]...)
+	}
+	out = append(out, idx[branchKey{w.Kind, ""}]...)
+	for _, k := range promotions[w.Kind] {
+		out = append(out, idx[branchKey{k, ""}]...)
+	}
+	return out
 }
+
+func isNamed(k Kind) bool { return k == Record || k == Enum || k == Fixed }
 
 func describe(s *Schema) string {
 	if isNamed(s.Kind) {
@@ -448,10 +617,11 @@ func ValidLevel(level string) bool {
 }
 
 // CheckLevel checks candidate against the existing versions (oldest
-// first) under level and returns the reasons it is incompatible.
-func CheckLevel(ch Checker, level string, candidate *Schema, existing []*Schema) []string {
+// first) under level and returns the reasons it is incompatible. It
+// stops with the checker's error when ctx is done.
+func CheckLevel(ctx context.Context, ch Checker, level string, candidate *Schema, existing []*Schema) ([]string, error) {
 	if len(existing) == 0 || level == "NONE" {
-		return nil
+		return nil, nil
 	}
 	against := existing[len(existing)-1:]
 	if strings.HasSuffix(level, "_TRANSITIVE") {
@@ -463,15 +633,23 @@ func CheckLevel(ch Checker, level string, candidate *Schema, existing []*Schema)
 	for i := len(against) - 1; i >= 0; i-- {
 		old := against[i]
 		if backward {
-			for _, inc := range ch.Check(candidate, old) {
+			incs, err := ch.Check(ctx, candidate, old)
+			if err != nil {
+				return nil, err
+			}
+			for _, inc := range incs {
 				msgs = append(msgs, "BACKWARD: new schema cannot read data written by an existing version: "+inc.String())
 			}
 		}
 		if forward {
-			for _, inc := range ch.Check(old, candidate) {
+			incs, err := ch.Check(ctx, old, candidate)
+			if err != nil {
+				return nil, err
+			}
+			for _, inc := range incs {
 				msgs = append(msgs, "FORWARD: an existing version cannot read data written by the new schema: "+inc.String())
 			}
 		}
 	}
-	return msgs
+	return msgs, nil
 }

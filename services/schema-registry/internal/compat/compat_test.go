@@ -1,9 +1,30 @@
 package compat
 
 import (
+	"context"
 	"strings"
 	"testing"
 )
+
+// checkPair runs AvroChecker without a deadline.
+func checkPair(t testing.TB, reader, writer *Schema) []Incompatibility {
+	t.Helper()
+	incs, err := AvroChecker{}.Check(context.Background(), reader, writer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return incs
+}
+
+// checkLevel runs CheckLevel with AvroChecker without a deadline.
+func checkLevel(t testing.TB, level string, candidate *Schema, existing []*Schema) []string {
+	t.Helper()
+	msgs, err := CheckLevel(context.Background(), AvroChecker{}, level, candidate, existing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
 
 // Schemas of Confluent's AvroCompatibilityTest (the facts, restated).
 const (
@@ -140,7 +161,7 @@ func TestLevels(t *testing.T) {
 			for _, e := range tc.existing {
 				ex = append(ex, mustParse(t, e))
 			}
-			msgs := CheckLevel(AvroChecker{}, tc.level, cand, ex)
+			msgs := checkLevel(t, tc.level, cand, ex)
 			if got := len(msgs) == 0; got != tc.want {
 				t.Fatalf("%s: compatible = %v, want %v; messages: %v", tc.level, got, tc.want, msgs)
 			}
@@ -257,7 +278,7 @@ func TestPairs(t *testing.T) {
 	for _, tc := range pairCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got := AvroChecker{}.Check(mustParse(t, tc.reader), mustParse(t, tc.writer))
+			got := checkPair(t, mustParse(t, tc.reader), mustParse(t, tc.writer))
 			if (len(got) == 0) != tc.want {
 				t.Fatalf("compatible = %v, want %v: %v", len(got) == 0, tc.want, got)
 			}
@@ -281,14 +302,14 @@ func TestPairsUnderLevels(t *testing.T) {
 	t.Parallel()
 	for _, tc := range pairCases {
 		r, w := mustParse(t, tc.reader), mustParse(t, tc.writer)
-		if ok := len(CheckLevel(AvroChecker{}, "BACKWARD", r, []*Schema{w})) == 0; ok != tc.want {
+		if ok := len(checkLevel(t, "BACKWARD", r, []*Schema{w})) == 0; ok != tc.want {
 			t.Errorf("%s: BACKWARD = %v, want %v", tc.name, ok, tc.want)
 		}
-		if ok := len(CheckLevel(AvroChecker{}, "FORWARD", w, []*Schema{r})) == 0; ok != tc.want {
+		if ok := len(checkLevel(t, "FORWARD", w, []*Schema{r})) == 0; ok != tc.want {
 			t.Errorf("%s: FORWARD = %v, want %v", tc.name, ok, tc.want)
 		}
-		reverse := len(AvroChecker{}.Check(w, r)) == 0
-		if ok := len(CheckLevel(AvroChecker{}, "FULL", r, []*Schema{w})) == 0; ok != (tc.want && reverse) {
+		reverse := len(checkPair(t, w, r)) == 0
+		if ok := len(checkLevel(t, "FULL", r, []*Schema{w})) == 0; ok != (tc.want && reverse) {
 			t.Errorf("%s: FULL = %v, want %v", tc.name, ok, tc.want && reverse)
 		}
 	}
@@ -312,7 +333,7 @@ func TestCaseCount(t *testing.T) {
 
 func TestMessagesNameLocation(t *testing.T) {
 	t.Parallel()
-	msgs := CheckLevel(AvroChecker{}, "BACKWARD", mustParse(t, cSchema3), []*Schema{mustParse(t, cSchema1)})
+	msgs := checkLevel(t, "BACKWARD", mustParse(t, cSchema3), []*Schema{mustParse(t, cSchema1)})
 	if len(msgs) != 1 || !strings.Contains(msgs[0], "READER_FIELD_MISSING_DEFAULT_VALUE") || !strings.Contains(msgs[0], "/fields/1") || !strings.Contains(msgs[0], "f2") {
 		t.Fatalf("messages = %v", msgs)
 	}

@@ -15,16 +15,16 @@ func FuzzCheck(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if inc := (AvroChecker{}).Check(sa, sa); len(inc) != 0 {
+		if inc := checkPair(t, sa, sa); len(inc) != 0 {
 			t.Fatalf("schema cannot read itself: %s: %v", a, inc)
 		}
 		sb, err := Parse(b, nil)
 		if err != nil {
 			return
 		}
-		ab := len(AvroChecker{}.Check(sa, sb)) == 0
-		ba := len(AvroChecker{}.Check(sb, sa)) == 0
-		full := len(CheckLevel(AvroChecker{}, "FULL", sa, []*Schema{sb})) == 0
+		ab := len(checkPair(t, sa, sb)) == 0
+		ba := len(checkPair(t, sb, sa)) == 0
+		full := len(checkLevel(t, "FULL", sa, []*Schema{sb})) == 0
 		if full != (ab && ba) {
 			t.Fatalf("FULL = %v but backward %v, forward %v", full, ab, ba)
 		}

@@ -23,6 +23,8 @@ type Config struct {
 	RequestTimeout    time.Duration `env:"SCHEMA_REGISTRY_REQUEST_TIMEOUT" default:"30s" help:"bound on one REST request"`
 	MaxSchemaBytes    int           `env:"SCHEMA_REGISTRY_MAX_SCHEMA_BYTES" default:"1048576" help:"largest schema accepted (42209 above)"`
 	MaxRequestBytes   int64         `env:"SCHEMA_REGISTRY_MAX_REQUEST_BYTES" default:"2097152" help:"largest REST request body (413 above)"`
+	MaxSchemaTypes    int64         `env:"SCHEMA_REGISTRY_MAX_SCHEMA_TYPES" default:"100000" help:"largest expanded size of a schema (every use of a named type counted with its full expansion), with its references; 42201 above"`
+	MaxSchemaDepth    int           `env:"SCHEMA_REGISTRY_MAX_SCHEMA_DEPTH" default:"64" help:"deepest nesting of records, arrays, maps and unions in a schema (following named types); 42201 above"`
 	AuthUsers         []string      `env:"SCHEMA_REGISTRY_AUTH_USERS" secret:"true" help:"basic-auth users, comma-separated user:password:role (role ro or rw); empty with no tokens disables auth"`
 	AuthTokens        []string      `env:"SCHEMA_REGISTRY_AUTH_TOKENS" secret:"true" help:"bearer tokens, comma-separated token:role (role ro or rw)"`
 }
@@ -52,6 +54,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRequestBytes < int64(c.MaxSchemaBytes) {
 		return service.Invalid("SCHEMA_REGISTRY_MAX_REQUEST_BYTES", "must be at least SCHEMA_REGISTRY_MAX_SCHEMA_BYTES (%d)", c.MaxSchemaBytes)
+	}
+	if c.MaxSchemaTypes <= 0 {
+		return service.Invalid("SCHEMA_REGISTRY_MAX_SCHEMA_TYPES", "must be positive, got %d", c.MaxSchemaTypes)
+	}
+	if c.MaxSchemaDepth <= 0 {
+		return service.Invalid("SCHEMA_REGISTRY_MAX_SCHEMA_DEPTH", "must be positive, got %d", c.MaxSchemaDepth)
 	}
 	for _, u := range c.AuthUsers {
 		parts := strings.Split(u, ":")

@@ -8,12 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/services/schema-registry/internal/avroschema"
 	"github.com/sluicehq/sluice/services/schema-registry/internal/compat"
 	"github.com/sluicehq/sluice/services/schema-registry/internal/store"
@@ -33,10 +37,29 @@ type Backend interface {
 	Write(ctx context.Context, key, value []byte) (int64, error)
 }
 
+// Names of the settings of the schema limits, for error messages.
+const (
+	SettingMaxSchemaTypes = "SCHEMA_REGISTRY_MAX_SCHEMA_TYPES"
+	SettingMaxSchemaDepth = "SCHEMA_REGISTRY_MAX_SCHEMA_DEPTH"
+)
+
+// DefaultLimits are avro's default schema limits, named after this
+// service's settings.
+func DefaultLimits() avro.SchemaLimits {
+	l := avro.DefaultSchemaLimits()
+	l.ExpandedTypesSetting, l.DepthSetting = SettingMaxSchemaTypes, SettingMaxSchemaDepth
+	return l
+}
+
 // Options tune the registry.
 type Options struct {
 	MaxSchemaBytes int // 42209 above this; 0: 1 MiB
-	MaxAttempts    int // optimistic write retries; 0: 10
+	MaxAttempts    int // optimistic write retries; 0: 20
+	// Limits bound the expanded size and depth of schemas registered or
+	// checked (42201 past them); zero: DefaultLimits.
+	Limits avro.SchemaLimits
+	// Metrics registers the registry's counters; nil: not registered.
+	Metrics prometheus.Registerer
 }
 
 // Registry is the schema registry.
@@ -45,10 +68,15 @@ type Registry struct {
 	checker compat.Checker
 	opts    Options
 	log     *slog.Logger
-	// writeMu serialises this replica's registrations: concurrent ones
-	// would all pick the same next id and version and race each other in
-	// the log. Races with other replicas stay optimistic.
+	// writeMu serialises this replica's writes of registrations:
+	// concurrent ones would all pick the same next id and version and
+	// race each other in the log. Races with other replicas stay
+	// optimistic. Nothing slow happens under it: parsing, measuring and
+	// compatibility checks run before it is taken.
 	writeMu sync.Mutex
+
+	refused       *prometheus.CounterVec
+	checkTimeouts prometheus.Counter
 }
 
 // New builds a registry.
@@ -59,7 +87,25 @@ func New(b Backend, checker compat.Checker, opts Options, log *slog.Logger) *Reg
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 20
 	}
-	return &Registry{b: b, checker: checker, opts: opts, log: log}
+	if opts.Limits == (avro.SchemaLimits{}) {
+		opts.Limits = DefaultLimits()
+	}
+	r := &Registry{b: b, checker: checker, opts: opts, log: log}
+	r.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_schema_registry_schemas_refused_total",
+		Help: "Schemas refused for exceeding a schema limit (limit: expanded_types or depth), on registration or compatibility check.",
+	}, []string{"limit"})
+	r.checkTimeouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_schema_registry_compat_check_timeouts_total",
+		Help: "Compatibility checks stopped by their request's deadline (answered 50002).",
+	})
+	for _, l := range []avro.Limit{avro.LimitExpandedTypes, avro.LimitDepth} {
+		r.refused.WithLabelValues(string(l))
+	}
+	if opts.Metrics != nil {
+		opts.Metrics.MustRegister(r.refused, r.checkTimeouts)
+	}
+	return r
 }
 
 // State exposes the applied state for read-only queries.
@@ -74,9 +120,14 @@ type SchemaInput struct {
 	SchemaType string
 	References []Reference
 	Normalize  bool
-	ID         int // IMPORT mode only
-	Version    int // IMPORT mode only
+	ID         int64  // IMPORT mode only; 0: not given
+	Version    int64  // IMPORT mode only; 0: not given
+	RawID      string // the id as the client wrote it ("" if not given): an explicit 0 is an id out of range
 }
+
+// MaxID is the largest schema id: ids travel in the 4-byte (signed)
+// schema id of Confluent's wire format.
+const MaxID = math.MaxInt32
 
 // Registered is a subject version with its schema.
 type Registered struct {
@@ -150,7 +201,11 @@ func (r *Registry) resolveRefs(refs []Reference, seen map[string]bool, depth int
 	return out, nil
 }
 
-func (r *Registry) prepare(in SchemaInput) (*prepared, error) {
+// prepare validates a schema and parses it for comparison. With limits,
+// a schema (resolved through its references) over the schema limits is
+// refused before any other parser walks it; lookups skip them (their work
+// is linear, and schemas stored before a limit was lowered stay findable).
+func (r *Registry) prepare(subject string, in SchemaInput, limits bool) (*prepared, error) {
 	typ := strings.ToUpper(in.SchemaType)
 	if typ == "" {
 		typ = "AVRO"
@@ -168,8 +223,20 @@ func (r *Registry) prepare(in SchemaInput) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
+	var measureErr error
+	if limits {
+		if measureErr = r.checkLimits(subject, in.Schema, refTexts); measureErr != nil {
+			var le *Error
+			if errors.As(measureErr, &le) {
+				return nil, le
+			}
+		}
+	}
 	if err := avroschema.Validate(in.Schema, refTexts); err != nil {
 		return nil, ErrInvalidSchema("%v", err)
+	}
+	if measureErr != nil { // goavro took what the measure could not follow
+		return nil, ErrInvalidSchema("%v", measureErr)
 	}
 	canon, err := avroschema.Canonical(in.Schema)
 	if err != nil {
@@ -185,6 +252,20 @@ func (r *Registry) prepare(in SchemaInput) (*prepared, error) {
 	}
 	refs := in.References
 	return &prepared{typ: typ, text: text, identity: store.IdentityOf(typ, in.Schema, refs), parsed: parsed, refs: refs}, nil
+}
+
+// checkLimits measures the schema with its references and returns a 42201
+// *Error past the schema limits, counted and logged; any other error is
+// the measure's reason for not following the schema.
+func (r *Registry) checkLimits(subject, schema string, refTexts []string) error {
+	st, err := r.opts.Limits.Check(schema, refTexts...)
+	var le *avro.LimitError
+	if !errors.As(err, &le) {
+		return err
+	}
+	r.refused.WithLabelValues(string(le.Limit)).Inc()
+	r.log.Info("schema refused: over a schema limit", "subject", subject, "limit", string(le.Limit), "value", le.Value, "at_least", le.AtLeast, "max", le.Max, "named_types", st.NamedTypes)
+	return ErrInvalidSchema("%v", le)
 }
 
 // parsedVersion parses a stored version for compatibility checks.
@@ -231,6 +312,13 @@ func (r *Registry) writable(subject string) error {
 
 // Register registers a schema under subject, idempotently, and returns
 // the subject version it has.
+//
+// Everything slow (parsing, measuring, resolving references, the
+// compatibility check) happens before the write lock is taken; under it
+// the subject is compared with what the check saw, and the check runs
+// again (outside the lock) only if a version, the level or the mode
+// changed in between. The log orders the writes of all replicas: the
+// first record in log order wins, and a loser retries.
 func (r *Registry) Register(ctx context.Context, subject string, in SchemaInput) (Registered, error) {
 	if err := validSubject(subject); err != nil {
 		return Registered{}, err
@@ -242,79 +330,169 @@ func (r *Registry) Register(ctx context.Context, subject string, in SchemaInput)
 	if err := r.writable(subject); err != nil {
 		return Registered{}, err
 	}
-	if (in.ID > 0 || in.Version > 0) && mode != "IMPORT" {
+	if mode == "IMPORT" {
+		if err := importIDs(in); err != nil {
+			return Registered{}, err
+		}
+	} else if in.ID > 0 || in.Version > 0 {
 		return Registered{}, ErrNotPermitted("Subject %s is not in import mode: a schema id or version can only be given in IMPORT mode", subject)
 	}
-	p, err := r.prepare(in)
+	p, err := r.prepare(subject, in, true)
 	if err != nil {
 		return Registered{}, err
 	}
-	st := r.b.State()
-	// Already registered: answer without taking the write lock.
-	for _, v := range st.Versions(subject, false) {
-		if v.Schema.Identity == p.identity && (in.ID <= 0 || in.ID == v.ID) {
+	var checked *subjectSnapshot // what the last compatibility check was run against
+	// Only records that lost a race in the log count as attempts: a
+	// subject that changed while this registration was being checked
+	// means another one was written, so retrying makes progress; the
+	// request's deadline bounds those retries.
+	for lost := 0; lost < r.opts.MaxAttempts; {
+		if err := ctx.Err(); err != nil {
+			return Registered{}, ErrTimeout(fmt.Errorf("registration under %s: %w", subject, err))
+		}
+		snap := r.snapshot(subject)
+		if snap.mode != mode { // the checks above were for the other mode
+			return Registered{}, ErrNotPermitted("The mode of subject %s changed from %s to %s during the registration", subject, mode, snap.mode)
+		}
+		// Already registered under this subject: answer with it.
+		if v, ok := snap.holding(p.identity, in.ID); ok {
 			return fromVersion(v), nil
 		}
-	}
-	r.writeMu.Lock()
-	defer r.writeMu.Unlock()
-	for attempt := 0; attempt < r.opts.MaxAttempts; attempt++ {
-		// Already registered under this subject: answer with it.
-		for _, v := range st.Versions(subject, false) {
-			if v.Schema.Identity == p.identity && (in.ID <= 0 || in.ID == v.ID) {
-				return fromVersion(v), nil
-			}
-		}
-		var id, version int
-		if mode == "IMPORT" {
-			if in.ID <= 0 {
-				return Registered{}, ErrNotPermitted("IMPORT mode needs a schema id in field \"id\"")
-			}
-			id = in.ID
-			if held, ok := st.SchemaByID(id); ok && held.Identity != p.identity {
-				return Registered{}, ErrNotPermitted("Overwrite new schema with id %d is not permitted: the id holds another schema", id)
-			}
-			version = in.Version
-			if version <= 0 {
-				version = st.MaxVersion(subject) + 1
-			} else if v, ok := st.Version(subject, version); ok && v.Schema.Identity != p.identity {
-				return Registered{}, ErrNotPermitted("Overwrite new schema with version %d of subject %s is not permitted", version, subject)
-			}
-		} else {
-			if msgs, err := r.checkAgainst(subject, p.parsed, nil); err != nil {
+		if snap.mode != "IMPORT" && (checked == nil || !checked.same(snap)) {
+			msgs, err := r.checkAgainst(ctx, subject, p.parsed, snap.level, snap.versions, false)
+			if err != nil {
 				return Registered{}, err
-			} else if len(msgs) > 0 {
+			}
+			if len(msgs) > 0 {
 				return Registered{}, &Error{Status: http.StatusConflict, Code: CodeIncompatible, Message: "Schema being registered is incompatible with an earlier schema for subject \"" + subject + "\", details: [" + strings.Join(msgs, ", ") + "]"}
 			}
-			if existing, ok := st.IDForIdentity(p.identity); ok {
-				id = existing
-			} else {
-				id = st.MaxID() + 1
-			}
-			version = st.MaxVersion(subject) + 1
+			checked = &snap
 		}
-		val := store.SchemaValue{Subject: subject, Version: version, ID: id, SchemaType: p.typ, References: p.refs, Schema: p.text}
-		off, err := r.b.Write(ctx, store.SchemaKey(subject, version), val.Encode())
-		if err != nil {
-			return Registered{}, storeErr(err)
-		}
-		if got, ok := st.Version(subject, version); ok && got.ID == id && got.Schema.Identity == p.identity {
-			return fromVersion(got), nil
-		}
-		// Another replica's write came first in the log. If ours took a
-		// key the winner holds, compaction would keep ours (the later
-		// record): re-assert the winner so the compacted log agrees.
-		if reason, ok := st.ConflictAt(off); ok {
-			r.log.Info("registration lost a race, retrying", "subject", subject, "version", version, "id", id, "reason", reason, "offset", off)
-			if winner, ok := st.Version(subject, version); ok {
-				if err := r.reassert(ctx, winner); err != nil {
-					return Registered{}, storeErr(err)
-				}
-			}
-			st.ForgetConflict(off)
+		v, outcome, err := r.write(ctx, subject, in, p, snap)
+		switch {
+		case err != nil || outcome == written:
+			return v, err
+		case outcome == lostRace:
+			lost++
 		}
 	}
 	return Registered{}, ErrTimeout(fmt.Errorf("registration under %s kept losing concurrent races after %d attempts", subject, r.opts.MaxAttempts))
+}
+
+// writeOutcome is what happened to a registration's write.
+type writeOutcome int
+
+const (
+	written  writeOutcome = iota // done (or refused: see the error)
+	changed                      // the subject changed since the check: check again
+	lostRace                     // the record lost against an earlier one in the log
+)
+
+// importIDs checks the id and version given in IMPORT mode: they must fit
+// the wire format's 4-byte id and Confluent's version range.
+func importIDs(in SchemaInput) error {
+	if in.ID == 0 && in.RawID == "" {
+		return ErrNotPermitted("IMPORT mode needs a schema id in field \"id\"")
+	}
+	if in.ID < 1 || in.ID > MaxID {
+		raw := in.RawID
+		if raw == "" {
+			raw = strconv.FormatInt(in.ID, 10)
+		}
+		return ErrNotPermitted("Schema id %s is outside the range 1..%d: ids must fit the 4-byte schema id of the wire format", raw, MaxID)
+	}
+	if in.Version < 0 || in.Version > math.MaxInt32 {
+		return ErrInvalidVersion(strconv.FormatInt(in.Version, 10))
+	}
+	return nil
+}
+
+// write writes the registration under the write lock, if the subject is
+// still as snap saw it.
+func (r *Registry) write(ctx context.Context, subject string, in SchemaInput, p *prepared, snap subjectSnapshot) (Registered, writeOutcome, error) {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	if !snap.same(r.snapshot(subject)) {
+		return Registered{}, changed, nil
+	}
+	st := r.b.State()
+	var id, version int
+	if snap.mode == "IMPORT" {
+		id = int(in.ID)
+		if held, ok := st.SchemaByID(id); ok && held.Identity != p.identity {
+			return Registered{}, written, ErrNotPermitted("Overwrite new schema with id %d is not permitted: the id holds another schema", id)
+		}
+		version = int(in.Version)
+		if version <= 0 {
+			version = st.MaxVersion(subject) + 1
+		} else if v, ok := st.Version(subject, version); ok && v.Schema.Identity != p.identity {
+			return Registered{}, written, ErrNotPermitted("Overwrite new schema with version %d of subject %s is not permitted", version, subject)
+		}
+	} else {
+		if existing, ok := st.IDForIdentity(p.identity); ok {
+			id = existing
+		} else {
+			id = st.MaxID() + 1
+		}
+		version = st.MaxVersion(subject) + 1
+	}
+	val := store.SchemaValue{Subject: subject, Version: version, ID: id, SchemaType: p.typ, References: p.refs, Schema: p.text}
+	off, err := r.b.Write(ctx, store.SchemaKey(subject, version), val.Encode())
+	if err != nil {
+		return Registered{}, written, storeErr(err)
+	}
+	if got, ok := st.Version(subject, version); ok && got.ID == id && got.Schema.Identity == p.identity {
+		return fromVersion(got), written, nil
+	}
+	// Another replica's write came first in the log. If ours took a key
+	// the winner holds, compaction would keep ours (the later record):
+	// re-assert the winner so the compacted log agrees.
+	if reason, ok := st.ConflictAt(off); ok {
+		r.log.Info("registration lost a race, retrying", "subject", subject, "version", version, "id", id, "reason", reason, "offset", off)
+		if winner, ok := st.Version(subject, version); ok {
+			if err := r.reassert(ctx, winner); err != nil {
+				return Registered{}, written, storeErr(err)
+			}
+		}
+		st.ForgetConflict(off)
+	}
+	return Registered{}, lostRace, nil
+}
+
+// subjectSnapshot is what a registration's compatibility check depends
+// on: the subject's live versions, its level and its mode.
+type subjectSnapshot struct {
+	level, mode string
+	versions    []store.Version
+}
+
+func (r *Registry) snapshot(subject string) subjectSnapshot {
+	return subjectSnapshot{level: r.Level(subject), mode: r.modeOf(subject), versions: r.b.State().Versions(subject, false)}
+}
+
+// same reports whether nothing the check depends on changed: a version
+// is the same if the same record made it.
+func (s subjectSnapshot) same(o subjectSnapshot) bool {
+	if s.level != o.level || s.mode != o.mode || len(s.versions) != len(o.versions) {
+		return false
+	}
+	for i, v := range s.versions {
+		w := o.versions[i]
+		if v.Version != w.Version || v.ID != w.ID || v.Offset != w.Offset || v.Schema != w.Schema {
+			return false
+		}
+	}
+	return true
+}
+
+// holding returns the live version holding the schema (with id, if given).
+func (s subjectSnapshot) holding(identity string, id int64) (store.Version, bool) {
+	for _, v := range s.versions {
+		if v.Schema.Identity == identity && (id <= 0 || id == int64(v.ID)) {
+			return v, true
+		}
+	}
+	return store.Version{}, false
 }
 
 func (r *Registry) reassert(ctx context.Context, v store.Version) error {
@@ -323,23 +501,17 @@ func (r *Registry) reassert(ctx context.Context, v store.Version) error {
 	return err
 }
 
-// checkAgainst checks candidate against the subject's live versions under
-// its level; only, if non-nil, restricts the check to one version.
-func (r *Registry) checkAgainst(subject string, candidate *compat.Schema, only *store.Version) ([]string, error) {
-	level := r.Level(subject)
-	var vers []store.Version
-	if only != nil {
-		vers = []store.Version{*only}
-		if level != "NONE" {
-			level = strings.TrimSuffix(level, "_TRANSITIVE")
-		}
-	} else {
-		vers = r.b.State().Versions(subject, false)
+// checkAgainst checks candidate against vers (a subject's live versions,
+// oldest first) under level; one restricts the check to the one version
+// given. It runs without any lock and stops at ctx's deadline (50002).
+func (r *Registry) checkAgainst(ctx context.Context, subject string, candidate *compat.Schema, level string, vers []store.Version, one bool) ([]string, error) {
+	if one && level != "NONE" {
+		level = strings.TrimSuffix(level, "_TRANSITIVE")
 	}
 	if level == "NONE" || len(vers) == 0 {
 		return nil, nil
 	}
-	if !strings.HasSuffix(level, "_TRANSITIVE") && only == nil {
+	if !strings.HasSuffix(level, "_TRANSITIVE") {
 		vers = vers[len(vers)-1:]
 	}
 	existing := make([]*compat.Schema, 0, len(vers))
@@ -350,29 +522,38 @@ func (r *Registry) checkAgainst(subject string, candidate *compat.Schema, only *
 		}
 		existing = append(existing, ps)
 	}
-	return compat.CheckLevel(r.checker, level, candidate, existing), nil
+	msgs, err := compat.CheckLevel(ctx, r.checker, level, candidate, existing)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			r.checkTimeouts.Inc()
+			r.log.Warn("compatibility check stopped by the request deadline", "subject", subject, "versions", len(existing), "err", err)
+			return nil, ErrTimeout(fmt.Errorf("the compatibility check against subject %s did not finish before the request's deadline: %w", subject, err))
+		}
+		return nil, ErrStore(fmt.Errorf("checking compatibility against subject %s: %w", subject, err))
+	}
+	return msgs, nil
 }
 
 // CheckCompatibility tests a schema against one version ("latest" or a
-// number) or, with version "", every version the level demands.
+// number) or, with version "", every version the level demands. The
+// schema limits apply as on registration.
 func (r *Registry) CheckCompatibility(ctx context.Context, subject, version string, in SchemaInput) (bool, []string, error) {
-	p, err := r.prepare(in)
+	p, err := r.prepare(subject, in, true)
 	if err != nil {
 		return false, nil, err
 	}
-	if version == "" {
-		msgs, err := r.checkAgainst(subject, p.parsed, nil)
+	level := r.Level(subject)
+	vers := r.b.State().Versions(subject, false)
+	one := false
+	if version != "" {
+		v, err := r.GetVersion(subject, version, false)
 		if err != nil {
 			return false, nil, err
 		}
-		return len(msgs) == 0, msgs, nil
+		sv, _ := r.b.State().Version(v.Subject, v.Version)
+		vers, one = []store.Version{sv}, true
 	}
-	v, err := r.GetVersion(subject, version, false)
-	if err != nil {
-		return false, nil, err
-	}
-	sv, _ := r.b.State().Version(v.Subject, v.Version)
-	msgs, err := r.checkAgainst(subject, p.parsed, &sv)
+	msgs, err := r.checkAgainst(ctx, subject, p.parsed, level, vers, one)
 	if err != nil {
 		return false, nil, err
 	}
@@ -385,7 +566,7 @@ func (r *Registry) Lookup(ctx context.Context, subject string, in SchemaInput, d
 	if !st.SubjectExists(subject, deleted) {
 		return Registered{}, ErrSubjectNotFound(subject)
 	}
-	p, err := r.prepare(in)
+	p, err := r.prepare(subject, in, false)
 	if err != nil {
 		return Registered{}, err
 	}

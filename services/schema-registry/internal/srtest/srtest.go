@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/services/schema-registry/internal/api"
 	"github.com/sluicehq/sluice/services/schema-registry/internal/compat"
@@ -35,6 +36,12 @@ type Options struct {
 	Timeout     time.Duration // write+apply bound; default 10s
 	RepairAfter time.Duration
 	Log         *slog.Logger
+	// Limits are the schema limits; zero: registry.DefaultLimits.
+	Limits avro.SchemaLimits
+	// RequestTimeout bounds writing REST requests; zero: the API default.
+	RequestTimeout time.Duration
+	// Checker replaces compat.AvroChecker (tests that hold a check open).
+	Checker compat.Checker
 }
 
 // Instance is one running registry replica.
@@ -87,8 +94,12 @@ func Start(tb testing.TB, kcfg kafka.Config, opts Options) *Instance {
 			opts.Log.Error("store stopped", "err", err)
 		}
 	}()
-	in.Registry = registry.New(in.Store, compat.AvroChecker{}, registry.Options{MaxSchemaBytes: opts.MaxSchema}, opts.Log)
-	rest := api.New(in.Registry, api.Options{Auth: opts.Auth, MaxRequestBytes: opts.MaxRequest}, opts.Log, in.Metrics, nil)
+	var checker compat.Checker = compat.AvroChecker{}
+	if opts.Checker != nil {
+		checker = opts.Checker
+	}
+	in.Registry = registry.New(in.Store, checker, registry.Options{MaxSchemaBytes: opts.MaxSchema, Limits: opts.Limits, Metrics: in.Metrics}, opts.Log)
+	rest := api.New(in.Registry, api.Options{Auth: opts.Auth, MaxRequestBytes: opts.MaxRequest, RequestTimeout: opts.RequestTimeout}, opts.Log, in.Metrics, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)

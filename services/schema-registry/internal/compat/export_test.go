@@ -1,0 +1,4 @@
+package compat
+
+// CheckSteps exposes checkSteps to the external fuzz test.
+var CheckSteps = checkSteps
