@@ -43,6 +43,7 @@ func FuzzRESTBodies(f *testing.F) {
 		`{"schema":"{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"R\",\"default\":{}}]}"}`,
 		`{"schema":"\"int\"","references":[{"name":"x","subject":"s","version":1}]}`,
 		`{"schema":"\"int\"","id":5,"version":2}`,
+		`{"schema":"\"int\"","id":99999999999999999999,"version":2147483648}`, `{"schema":"\"int\"","id":-1.5}`,
 		`{"compatibility":"FULL"}`, `{"mode":"READONLY"}`, `{}`, `[]`, `null`, `{"schema":1}`, ``,
 	} {
 		f.Add(s)
