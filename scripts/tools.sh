@@ -7,6 +7,10 @@ export PATH="$GOBIN:$PATH"
 
 apt_pkgs=()
 command -v protoc   >/dev/null || apt_pkgs+=(protobuf-compiler)
+# protoc's well-known types (google/protobuf/timestamp.proto, imported by
+# proto/sluice/ingest) come with libprotobuf-dev, only a recommendation of
+# protobuf-compiler: without it `make proto` fails on a fresh machine.
+[ -f /usr/include/google/protobuf/timestamp.proto ] || apt_pkgs+=(libprotobuf-dev)
 command -v promtool >/dev/null || apt_pkgs+=(prometheus)
 command -v kcat     >/dev/null || apt_pkgs+=(kcat)
 if ((${#apt_pkgs[@]})); then
