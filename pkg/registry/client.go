@@ -27,7 +27,8 @@ type Config struct {
 	BearerToken  string        `env:"REGISTRY_BEARER_TOKEN" secret:"true" help:"bearer token (instead of basic auth)"`
 	Timeout      time.Duration `env:"REGISTRY_TIMEOUT" default:"5s" help:"per-request timeout"`
 	LatestTTL    time.Duration `env:"REGISTRY_LATEST_TTL" default:"30s" help:"how long a subject's latest version is served before it is refreshed in the background"`
-	MaxCachedIDs int           `env:"REGISTRY_MAX_CACHED_IDS" default:"100000" help:"bound on the id->schema cache"`
+	MaxCachedIDs int           `env:"REGISTRY_MAX_CACHED_IDS" default:"100000" help:"bound on the id->schema cache (and on the id->subject versions cache)"`
+	NegativeTTL  time.Duration `env:"REGISTRY_NEGATIVE_TTL" default:"5s" help:"how long an answer that a schema id is not a version of a subject is cached (positive answers are cached for good: ids are immutable)"`
 	GRPCAddr     string        `env:"REGISTRY_GRPC_ADDR" help:"host:port of Sluice's registry gRPC API (sluice.registry.v1); lookups and registration go there first and fall back to REST; empty: REST only"`
 }
 
@@ -48,6 +49,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxCachedIDs <= 0 {
 		return service.Invalid("REGISTRY_MAX_CACHED_IDS", "must be positive")
+	}
+	if c.NegativeTTL < 0 {
+		return service.Invalid("REGISTRY_NEGATIVE_TTL", "must not be negative")
 	}
 	if err := validGRPCAddr(c.GRPCAddr); err != nil {
 		return service.Invalid("REGISTRY_GRPC_ADDR", "%v", err)
@@ -133,6 +137,7 @@ type Client struct {
 	byID     map[int]*Schema
 	latest   map[string]latestEntry
 	versions map[string]*Schema // subject/version -> schema, immutable
+	uses     map[int]*idUses    // id -> subjects it was seen under
 
 	rpc     *grpcTransport // nil: REST only
 	rpcConn io.Closer
@@ -163,6 +168,7 @@ func New(cfg Config, opts ...Option) *Client {
 		byID:     map[int]*Schema{},
 		latest:   map[string]latestEntry{},
 		versions: map[string]*Schema{},
+		uses:     map[int]*idUses{},
 	}
 	if cfg.GRPCAddr != "" {
 		c.dialGRPC()
@@ -281,6 +287,88 @@ func (c *Client) ByVersion(ctx context.Context, subject string, version int) (*S
 		return nil, err
 	}
 	return v.(*Schema), nil
+}
+
+// SubjectVersion is one version of a subject (an entry of GET
+// /schemas/ids/{id}/versions).
+type SubjectVersion struct {
+	Subject string `json:"subject"`
+	Version int    `json:"version"`
+}
+
+// VersionsByID returns the live subject versions registered with schema id
+// (Confluent's GET /schemas/ids/{id}/versions), uncached. An unknown id is
+// a 404 *Error (IsNotFound).
+func (c *Client) VersionsByID(ctx context.Context, id int) ([]SubjectVersion, error) {
+	out, err := c.getVersionsByID(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("fetching subject versions of schema id %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// idUses is what is known of the subjects a schema id is registered under:
+// every subject ever seen (positive answers stay true) and when the
+// registry was last asked (negative answers expire after NegativeTTL).
+type idUses struct {
+	subjects map[string]struct{}
+	checked  time.Time
+}
+
+// IDInSubject reports whether schema id is registered as a version of
+// subject. A yes is cached for the life of the process (ids never change
+// meaning); a no is cached for REGISTRY_NEGATIVE_TTL, so a subject that
+// gains the id later is seen soon. Concurrent lookups of one id share one
+// registry call. An unknown id is a 404 *Error.
+func (c *Client) IDInSubject(ctx context.Context, id int, subject string) (bool, error) {
+	c.mu.RLock()
+	u, ok := c.uses[id]
+	var in, fresh bool
+	if ok {
+		_, in = u.subjects[subject]
+		fresh = c.now().Sub(u.checked) < c.cfg.NegativeTTL
+	}
+	c.mu.RUnlock()
+	if in || (ok && fresh) {
+		return in, nil
+	}
+	v, err, _ := c.sf.Do("uses/"+strconv.Itoa(id), func() (any, error) {
+		vs, err := c.VersionsByID(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		c.putUses(id, vs)
+		return vs, nil
+	})
+	if err != nil {
+		return false, err
+	}
+	for _, sv := range v.([]SubjectVersion) {
+		if sv.Subject == subject {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (c *Client) putUses(id int, vs []SubjectVersion) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u := c.uses[id]
+	if u == nil {
+		if len(c.uses) >= c.cfg.MaxCachedIDs {
+			for k := range c.uses { // evict an arbitrary entry: refetching is cheap and correct
+				delete(c.uses, k)
+				break
+			}
+		}
+		u = &idUses{subjects: make(map[string]struct{}, len(vs))}
+		c.uses[id] = u
+	}
+	for _, v := range vs {
+		u.subjects[v.Subject] = struct{}{}
+	}
+	u.checked = c.now()
 }
 
 // Register registers schema under subject (idempotent on the registry side)

@@ -177,6 +177,27 @@ func (c *Client) getVersion(ctx context.Context, subject string, version int, ou
 	return c.do(ctx, http.MethodGet, "/subjects/"+url.PathEscape(subject)+"/versions/"+strconv.Itoa(version), nil, out)
 }
 
+func (c *Client) getVersionsByID(ctx context.Context, id int) ([]SubjectVersion, error) {
+	if c.rpc != nil {
+		resp, err := c.rpc.client.ListVersionsByID(c.rpc.ctx(ctx), &registryv1.ListVersionsByIDRequest{Id: int32(id)})
+		if err == nil {
+			out := make([]SubjectVersion, 0, len(resp.GetVersions()))
+			for _, v := range resp.GetVersions() {
+				out = append(out, SubjectVersion{Subject: v.GetSubject(), Version: int(v.GetVersion())})
+			}
+			return out, nil
+		}
+		if !fallback(err) {
+			return nil, fromStatus(err)
+		}
+	}
+	var out []SubjectVersion
+	if err := c.do(ctx, http.MethodGet, "/schemas/ids/"+strconv.Itoa(id)+"/versions", nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *Client) register(ctx context.Context, subject, schemaType, schema string, refs []Reference, body map[string]any, id *int) error {
 	if c.rpc != nil {
 		req := &registryv1.RegisterRequest{Subject: subject, SchemaType: schemaType, Schema: schema}

@@ -711,6 +711,149 @@ func (x *CheckCompatibilityResponse) GetMessages() []string {
 	return nil
 }
 
+// ListVersionsByIDRequest asks which subject versions use a schema id.
+type ListVersionsByIDRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int32                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVersionsByIDRequest) Reset() {
+	*x = ListVersionsByIDRequest{}
+	mi := &file_sluice_registry_v1_registry_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVersionsByIDRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVersionsByIDRequest) ProtoMessage() {}
+
+func (x *ListVersionsByIDRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_registry_v1_registry_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVersionsByIDRequest.ProtoReflect.Descriptor instead.
+func (*ListVersionsByIDRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_registry_v1_registry_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListVersionsByIDRequest) GetId() int32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+// SubjectVersion is one version of a subject.
+type SubjectVersion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Version       int32                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubjectVersion) Reset() {
+	*x = SubjectVersion{}
+	mi := &file_sluice_registry_v1_registry_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectVersion) ProtoMessage() {}
+
+func (x *SubjectVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_registry_v1_registry_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectVersion.ProtoReflect.Descriptor instead.
+func (*SubjectVersion) Descriptor() ([]byte, []int) {
+	return file_sluice_registry_v1_registry_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SubjectVersion) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *SubjectVersion) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// ListVersionsByIDResponse lists the subject versions registered with the id.
+type ListVersionsByIDResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Versions      []*SubjectVersion      `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVersionsByIDResponse) Reset() {
+	*x = ListVersionsByIDResponse{}
+	mi := &file_sluice_registry_v1_registry_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVersionsByIDResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVersionsByIDResponse) ProtoMessage() {}
+
+func (x *ListVersionsByIDResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_registry_v1_registry_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVersionsByIDResponse.ProtoReflect.Descriptor instead.
+func (*ListVersionsByIDResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_registry_v1_registry_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListVersionsByIDResponse) GetVersions() []*SubjectVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
 var File_sluice_registry_v1_registry_proto protoreflect.FileDescriptor
 
 const file_sluice_registry_v1_registry_proto_rawDesc = "" +
@@ -766,13 +909,21 @@ const file_sluice_registry_v1_registry_proto_rawDesc = "" +
 	"references\"]\n" +
 	"\x1aCheckCompatibilityResponse\x12#\n" +
 	"\ris_compatible\x18\x01 \x01(\bR\fisCompatible\x12\x1a\n" +
-	"\bmessages\x18\x02 \x03(\tR\bmessages2\xa4\x04\n" +
+	"\bmessages\x18\x02 \x03(\tR\bmessages\")\n" +
+	"\x17ListVersionsByIDRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x05R\x02id\"D\n" +
+	"\x0eSubjectVersion\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x05R\aversion\"Z\n" +
+	"\x18ListVersionsByIDResponse\x12>\n" +
+	"\bversions\x18\x01 \x03(\v2\".sluice.registry.v1.SubjectVersionR\bversions2\x93\x05\n" +
 	"\x0fRegistryService\x12d\n" +
 	"\rGetSchemaByID\x12(.sluice.registry.v1.GetSchemaByIDRequest\x1a).sluice.registry.v1.GetSchemaByIDResponse\x12j\n" +
 	"\x0fGetLatestSchema\x12*.sluice.registry.v1.GetLatestSchemaRequest\x1a+.sluice.registry.v1.GetLatestSchemaResponse\x12s\n" +
 	"\x12GetSchemaByVersion\x12-.sluice.registry.v1.GetSchemaByVersionRequest\x1a..sluice.registry.v1.GetSchemaByVersionResponse\x12U\n" +
 	"\bRegister\x12#.sluice.registry.v1.RegisterRequest\x1a$.sluice.registry.v1.RegisterResponse\x12s\n" +
-	"\x12CheckCompatibility\x12-.sluice.registry.v1.CheckCompatibilityRequest\x1a..sluice.registry.v1.CheckCompatibilityResponseBBZ@github.com/sluicehq/sluice/pkg/gen/sluice/registry/v1;registryv1b\x06proto3"
+	"\x12CheckCompatibility\x12-.sluice.registry.v1.CheckCompatibilityRequest\x1a..sluice.registry.v1.CheckCompatibilityResponse\x12m\n" +
+	"\x10ListVersionsByID\x12+.sluice.registry.v1.ListVersionsByIDRequest\x1a,.sluice.registry.v1.ListVersionsByIDResponseBBZ@github.com/sluicehq/sluice/pkg/gen/sluice/registry/v1;registryv1b\x06proto3"
 
 var (
 	file_sluice_registry_v1_registry_proto_rawDescOnce sync.Once
@@ -786,7 +937,7 @@ func file_sluice_registry_v1_registry_proto_rawDescGZIP() []byte {
 	return file_sluice_registry_v1_registry_proto_rawDescData
 }
 
-var file_sluice_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_sluice_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_sluice_registry_v1_registry_proto_goTypes = []any{
 	(*SchemaReference)(nil),            // 0: sluice.registry.v1.SchemaReference
 	(*Schema)(nil),                     // 1: sluice.registry.v1.Schema
@@ -800,6 +951,9 @@ var file_sluice_registry_v1_registry_proto_goTypes = []any{
 	(*RegisterResponse)(nil),           // 9: sluice.registry.v1.RegisterResponse
 	(*CheckCompatibilityRequest)(nil),  // 10: sluice.registry.v1.CheckCompatibilityRequest
 	(*CheckCompatibilityResponse)(nil), // 11: sluice.registry.v1.CheckCompatibilityResponse
+	(*ListVersionsByIDRequest)(nil),    // 12: sluice.registry.v1.ListVersionsByIDRequest
+	(*SubjectVersion)(nil),             // 13: sluice.registry.v1.SubjectVersion
+	(*ListVersionsByIDResponse)(nil),   // 14: sluice.registry.v1.ListVersionsByIDResponse
 }
 var file_sluice_registry_v1_registry_proto_depIdxs = []int32{
 	0,  // 0: sluice.registry.v1.Schema.references:type_name -> sluice.registry.v1.SchemaReference
@@ -808,21 +962,24 @@ var file_sluice_registry_v1_registry_proto_depIdxs = []int32{
 	1,  // 3: sluice.registry.v1.GetSchemaByVersionResponse.schema:type_name -> sluice.registry.v1.Schema
 	0,  // 4: sluice.registry.v1.RegisterRequest.references:type_name -> sluice.registry.v1.SchemaReference
 	0,  // 5: sluice.registry.v1.CheckCompatibilityRequest.references:type_name -> sluice.registry.v1.SchemaReference
-	2,  // 6: sluice.registry.v1.RegistryService.GetSchemaByID:input_type -> sluice.registry.v1.GetSchemaByIDRequest
-	4,  // 7: sluice.registry.v1.RegistryService.GetLatestSchema:input_type -> sluice.registry.v1.GetLatestSchemaRequest
-	6,  // 8: sluice.registry.v1.RegistryService.GetSchemaByVersion:input_type -> sluice.registry.v1.GetSchemaByVersionRequest
-	8,  // 9: sluice.registry.v1.RegistryService.Register:input_type -> sluice.registry.v1.RegisterRequest
-	10, // 10: sluice.registry.v1.RegistryService.CheckCompatibility:input_type -> sluice.registry.v1.CheckCompatibilityRequest
-	3,  // 11: sluice.registry.v1.RegistryService.GetSchemaByID:output_type -> sluice.registry.v1.GetSchemaByIDResponse
-	5,  // 12: sluice.registry.v1.RegistryService.GetLatestSchema:output_type -> sluice.registry.v1.GetLatestSchemaResponse
-	7,  // 13: sluice.registry.v1.RegistryService.GetSchemaByVersion:output_type -> sluice.registry.v1.GetSchemaByVersionResponse
-	9,  // 14: sluice.registry.v1.RegistryService.Register:output_type -> sluice.registry.v1.RegisterResponse
-	11, // 15: sluice.registry.v1.RegistryService.CheckCompatibility:output_type -> sluice.registry.v1.CheckCompatibilityResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	13, // 6: sluice.registry.v1.ListVersionsByIDResponse.versions:type_name -> sluice.registry.v1.SubjectVersion
+	2,  // 7: sluice.registry.v1.RegistryService.GetSchemaByID:input_type -> sluice.registry.v1.GetSchemaByIDRequest
+	4,  // 8: sluice.registry.v1.RegistryService.GetLatestSchema:input_type -> sluice.registry.v1.GetLatestSchemaRequest
+	6,  // 9: sluice.registry.v1.RegistryService.GetSchemaByVersion:input_type -> sluice.registry.v1.GetSchemaByVersionRequest
+	8,  // 10: sluice.registry.v1.RegistryService.Register:input_type -> sluice.registry.v1.RegisterRequest
+	10, // 11: sluice.registry.v1.RegistryService.CheckCompatibility:input_type -> sluice.registry.v1.CheckCompatibilityRequest
+	12, // 12: sluice.registry.v1.RegistryService.ListVersionsByID:input_type -> sluice.registry.v1.ListVersionsByIDRequest
+	3,  // 13: sluice.registry.v1.RegistryService.GetSchemaByID:output_type -> sluice.registry.v1.GetSchemaByIDResponse
+	5,  // 14: sluice.registry.v1.RegistryService.GetLatestSchema:output_type -> sluice.registry.v1.GetLatestSchemaResponse
+	7,  // 15: sluice.registry.v1.RegistryService.GetSchemaByVersion:output_type -> sluice.registry.v1.GetSchemaByVersionResponse
+	9,  // 16: sluice.registry.v1.RegistryService.Register:output_type -> sluice.registry.v1.RegisterResponse
+	11, // 17: sluice.registry.v1.RegistryService.CheckCompatibility:output_type -> sluice.registry.v1.CheckCompatibilityResponse
+	14, // 18: sluice.registry.v1.RegistryService.ListVersionsByID:output_type -> sluice.registry.v1.ListVersionsByIDResponse
+	13, // [13:19] is the sub-list for method output_type
+	7,  // [7:13] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_sluice_registry_v1_registry_proto_init() }
@@ -836,7 +993,7 @@ func file_sluice_registry_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_registry_v1_registry_proto_rawDesc), len(file_sluice_registry_v1_registry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

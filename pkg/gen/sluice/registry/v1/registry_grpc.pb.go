@@ -28,6 +28,7 @@ const (
 	RegistryService_GetSchemaByVersion_FullMethodName = "/sluice.registry.v1.RegistryService/GetSchemaByVersion"
 	RegistryService_Register_FullMethodName           = "/sluice.registry.v1.RegistryService/Register"
 	RegistryService_CheckCompatibility_FullMethodName = "/sluice.registry.v1.RegistryService/CheckCompatibility"
+	RegistryService_ListVersionsByID_FullMethodName   = "/sluice.registry.v1.RegistryService/ListVersionsByID"
 )
 
 // RegistryServiceClient is the client API for RegistryService service.
@@ -46,6 +47,11 @@ type RegistryServiceClient interface {
 	Register(ctx context.Context, in *RegisterRequest, opts ...grpc.CallOption) (*RegisterResponse, error)
 	// CheckCompatibility tests a schema against a subject's versions.
 	CheckCompatibility(ctx context.Context, in *CheckCompatibilityRequest, opts ...grpc.CallOption) (*CheckCompatibilityResponse, error)
+	// ListVersionsByID returns the live subject/version pairs registered with
+	// a schema id, as Confluent's GET /schemas/ids/{id}/versions (NOT_FOUND:
+	// 40403). The gateway uses it to check that a producer-chosen id belongs
+	// to the topic's subject.
+	ListVersionsByID(ctx context.Context, in *ListVersionsByIDRequest, opts ...grpc.CallOption) (*ListVersionsByIDResponse, error)
 }
 
 type registryServiceClient struct {
@@ -106,6 +112,16 @@ func (c *registryServiceClient) CheckCompatibility(ctx context.Context, in *Chec
 	return out, nil
 }
 
+func (c *registryServiceClient) ListVersionsByID(ctx context.Context, in *ListVersionsByIDRequest, opts ...grpc.CallOption) (*ListVersionsByIDResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListVersionsByIDResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ListVersionsByID_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServiceServer is the server API for RegistryService service.
 // All implementations must embed UnimplementedRegistryServiceServer
 // for forward compatibility.
@@ -122,6 +138,11 @@ type RegistryServiceServer interface {
 	Register(context.Context, *RegisterRequest) (*RegisterResponse, error)
 	// CheckCompatibility tests a schema against a subject's versions.
 	CheckCompatibility(context.Context, *CheckCompatibilityRequest) (*CheckCompatibilityResponse, error)
+	// ListVersionsByID returns the live subject/version pairs registered with
+	// a schema id, as Confluent's GET /schemas/ids/{id}/versions (NOT_FOUND:
+	// 40403). The gateway uses it to check that a producer-chosen id belongs
+	// to the topic's subject.
+	ListVersionsByID(context.Context, *ListVersionsByIDRequest) (*ListVersionsByIDResponse, error)
 	mustEmbedUnimplementedRegistryServiceServer()
 }
 
@@ -146,6 +167,9 @@ func (UnimplementedRegistryServiceServer) Register(context.Context, *RegisterReq
 }
 func (UnimplementedRegistryServiceServer) CheckCompatibility(context.Context, *CheckCompatibilityRequest) (*CheckCompatibilityResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CheckCompatibility not implemented")
+}
+func (UnimplementedRegistryServiceServer) ListVersionsByID(context.Context, *ListVersionsByIDRequest) (*ListVersionsByIDResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListVersionsByID not implemented")
 }
 func (UnimplementedRegistryServiceServer) mustEmbedUnimplementedRegistryServiceServer() {}
 func (UnimplementedRegistryServiceServer) testEmbeddedByValue()                         {}
@@ -258,6 +282,24 @@ func _RegistryService_CheckCompatibility_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryService_ListVersionsByID_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVersionsByIDRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ListVersionsByID(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ListVersionsByID_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ListVersionsByID(ctx, req.(*ListVersionsByIDRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegistryService_ServiceDesc is the grpc.ServiceDesc for RegistryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +326,10 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckCompatibility",
 			Handler:    _RegistryService_CheckCompatibility_Handler,
+		},
+		{
+			MethodName: "ListVersionsByID",
+			Handler:    _RegistryService_ListVersionsByID_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
