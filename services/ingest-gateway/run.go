@@ -68,16 +68,21 @@ func run(ctx context.Context, args []string) error {
 	app.OnClose("registry", func(context.Context) error { return reg.Close() })
 
 	eng := gateway.New(gateway.Config{
-		Topics:         gateway.TopicPolicy{Allow: cfg.Topics, DeadLetter: cfg.DeadLetterTopics},
-		AutoCreate:     cfg.AutoCreateTopics,
-		Partitions:     cfg.TopicPartitions,
-		MaxRecordBytes: cfg.MaxRecordBytes,
-		MaxRecords:     cfg.MaxRecords,
-		InflightBytes:  cfg.InflightBytes,
-		ProduceTimeout: cfg.ProduceTimeout,
-		BatchTimeout:   cfg.BatchTimeout,
-		BatchSize:      cfg.BatchSize,
-		BatchBytes:     cfg.BatchBytes,
+		Topics:           gateway.TopicPolicy{Allow: cfg.Topics, DeadLetter: cfg.DeadLetterTopics, AnySchema: cfg.AnySchemaTopics},
+		MaxTimestampSkew: cfg.MaxTimestampSkew,
+		MaxTimestampAge:  cfg.MaxTimestampAge,
+		MetricTopics:     cfg.MetricTopics,
+		TopicCacheSize:   cfg.TopicCacheSize,
+		SplitBudget:      cfg.SplitBudget,
+		AutoCreate:       cfg.AutoCreateTopics,
+		Partitions:       cfg.TopicPartitions,
+		MaxRecordBytes:   cfg.MaxRecordBytes,
+		MaxRecords:       cfg.MaxRecords,
+		InflightBytes:    cfg.InflightBytes,
+		ProduceTimeout:   cfg.ProduceTimeout,
+		BatchTimeout:     cfg.BatchTimeout,
+		BatchSize:        cfg.BatchSize,
+		BatchBytes:       cfg.BatchBytes,
 	}, log, kc, reg, app.Metrics())
 
 	app.ReadyCheck("kafka", func(ctx context.Context) error { return kc.Ping(ctx, 2*time.Second) })

@@ -20,13 +20,18 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluicehq/sluice/pkg/kafka"
 )
 
 // Key is one API key as stored in the keys file.
 type Key struct {
 	ID     string   `json:"id"`
 	SHA256 string   `json:"sha256"` // hex SHA-256 of the secret
-	Topics []string `json:"topics"` // exact names or path.Match globs; "*" is any non-internal topic
+	// Topics are exact names or path.Match globs; a glob ("*", "orders.*")
+	// never matches an internal topic (leading "_") or a dead-letter topic
+	// (<topic>.dlq): only an explicit name grants those.
+	Topics []string `json:"topics"`
 	// RecordsPerSecond limits the key's average rate; 0 means unlimited.
 	RecordsPerSecond float64 `json:"records_per_second,omitempty"`
 
@@ -97,18 +102,7 @@ func (k *Key) RateLimit() float64 { return k.RecordsPerSecond }
 
 // AllowsTopic reports whether the key may produce to topic.
 func (k *Key) AllowsTopic(topic string) bool {
-	for _, p := range k.Topics {
-		if p == topic {
-			return true
-		}
-		if strings.HasPrefix(topic, "_") {
-			continue
-		}
-		if ok, _ := path.Match(p, topic); ok {
-			return true
-		}
-	}
-	return false
+	return kafka.MatchAnyTopic(k.Topics, topic)
 }
 
 // File is the keys file format: {"keys":[{"id":..,"sha256":..,"topics":[..]}]}.

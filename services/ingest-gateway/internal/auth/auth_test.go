@@ -56,13 +56,13 @@ func TestAuthenticate(t *testing.T) {
 	}
 	a, _ := k.Authenticate("Bearer secret-a")
 	b, _ := k.Authenticate("Bearer secret-b")
-	for topic, want := range map[string]bool{"orders": true, "logs.app": true, "logs": false, "payments": false} {
+	for topic, want := range map[string]bool{"orders": true, "logs.app": true, "logs": false, "payments": false, "logs.dlq": false, "logs.app.dlq": false} {
 		if a.AllowsTopic(topic) != want {
 			t.Errorf("a allows %s = %v", topic, !want)
 		}
 	}
-	if !b.AllowsTopic("anything") || b.AllowsTopic("_schemas") {
-		t.Error("'*' must allow normal topics and never internal ones")
+	if !b.AllowsTopic("anything") || b.AllowsTopic("_schemas") || b.AllowsTopic("_sluice-alerts") || b.AllowsTopic("orders.dlq") {
+		t.Error("'*' must allow normal topics and never internal or dead-letter ones")
 	}
 }
 

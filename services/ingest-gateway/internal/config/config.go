@@ -24,6 +24,7 @@ type Config struct {
 
 	Topics           []string `env:"GATEWAY_TOPICS" help:"comma-separated topics or glob patterns producers may write to; '*' allows every topic except internal ones (leading '_' or '__')"`
 	DeadLetterTopics []string `env:"GATEWAY_DEAD_LETTER_TOPICS" help:"topics or glob patterns whose invalid records go to <topic>.dlq instead of being rejected"`
+	AnySchemaTopics  []string `env:"GATEWAY_ANY_SCHEMA_TOPICS" help:"topics or glob patterns whose records may use any registered schema id; other topics take only schemas registered under <topic>-value / <topic>-key (422 42206 per record otherwise)"`
 	AutoCreateTopics bool     `env:"GATEWAY_AUTO_CREATE_TOPICS" default:"false" help:"create an allowed topic that does not exist yet (otherwise 404 40401)"`
 	TopicPartitions  int      `env:"GATEWAY_TOPIC_PARTITIONS" default:"3" help:"partitions of auto-created topics and dead-letter topics"`
 
@@ -36,11 +37,28 @@ type Config struct {
 	RetryAfter      time.Duration `env:"GATEWAY_RETRY_AFTER" default:"1s" help:"Retry-After sent with 429 and 503"`
 	StreamChunk     int           `env:"GATEWAY_STREAM_CHUNK" default:"500" help:"records per produce call when streaming NDJSON or v3 records"`
 
+	MaxTimestampSkew time.Duration `env:"GATEWAY_MAX_TIMESTAMP_SKEW" default:"1h" help:"how far in the future a producer-given record timestamp may be (Kafka 4's message.timestamp.after.max.ms default); 0 disables; past it the record fails with 422 42207 or is dead-lettered"`
+	MaxTimestampAge  time.Duration `env:"GATEWAY_MAX_TIMESTAMP_AGE" default:"168h" help:"how old a producer-given record timestamp may be (Kafka's default retention); 0 disables; past it the record fails with 422 42207 or is dead-lettered"`
+
+	MetricTopics   int `env:"GATEWAY_METRIC_TOPICS" default:"1000" help:"distinct topic label values on the gateway's metrics; later topics are reported as _other (sluice_gateway_metric_label_overflow_total)"`
+	TopicCacheSize int `env:"GATEWAY_TOPIC_CACHE_SIZE" default:"10000" help:"topics (and key subjects) whose metadata or absence the gateway remembers; the oldest are forgotten beyond"`
+
+	APIKeysReload time.Duration `env:"GATEWAY_API_KEYS_RELOAD" default:"10s" help:"how often the API keys file is re-read; a revoked key's open streams stop being accepted within one interval"`
+
+	IdleTimeout       time.Duration `env:"GATEWAY_IDLE_TIMEOUT" default:"2m" help:"idle keep-alive connections are closed after this (HTTP IdleTimeout, gRPC MaxConnectionIdle)"`
+	ReadHeaderTimeout time.Duration `env:"GATEWAY_READ_HEADER_TIMEOUT" default:"10s" help:"deadline for a request's headers (HTTP) or a connection's handshake (gRPC ConnectionTimeout)"`
+	MaxHeaderBytes    int           `env:"GATEWAY_MAX_HEADER_BYTES" default:"1048576" help:"largest request header block (HTTP MaxHeaderBytes, gRPC MaxHeaderListSize)"`
+
+	GRPCMaxConcurrentStreams int           `env:"GATEWAY_GRPC_MAX_CONCURRENT_STREAMS" default:"100" help:"concurrent gRPC calls per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)"`
+	GRPCMaxSendBytes         int           `env:"GATEWAY_GRPC_MAX_SEND_BYTES" default:"16777216" help:"largest gRPC response message (the receive limit is GATEWAY_MAX_REQUEST_BYTES)"`
+	GRPCKeepaliveMinTime     time.Duration `env:"GATEWAY_GRPC_KEEPALIVE_MIN_TIME" default:"10s" help:"clients pinging more often than this are disconnected (GOAWAY ENHANCE_YOUR_CALM); pings without an active call are refused"`
+
 	MetadataTTL time.Duration `env:"GATEWAY_METADATA_TTL" default:"3s" help:"how often the gateway refreshes Kafka metadata, i.e. how soon a topic created elsewhere becomes usable"`
 
 	BatchTimeout time.Duration `env:"GATEWAY_BATCH_TIMEOUT" default:"0s" help:"how long a partition's batch waits for more records when no request to that partition is in flight (records arriving while one is always batch up)"`
 	BatchSize    int           `env:"GATEWAY_BATCH_SIZE" default:"2000" help:"most records in one Kafka produce batch per partition"`
 	BatchBytes   int64         `env:"GATEWAY_BATCH_BYTES" default:"1048576" help:"largest Kafka produce batch per partition (keep at or below the brokers' max.message.bytes)"`
+	SplitBudget  int           `env:"GATEWAY_BATCH_SPLIT_BUDGET" default:"32" help:"extra produce requests spent cutting one request's records apart after Kafka refused their batch for a record-level reason (INVALID_TIMESTAMP, MESSAGE_TOO_LARGE, ...); cuts between requests are always made"`
 
 	APIKeysFile string `env:"GATEWAY_API_KEYS_FILE" help:"JSON file of API keys (hashed secrets and topic patterns), e.g. a mounted Kubernetes secret; empty disables authentication"`
 
@@ -61,10 +79,45 @@ func (c *Config) Validate() error {
 	if len(c.Topics) == 0 {
 		return service.Invalid("GATEWAY_TOPICS", "list at least one topic or pattern ('*' in development)")
 	}
-	for _, p := range append(append([]string{}, c.Topics...), c.DeadLetterTopics...) {
-		if _, err := path.Match(p, "x"); err != nil {
-			return service.Invalid("GATEWAY_TOPICS", "bad pattern %q: %v", p, err)
+	for name, ps := range map[string][]string{"GATEWAY_TOPICS": c.Topics, "GATEWAY_DEAD_LETTER_TOPICS": c.DeadLetterTopics, "GATEWAY_ANY_SCHEMA_TOPICS": c.AnySchemaTopics} {
+		for _, p := range ps {
+			if _, err := path.Match(p, "x"); err != nil {
+				return service.Invalid(name, "bad pattern %q: %v", p, err)
+			}
 		}
+	}
+	if c.MaxTimestampSkew < 0 {
+		return service.Invalid("GATEWAY_MAX_TIMESTAMP_SKEW", "must not be negative (0 disables)")
+	}
+	if c.MaxTimestampAge < 0 {
+		return service.Invalid("GATEWAY_MAX_TIMESTAMP_AGE", "must not be negative (0 disables)")
+	}
+	if c.MetricTopics <= 0 {
+		return service.Invalid("GATEWAY_METRIC_TOPICS", "must be positive")
+	}
+	if c.TopicCacheSize <= 0 {
+		return service.Invalid("GATEWAY_TOPIC_CACHE_SIZE", "must be positive")
+	}
+	if c.APIKeysReload <= 0 {
+		return service.Invalid("GATEWAY_API_KEYS_RELOAD", "must be positive")
+	}
+	if c.IdleTimeout <= 0 {
+		return service.Invalid("GATEWAY_IDLE_TIMEOUT", "must be positive")
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		return service.Invalid("GATEWAY_READ_HEADER_TIMEOUT", "must be positive")
+	}
+	if c.MaxHeaderBytes < 4096 {
+		return service.Invalid("GATEWAY_MAX_HEADER_BYTES", "must be at least 4096")
+	}
+	if c.GRPCMaxConcurrentStreams <= 0 {
+		return service.Invalid("GATEWAY_GRPC_MAX_CONCURRENT_STREAMS", "must be positive")
+	}
+	if c.GRPCMaxSendBytes < 1<<16 {
+		return service.Invalid("GATEWAY_GRPC_MAX_SEND_BYTES", "must be at least 65536")
+	}
+	if c.GRPCKeepaliveMinTime <= 0 {
+		return service.Invalid("GATEWAY_GRPC_KEEPALIVE_MIN_TIME", "must be positive")
 	}
 	if c.TopicPartitions <= 0 {
 		return service.Invalid("GATEWAY_TOPIC_PARTITIONS", "must be positive")
@@ -101,6 +154,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchTimeout < 0 {
 		return service.Invalid("GATEWAY_BATCH_TIMEOUT", "must not be negative")
+	}
+	if c.SplitBudget < 0 {
+		return service.Invalid("GATEWAY_BATCH_SPLIT_BUDGET", "must not be negative")
 	}
 	if c.BatchSize <= 0 {
 		return service.Invalid("GATEWAY_BATCH_SIZE", "must be positive")

@@ -29,6 +29,9 @@ type Registry interface {
 	Latest(ctx context.Context, subject string) (*registry.Schema, error)
 	ByVersion(ctx context.Context, subject string, version int) (*registry.Schema, error)
 	Register(ctx context.Context, subject, schemaType, schema string, refs []registry.Reference) (int, error)
+	// IDInSubject reports whether schema id is a version of subject
+	// (cached: yes for good, no briefly).
+	IDInSubject(ctx context.Context, id int, subject string) (bool, error)
 }
 
 // Format says how record values (and JSON keys) are written in a request.
@@ -69,6 +72,10 @@ type Record struct {
 	// Pre is the value already encoded while the request was parsed; it
 	// is used when its codec and format are the batch's.
 	Pre Prepared
+	// Invalid is an error found while the request was parsed (a negative
+	// partition, an invalid timestamp): the record is answered with it and
+	// never encoded.
+	Invalid *Error
 }
 
 // Prepared is a record value encoded ahead of Produce with Codec in Format:
@@ -186,7 +193,18 @@ type Result struct {
 
 // Config tunes the engine.
 type Config struct {
-	Topics         TopicPolicy
+	Topics TopicPolicy
+	// MaxTimestampSkew and MaxTimestampAge bound producer-given record
+	// timestamps around the gateway's clock (0: that side unbounded).
+	MaxTimestampSkew time.Duration
+	MaxTimestampAge  time.Duration
+	// MetricTopics bounds the distinct topic label values (0: unbounded).
+	MetricTopics int
+	// TopicCacheSize bounds the topics (and key subjects) remembered.
+	TopicCacheSize int
+	// SplitBudget bounds the extra produce requests spent cutting one
+	// request's records apart after a record-level refusal of their batch.
+	SplitBudget int
 	AutoCreate     bool
 	Partitions     int // for auto-created and dead-letter topics
 	MaxRecordBytes int
@@ -229,14 +247,15 @@ func New(cfg Config, log *slog.Logger, kc *kafka.Clients, reg Registry, metrics 
 		kc:     kc,
 		reg:    reg,
 		codecs: avro.NewCodecs(reg),
-		topics: &topicCache{kc: kc, autoCreate: cfg.AutoCreate, partitions: cfg.Partitions, m: map[string]topicEntry{}},
+		topics: &topicCache{kc: kc, autoCreate: cfg.AutoCreate, partitions: cfg.Partitions, max: cfg.TopicCacheSize, m: map[string]topicEntry{}},
 		noKey:  map[string]time.Time{},
 		inline: map[string]int{},
 	}
-	e.metrics = newMetrics(metrics, func() float64 { return float64(e.inflight.Load()) })
+	e.metrics = newMetrics(metrics, func() float64 { return float64(e.inflight.Load()) }, cfg.MetricTopics)
 	e.writer = newProducer(
 		&kafkago.Client{Addr: kafkago.TCP(kc.Brokers()...), Transport: kc.Transport},
 		log, cfg.BatchSize, cfg.BatchBytes, cfg.BatchTimeout, 10*time.Second, e.complete)
+	e.writer.splitBudget = cfg.SplitBudget
 	return e
 }
 
@@ -496,7 +515,7 @@ type tally struct {
 func (t *tally) count(s *slot, rerr *Error) {
 	switch {
 	case s != nil && s.err != nil:
-		t.reject(KindUnavailable.reason())
+		t.reject(kafkaError(s.err).Kind.reason())
 	case s != nil && s.dlq:
 		t.dlq++
 		t.dlqBytes += s.size
@@ -522,7 +541,11 @@ func (t *tally) reason(r string) {
 }
 
 func (e *Engine) flush(topic string, t *tally) {
+	if t.accepted == 0 && t.dlq == 0 && t.rejected == 0 && len(t.reasons) == 0 {
+		return
+	}
 	m := e.metrics
+	topic = m.Topic(topic)
 	if t.accepted > 0 {
 		m.Records.WithLabelValues(topic, "accepted").Add(float64(t.accepted))
 		m.Bytes.WithLabelValues(topic, "accepted").Add(float64(t.acceptedBytes))
@@ -568,6 +591,25 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A schema the producer chose (an id, another subject) must belong to
+	// the topic: refused per record, so every API reports it in place.
+	schemaErr := e.checkSchemaOwner(ctx, b.Topic, b.Topic+"-value", "schema_id", b.Value, vc)
+	if schemaErr == nil && b.KeySchema != nil && kc != nil {
+		schemaErr = e.checkSchemaOwner(ctx, b.Topic, b.Topic+"-key", "key_schema_id", *b.KeySchema, kc)
+	}
+	if schemaErr != nil {
+		if schemaErr.Kind != KindSchemaNotOfTopic || b.AllOrNothing {
+			return nil, schemaErr
+		}
+		results := make([]Result, len(b.Records))
+		var t tally
+		for i := range results {
+			results[i] = Result{SchemaID: vc.ID, Err: schemaErr}
+			t.reject(schemaErr.Kind.reason())
+		}
+		e.flush(b.Topic, &t)
+		return results, nil
+	}
 	dlq := e.cfg.Topics.DeadLetters(b.Topic)
 	dlqPartitions := 0
 	if dlq {
@@ -580,6 +622,7 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 	e.metrics.BatchRecords.Observe(float64(len(b.Records)))
 
 	now := time.Now()
+	win := e.window(now)
 	results := make([]Result, len(b.Records))
 	tr := &tracker{e: e, topic: b.Topic, hold: b.Hold, async: b.Async, finished: make(chan struct{})}
 	size := 0
@@ -605,7 +648,7 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 		results[i].SchemaID = vc.ID
 		s := &slots[i]
 		s.tr, s.index, s.partition = tr, i, -1
-		msg, rerr := e.encode(&arena, b, r, vc, kc, partitions, now)
+		msg, rerr := e.encode(&arena, b, r, vc, kc, partitions, now, &win)
 		if rerr == nil {
 			if kc != nil {
 				results[i].KeySchemaID = kc.ID
@@ -617,7 +660,7 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 			continue
 		}
 		results[i].Err = rerr
-		if rerr.Kind == KindInvalidRecord && dlq {
+		if rerr.Kind.DeadLetterable() && dlq {
 			m := e.deadLetter(b.Topic, r, vc.ID, rerr, now)
 			// An oversize dead letter would make the writer refuse the
 			// whole batch: reject it instead.
@@ -693,8 +736,8 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 			continue
 		}
 		if s.err != nil {
-			res.Err = Errorf(KindUnavailable, "Kafka error: %v", s.err)
-			t.reject(KindUnavailable.reason())
+			res.Err = kafkaError(s.err)
+			t.reject(res.Err.Kind.reason())
 			continue
 		}
 		res.Partition, res.Offset, res.Time = s.gotPartition, s.offset, s.time
@@ -704,6 +747,24 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 		t.count(s, res.Err)
 	}
 	return results, nil
+}
+
+// kafkaError converts the error Kafka answered for a record's batch. The
+// producer has already split batches refused for a record-level reason, so
+// such an error belongs to this record (or its request): it is reported as
+// the record's problem, not as a retryable outage.
+func kafkaError(err error) *Error {
+	switch {
+	case errors.Is(err, kafkago.InvalidTimestamp):
+		return &Error{Kind: KindInvalidTimestamp, Field: "timestamp", Message: fmt.Sprintf(
+			"timestamp: Kafka refused the record's timestamp (the topic's message.timestamp.* bounds are stricter than the gateway's): %v", err)}
+	case errors.Is(err, kafkago.MessageSizeTooLarge), errors.Is(err, kafkago.RecordListTooLarge):
+		return &Error{Kind: KindRecordTooLarge, Message: fmt.Sprintf(
+			"Kafka refused the record as too large (the topic's max.message.bytes is below GATEWAY_MAX_RECORD_BYTES): %v", err)}
+	case errors.Is(err, kafkago.InvalidRecord), errors.Is(err, kafkago.InvalidMessage):
+		return &Error{Kind: KindInvalidRecord, Message: fmt.Sprintf("Kafka refused the record: %v", err)}
+	}
+	return Errorf(KindUnavailable, "Kafka error: %v", err)
 }
 
 func (e *Engine) writeAsync(msgs []kafkago.Message, tr *tracker) {
@@ -747,10 +808,18 @@ func msgSize(m *kafkago.Message) int {
 	return n
 }
 
-func (e *Engine) encode(arena *[]byte, b *Batch, r *Record, vc, kc *avro.Codec, partitions int, now time.Time) (kafkago.Message, *Error) {
+func (e *Engine) encode(arena *[]byte, b *Batch, r *Record, vc, kc *avro.Codec, partitions int, now time.Time, win *timeWindow) (kafkago.Message, *Error) {
 	var msg kafkago.Message
+	if r.Invalid != nil {
+		return msg, r.Invalid
+	}
 	if r.Partition >= 0 && int(r.Partition) >= partitions {
 		return msg, &Error{Kind: KindUnknownPartition, Message: fmt.Sprintf("Partition %d not found: topic %s has %d partitions.", r.Partition, b.Topic, partitions), Field: "partition"}
+	}
+	if !r.Time.IsZero() {
+		if err := win.check(r.Time, now); err != nil {
+			return msg, err
+		}
 	}
 	var value []byte
 	if p := &r.Pre; p.Codec != nil && p.Codec == vc && p.Format == b.Format {
@@ -857,11 +926,21 @@ func (e *Engine) deadLetter(topic string, r *Record, schemaID int, rerr *Error, 
 		kafkago.Header{Key: "sluice-schema-id", Value: []byte(strconv.Itoa(schemaID))},
 	)
 	t := r.Time
-	if t.IsZero() {
+	if t.IsZero() || rerr.Kind == KindInvalidTimestamp {
+		// A timestamp Kafka may refuse must not sink its dead letter too:
+		// the dead letter is stamped now and keeps the original in a header.
+		if !t.IsZero() {
+			hs = append(hs, kafkago.Header{Key: HeaderOriginalTimestamp, Value: []byte(strconv.FormatInt(t.UnixMilli(), 10))})
+		}
 		t = now
 	}
 	return kafkago.Message{Topic: DeadLetterTopic(topic), Key: key, Value: r.Value, Headers: hs, Time: t}
 }
+
+// HeaderOriginalTimestamp carries, on a dead letter refused for its
+// timestamp, the record's timestamp in epoch milliseconds (the dead letter
+// itself is stamped with the gateway's time).
+const HeaderOriginalTimestamp = "sluice-original-timestamp"
 
 // DeadLetterTopic names the dead-letter topic of topic.
 func DeadLetterTopic(topic string) string { return deadletter.Topic(topic) }
@@ -952,6 +1031,30 @@ func (e *Engine) resolve(ctx context.Context, subject string, ref SchemaRef) (*a
 	return c, nil
 }
 
+// checkSchemaOwner refuses a schema the producer chose (an id, or a
+// version or latest of another subject) that is not registered under the
+// topic's own subject (TopicNameStrategy), unless the topic's policy
+// allows any schema (GATEWAY_ANY_SCHEMA_TOPICS). Versions and the latest
+// of the topic's own subject, and inline schemas (registered under it),
+// belong to it by construction and cost nothing here.
+func (e *Engine) checkSchemaOwner(ctx context.Context, topic, subject, field string, ref SchemaRef, c *avro.Codec) *Error {
+	if ref.ID <= 0 && (ref.Subject == "" || ref.Subject == subject) {
+		return nil
+	}
+	if MatchTopic(e.cfg.Topics.AnySchema, topic) {
+		return nil
+	}
+	ok, err := e.reg.IDInSubject(ctx, c.ID, subject)
+	if err != nil {
+		return registryError(err, fmt.Sprintf("subjects of schema id %d", c.ID))
+	}
+	if !ok {
+		return &Error{Kind: KindSchemaNotOfTopic, Field: field, Message: fmt.Sprintf(
+			"schema id %d is not a version of subject %s: topic %s takes only schemas registered under its own subject", c.ID, subject, topic)}
+	}
+	return nil
+}
+
 func (e *Engine) valueCodec(ctx context.Context, b *Batch) (*avro.Codec, *Error) {
 	return e.resolve(ctx, b.Topic+"-value", b.Value)
 }
@@ -983,8 +1086,9 @@ func (e *Engine) keyCodec(ctx context.Context, b *Batch) (*avro.Codec, *Error) {
 	s, err := e.reg.Latest(ctx, subject)
 	if err != nil {
 		if registry.IsNotFound(err) {
+			now := time.Now()
 			e.mu.Lock()
-			e.noKey[subject] = time.Now().Add(30 * time.Second)
+			boundedPut(e.noKey, subject, now.Add(30*time.Second), e.cfg.TopicCacheSize, now.After)
 			e.mu.Unlock()
 			return nil, nil
 		}

@@ -27,6 +27,8 @@ const (
 	KindRegistryUnavailable                 // the schema registry did not answer
 	KindShuttingDown                        // the gateway is stopping
 	KindRateLimited                         // the API key is over its records/s limit
+	KindSchemaNotOfTopic                    // a chosen schema id is not a version of the topic's subject
+	KindInvalidTimestamp                    // a record timestamp outside GATEWAY_MAX_TIMESTAMP_SKEW / _AGE
 )
 
 // Error is a gateway error with a stable kind and, for record errors, the
@@ -67,6 +69,8 @@ const (
 	CodeInvalidRecord       = 42201
 	CodeRecordTooLarge      = 42202
 	CodeInvalidSchema       = 42205
+	CodeSchemaNotOfTopic    = 42206
+	CodeInvalidTimestamp    = 42207
 	CodeBusy                = 42901
 	CodeRateLimited         = 42902
 	CodeKafkaUnavailable    = 50301
@@ -77,7 +81,7 @@ const (
 // Status returns the HTTP status of a request-level error of this kind.
 func (k Kind) Status() int {
 	switch k {
-	case KindInvalidRecord, KindRecordTooLarge, KindInvalidSchema:
+	case KindInvalidRecord, KindRecordTooLarge, KindInvalidSchema, KindSchemaNotOfTopic, KindInvalidTimestamp:
 		return http.StatusUnprocessableEntity
 	case KindBadRequest:
 		return http.StatusBadRequest
@@ -114,6 +118,10 @@ func (k Kind) Code() int {
 		return CodeNoSchema
 	case KindInvalidSchema:
 		return CodeInvalidSchema
+	case KindSchemaNotOfTopic:
+		return CodeSchemaNotOfTopic
+	case KindInvalidTimestamp:
+		return CodeInvalidTimestamp
 	case KindUnauthorized:
 		return CodeUnauthorized
 	case KindForbidden:
@@ -130,6 +138,11 @@ func (k Kind) Code() int {
 	return CodeKafkaUnavailable
 }
 
+// DeadLetterable reports whether a record failing with this kind goes to
+// the topic's dead-letter topic when its policy says so: problems of the
+// record itself, not of the request or of Kafka.
+func (k Kind) DeadLetterable() bool { return k == KindInvalidRecord || k == KindInvalidTimestamp }
+
 // Retryable reports whether the client should retry later (429/503).
 func (k Kind) Retryable() bool {
 	switch k {
@@ -139,11 +152,18 @@ func (k Kind) Retryable() bool {
 	return false
 }
 
-// reason is the metric label of a record error.
+// reason is the metric label of a record error: a fixed set, whatever
+// producers send.
 func (k Kind) reason() string {
 	switch k {
 	case KindInvalidRecord:
 		return "invalid"
+	case KindInvalidTimestamp:
+		return "timestamp"
+	case KindSchemaNotOfTopic:
+		return "schema_not_of_topic"
+	case KindBusy:
+		return "busy"
 	case KindRecordTooLarge:
 		return "too_large"
 	case KindUnknownPartition:

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -11,6 +12,8 @@ func TestTopicPolicy(t *testing.T) {
 	for topic, want := range map[string]bool{
 		"orders": true, "logs.app": true, "logs": false, "_audit": true, "_logs.x": false,
 		"bad topic": false, "": false, "orders.dlq": false,
+		// a glob never reaches a dead-letter topic
+		"logs.app.dlq": false, "logs.dlq": false,
 	} {
 		if got := p.Allowed(topic); got != want {
 			t.Errorf("Allowed(%q) = %v", topic, got)
@@ -19,6 +22,24 @@ func TestTopicPolicy(t *testing.T) {
 	dev := TopicPolicy{Allow: []string{"*"}}
 	if !dev.Allowed("anything-1") || dev.Allowed("_schemas") || dev.Allowed("__consumer_offsets") {
 		t.Error("'*' must allow any non-internal topic and no internal one")
+	}
+	for _, topic := range []string{"orders.dlq", "_sluice-alerts", strings.Repeat("a", 246), ".", ".."} {
+		if dev.Allowed(topic) {
+			t.Errorf("'*' allows %q", topic)
+		}
+	}
+	alerts := TopicPolicy{Allow: []string{"*alerts*", "orders.*"}}
+	for _, topic := range []string{"_sluice-alerts", "fraud-alerts.dlq", "orders.dlq", "orders.eu.dlq"} {
+		if alerts.Allowed(topic) {
+			t.Errorf("glob allows %q", topic)
+		}
+	}
+	if !alerts.Allowed("fraud-alerts") || !alerts.Allowed("orders.eu") {
+		t.Error("globs must still match data topics")
+	}
+	explicit := TopicPolicy{Allow: []string{"orders.dlq", "_sluice-alerts"}}
+	if !explicit.Allowed("orders.dlq") || !explicit.Allowed("_sluice-alerts") {
+		t.Error("an explicit name grants a dead-letter or internal topic")
 	}
 	if !p.DeadLetters("logs.app") || p.DeadLetters("orders") {
 		t.Error("dead-letter patterns")

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/pkg/service"
 )
 
 // Metrics are the engine's Prometheus collectors.
@@ -13,10 +15,23 @@ type Metrics struct {
 	BatchRecords    prometheus.Histogram
 	InflightBytes   prometheus.GaugeFunc
 	Rejected        *prometheus.CounterVec
+	// LabelOverflow counts topic label values reported as "_other".
+	LabelOverflow prometheus.Counter
+
+	topics *service.LabelLimit
 }
 
-func newMetrics(reg prometheus.Registerer, inflight func() float64) *Metrics {
+// Topic returns the metric label for topic: the topic itself for the
+// first GATEWAY_METRIC_TOPICS distinct topics, "_other" after that (a
+// wildcard grant lets producers choose topic names).
+func (m *Metrics) Topic(topic string) string { return m.topics.Value(topic) }
+
+func newMetrics(reg prometheus.Registerer, inflight func() float64, maxTopics int) *Metrics {
 	m := &Metrics{
+		LabelOverflow: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_gateway_metric_label_overflow_total",
+			Help: "Topic label values reported as _other because GATEWAY_METRIC_TOPICS distinct topics were already labelled.",
+		}),
 		Records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_gateway_records_total",
 			Help: "Records by topic and outcome (accepted, rejected, dead_lettered).",
@@ -27,7 +42,7 @@ func newMetrics(reg prometheus.Registerer, inflight func() float64) *Metrics {
 		}, []string{"topic", "outcome"}),
 		RecordErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_gateway_record_errors_total",
-			Help: "Records not produced (or dead-lettered) by topic and reason (invalid, too_large, unknown_partition, kafka_unavailable).",
+			Help: "Records not produced (or dead-lettered) by topic and reason (invalid, timestamp, schema_not_of_topic, too_large, unknown_partition, busy, kafka_unavailable, other).",
 		}, []string{"topic", "reason"}),
 		ProduceDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sluice_gateway_produce_duration_seconds",
@@ -45,10 +60,11 @@ func newMetrics(reg prometheus.Registerer, inflight func() float64) *Metrics {
 		}, inflight),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_gateway_requests_rejected_total",
-			Help: "Requests refused before any record was looked at, by reason (busy, too_large, unauthorized, forbidden, unknown_topic, no_schema, kafka_unavailable, shutting_down).",
+			Help: "Requests refused as a whole, by reason (busy, rate_limited, too_large, unauthorized, forbidden, unknown_topic, no_schema, schema_not_of_topic, invalid_record, bad_request, registry_unavailable, kafka_unavailable, shutting_down).",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.Records, m.Bytes, m.RecordErrors, m.ProduceDuration, m.BatchRecords, m.InflightBytes, m.Rejected)
+	m.topics = service.NewLabelLimit(maxTopics, m.LabelOverflow)
+	reg.MustRegister(m.Records, m.Bytes, m.RecordErrors, m.ProduceDuration, m.BatchRecords, m.InflightBytes, m.Rejected, m.LabelOverflow)
 	return m
 }
 
@@ -69,6 +85,10 @@ func RejectReason(k Kind) string {
 		return "unknown_topic"
 	case KindNoSchema, KindInvalidSchema:
 		return "no_schema"
+	case KindSchemaNotOfTopic:
+		return "schema_not_of_topic"
+	case KindInvalidRecord, KindRecordTooLarge, KindInvalidTimestamp:
+		return "invalid_record"
 	case KindShuttingDown:
 		return "shutting_down"
 	case KindBadRequest:

@@ -50,6 +50,10 @@ type producer struct {
 	backoffMax  time.Duration
 	reqTimeout  time.Duration
 	completion  func(msgs []kafkago.Message, err error)
+	// splitBudget bounds the extra produce requests spent cutting one
+	// request's records apart after a record-level refusal (cuts between
+	// requests are not counted: they are bounded by the batch's requests).
+	splitBudget int
 
 	// life is held shared by WriteMessages while it hands messages over
 	// and exclusively by Close to close, so no sender starts after Close
@@ -112,6 +116,7 @@ func newProducer(client *kafkago.Client, log *slog.Logger, batchSize int, batchB
 		backoffMax:  time.Second,
 		reqTimeout:  reqTimeout,
 		completion:  completion,
+		splitBudget: 32,
 		parts:       map[topicPartition]*partProducer{},
 	}
 }
@@ -261,12 +266,108 @@ var batchBufs sync.Pool // *[]byte
 
 // send produces one batch, retrying as kafka-go's Writer does, then
 // reports the outcome to the completion callback and the waiting calls.
+// A batch the broker refuses for something one record can cause is split
+// and its parts sent again (see sendRange), so records of other requests
+// batched with the culprit are not failed with it.
 func (p *producer) send(tp topicPartition, b *prodBatch) {
+	budget := p.splitBudget
+	p.sendRange(tp, b, 0, len(b.msgs), &budget)
+	b.recycle()
+}
+
+// recordLevel reports whether a produce error refuses the whole batch for
+// something a single record (or the batch's total size) can cause.
+func recordLevel(err error) bool {
+	for _, e := range []kafkago.Error{kafkago.InvalidTimestamp, kafkago.MessageSizeTooLarge, kafkago.RecordListTooLarge,
+		kafkago.InvalidRecord, kafkago.InvalidMessage} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitPoint chooses where to cut b.msgs[lo:hi] after a record-level
+// refusal: at the request (owner) boundary nearest the middle, so whole
+// requests are told apart first; within one request, at the middle while
+// budget lasts (each such cut costs one more produce request than it
+// saves). It returns lo when the range is not to be cut.
+func splitPoint(owners []*produceCall, lo, hi int, budget *int) int {
+	if hi-lo < 2 {
+		return lo
+	}
+	mid, best := (lo+hi)/2, lo
+	for j := lo + 1; j < hi; j++ {
+		if owners[j] != owners[j-1] && (best == lo || abs(j-mid) < abs(best-mid)) {
+			best = j
+		}
+	}
+	if best > lo {
+		return best
+	}
+	if *budget < 2 {
+		return lo
+	}
+	*budget -= 2
+	return mid
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// sendRange produces b.msgs[lo:hi] and reports it. On a record-level
+// refusal the range is cut in two and each part is sent on its own, left
+// first (order within the partition is kept and one request stays in
+// flight): parts without the offending record succeed, the part holding
+// it fails alone. Cuts between requests are bounded by the number of
+// requests in the batch, cuts within one request by budget.
+func (p *producer) sendRange(tp topicPartition, b *prodBatch, lo, hi int, budget *int) {
+	msgs := b.msgs[lo:hi]
+	resp, err := p.produce(tp, msgs)
+	if err != nil && recordLevel(err) {
+		if mid := splitPoint(b.owners, lo, hi, budget); mid > lo {
+			p.log.Warn("kafka refused a batch for one of its records; sending it in parts", "topic", tp.topic, "partition", tp.partition, "records", hi-lo, "err", err)
+			p.sendRange(tp, b, lo, mid, budget)
+			p.sendRange(tp, b, mid, hi, budget)
+			return
+		}
+	}
+	if err == nil {
+		appendTime := resp.LogAppendTime.UnixMilli() > 0
+		for i := range msgs {
+			msgs[i].Offset = resp.BaseOffset + int64(i)
+			if appendTime {
+				msgs[i].Time = resp.LogAppendTime
+			}
+		}
+	}
+	if p.completion != nil {
+		p.completion(msgs, err)
+	}
+	// Each call's share of this range: its messages are contiguous.
+	owners := b.owners[lo:hi]
+	for i := 0; i < len(owners); {
+		j := i + 1
+		for j < len(owners) && owners[j] == owners[i] {
+			j++
+		}
+		owners[i].finish(j - i)
+		i = j
+	}
+}
+
+// produce encodes msgs as one record batch and sends it, retrying
+// temporary errors.
+func (p *producer) produce(tp topicPartition, msgs []kafkago.Message) (*kafkago.ProduceResponse, error) {
 	bufp, _ := batchBufs.Get().(*[]byte)
 	if bufp == nil {
 		bufp = new([]byte)
 	}
-	buf := appendRecordBatch((*bufp)[:0], b.msgs)
+	buf := appendRecordBatch((*bufp)[:0], msgs)
 	var (
 		resp *kafkago.ProduceResponse
 		err  error
@@ -290,33 +391,14 @@ func (p *producer) send(tp topicPartition, b *prodBatch) {
 		p.log.Debug("retrying kafka produce", "topic", tp.topic, "partition", tp.partition, "attempt", attempt+1, "err", err)
 		time.Sleep(backoff)
 	}
-	if err == nil {
+	if err == nil || (resp != nil && resp.Error != nil) {
 		// The request was written and answered: the buffer is ours again.
 		*bufp = buf
 		if cap(buf) <= 4<<20 {
 			batchBufs.Put(bufp)
 		}
-		appendTime := resp.LogAppendTime.UnixMilli() > 0
-		for i := range b.msgs {
-			b.msgs[i].Offset = resp.BaseOffset + int64(i)
-			if appendTime {
-				b.msgs[i].Time = resp.LogAppendTime
-			}
-		}
 	}
-	if p.completion != nil {
-		p.completion(b.msgs, err)
-	}
-	// Each call's share of this batch: its messages are contiguous.
-	for i := 0; i < len(b.owners); {
-		j := i + 1
-		for j < len(b.owners) && b.owners[j] == b.owners[i] {
-			j++
-		}
-		b.owners[i].finish(j - i)
-		i = j
-	}
-	b.recycle()
+	return resp, err
 }
 
 var prodBatches sync.Pool // *prodBatch: a busy partition fills thousands

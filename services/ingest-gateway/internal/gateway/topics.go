@@ -3,8 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"path"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,39 +14,21 @@ import (
 type TopicPolicy struct {
 	Allow      []string // topic names or path.Match globs; "*" matches any non-internal topic
 	DeadLetter []string // same syntax
+	// AnySchema lists topics (names or globs) whose records may use any
+	// registered schema; other topics take only schemas registered under
+	// their own subject (<topic>-value / <topic>-key).
+	AnySchema []string
 }
 
-// ValidTopicName reports whether name is a legal Kafka topic name.
-func ValidTopicName(name string) bool {
-	if name == "" || len(name) > 249 || name == "." || name == ".." {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+// ValidTopicName reports whether name is a legal Kafka topic name whose
+// dead-letter topic is legal too (pkg/kafka.ValidateTopicName).
+func ValidTopicName(name string) bool { return kafka.ValidTopicName(name) }
 
 // MatchTopic reports whether topic matches one of patterns. Patterns with a
-// wildcard never match internal topics (leading underscore), so '*' in
-// development cannot write to _schemas or __consumer_offsets.
-func MatchTopic(patterns []string, topic string) bool {
-	for _, p := range patterns {
-		if p == topic {
-			return true
-		}
-		if strings.HasPrefix(topic, "_") || !strings.ContainsAny(p, "*?[") {
-			continue
-		}
-		if ok, _ := path.Match(p, topic); ok {
-			return true
-		}
-	}
-	return false
-}
+// wildcard never match internal topics (leading underscore) or dead-letter
+// topics (<topic>.dlq), so '*' in development cannot write to _schemas,
+// _sluice-alerts or forge dead letters (pkg/kafka.MatchTopic).
+func MatchTopic(patterns []string, topic string) bool { return kafka.MatchAnyTopic(patterns, topic) }
 
 // Allowed reports whether producers may write to topic at all.
 func (p TopicPolicy) Allowed(topic string) bool {
@@ -70,9 +50,31 @@ type topicCache struct {
 	kc         *kafka.Clients
 	autoCreate bool
 	partitions int
+	max        int // entries kept (GATEWAY_TOPIC_CACHE_SIZE)
 
 	mu sync.Mutex
 	m  map[string]topicEntry
+}
+
+// boundedPut stores v under k in m, first making room when m holds max
+// entries: expired ones go, then arbitrary ones (a cache: forgetting costs
+// a lookup, never correctness). Producers choose topic names, so every
+// map keyed by them is bounded.
+func boundedPut[V any](m map[string]V, k string, v V, max int, expired func(V) bool) {
+	if _, ok := m[k]; !ok && max > 0 && len(m) >= max {
+		for key, old := range m {
+			if expired(old) {
+				delete(m, key)
+			}
+		}
+		for key := range m {
+			if len(m) < max {
+				break
+			}
+			delete(m, key)
+		}
+	}
+	m[k] = v
 }
 
 func (c *topicCache) lookup(ctx context.Context, topic string, create bool) (int, *Error) {
@@ -102,7 +104,7 @@ func (c *topicCache) lookup(ctx context.Context, topic string, create bool) (int
 		return 0, Errorf(KindUnavailable, "Kafka unavailable while looking up topic %s: %v", topic, err)
 	}
 	c.mu.Lock()
-	c.m[topic] = e
+	boundedPut(c.m, topic, e, c.max, func(old topicEntry) bool { return now.After(old.expires) })
 	c.mu.Unlock()
 	return e.partitions, e.err
 }
