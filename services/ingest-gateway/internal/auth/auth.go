@@ -26,8 +26,8 @@ import (
 
 // Key is one API key as stored in the keys file.
 type Key struct {
-	ID     string   `json:"id"`
-	SHA256 string   `json:"sha256"` // hex SHA-256 of the secret
+	ID     string `json:"id"`
+	SHA256 string `json:"sha256"` // hex SHA-256 of the secret
 	// Topics are exact names or path.Match globs; a glob ("*", "orders.*")
 	// never matches an internal topic (leading "_") or a dead-letter topic
 	// (<topic>.dlq): only an explicit name grants those.

@@ -204,7 +204,7 @@ type Config struct {
 	TopicCacheSize int
 	// SplitBudget bounds the extra produce requests spent cutting one
 	// request's records apart after a record-level refusal of their batch.
-	SplitBudget int
+	SplitBudget    int
 	AutoCreate     bool
 	Partitions     int // for auto-created and dead-letter topics
 	MaxRecordBytes int
