@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -42,7 +43,7 @@ func run(ctx context.Context, args []string) error {
 		if keys, err = auth.Load(cfg.APIKeysFile); err != nil {
 			return service.Invalid("GATEWAY_API_KEYS_FILE", "%v", err)
 		}
-		app.Go("api-keys", func(ctx context.Context) error { return keys.Watch(ctx, 10*time.Second, log) })
+		app.Go("api-keys", func(ctx context.Context) error { return keys.Watch(ctx, cfg.APIKeysReload, log) })
 	} else {
 		log.Warn("GATEWAY_API_KEYS_FILE is empty: API key authentication is off")
 	}
@@ -118,8 +119,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	srv := &http.Server{
 		Handler:           api.Handler(mountAdmin),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 	}
 
 	// Shutdown order (pkg/service runs OnStop hooks in order after /readyz
@@ -149,7 +151,20 @@ func newGRPCServer(eng *gateway.Engine, keys *auth.Keys, cfg *config.Config, tls
 	}, []string{"method", "code"})
 	reg.MustRegister(calls)
 	opts := []grpc.ServerOption{
+		// The same limits as HTTP: GATEWAY_MAX_REQUEST_BYTES per message,
+		// GATEWAY_MAX_HEADER_BYTES of metadata, GATEWAY_READ_HEADER_TIMEOUT
+		// to finish the handshake, GATEWAY_IDLE_TIMEOUT for idle
+		// connections; plus a bound on concurrent calls per connection and
+		// keepalive enforcement (a client pinging more often than
+		// GATEWAY_GRPC_KEEPALIVE_MIN_TIME, or without an active call, is
+		// disconnected with GOAWAY ENHANCE_YOUR_CALM).
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
+		grpc.MaxSendMsgSize(cfg.GRPCMaxSendBytes),
+		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
+		grpc.MaxConcurrentStreams(uint32(cfg.GRPCMaxConcurrentStreams)),
+		grpc.ConnectionTimeout(cfg.ReadHeaderTimeout),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.GRPCKeepaliveMinTime}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.IdleTimeout}),
 		grpc.ForceServerCodecV2(grpcapi.Codec()),
 		// Producers upload large batches: with gRPC's default 64 KiB flow
 		// control windows (grown by BDP estimation, which on fast links

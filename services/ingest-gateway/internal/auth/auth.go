@@ -128,7 +128,12 @@ type keySet struct {
 type Keys struct {
 	path string
 	set  atomic.Pointer[keySet]
+	gen  atomic.Uint64 // bumped by every reload that changed the set
 }
+
+// Generation changes whenever a reload replaced the keys; long-lived
+// streams compare it to know when to authenticate again.
+func (k *Keys) Generation() uint64 { return k.gen.Load() }
 
 // Load reads the keys file.
 func Load(file string) (*Keys, error) {
@@ -187,7 +192,17 @@ func (k *Keys) reload() (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if cur := k.set.Load(); cur != nil {
+		// A reload keeps a key's rate-limit state: rewriting the file must
+		// not hand every key a full bucket.
+		for id, nk := range s.byID {
+			if ok := cur.byID[id]; ok != nil && ok.limiter != nil && nk.limiter != nil && ok.RecordsPerSecond == nk.RecordsPerSecond {
+				nk.limiter = ok.limiter
+			}
+		}
+	}
 	k.set.Store(s)
+	k.gen.Add(1)
 	return true, nil
 }
 
@@ -216,6 +231,44 @@ var (
 	ErrMissing = errors.New("missing API key: send Authorization: Bearer <key> or Basic <id:key>")
 	ErrInvalid = errors.New("invalid API key")
 )
+
+// ErrRevoked ends a stream whose key was removed or replaced in the keys
+// file while the stream was open.
+var ErrRevoked = errors.New("API key revoked: it is no longer in the API keys file")
+
+// Session is one credential's authentication held by a long-lived stream:
+// Key re-authenticates it whenever the keys file was reloaded, so a
+// revoked key stops being accepted within one reload interval.
+type Session struct {
+	keys   *Keys
+	header string
+	gen    uint64
+	key    *Key
+}
+
+// Session authenticates header for a stream.
+func (k *Keys) Session(header string) (*Session, error) {
+	gen := k.Generation()
+	key, err := k.Authenticate(header)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{keys: k, header: header, gen: gen, key: key}, nil
+}
+
+// Key returns the session's key as of the current keys file (a reload
+// makes a new *Key, with the file's new topics and limits); ErrRevoked
+// when the credential no longer authenticates.
+func (s *Session) Key() (*Key, error) {
+	if gen := s.keys.Generation(); gen != s.gen {
+		key, err := s.keys.Authenticate(s.header)
+		if err != nil {
+			return nil, ErrRevoked
+		}
+		s.key, s.gen = key, gen
+	}
+	return s.key, nil
+}
 
 // Authenticate checks an Authorization header value.
 func (k *Keys) Authenticate(authorization string) (*Key, error) {

@@ -142,3 +142,77 @@ func TestRateLimit(t *testing.T) {
 		t.Fatal("a key without a limit refused")
 	}
 }
+
+func TestSessionSeesRevocation(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "keys.json")
+	writeKeys(t, p, File{Keys: []Key{
+		{ID: "a", SHA256: HashSecret("one"), Topics: []string{"orders"}},
+		{ID: "b", SHA256: HashSecret("two"), Topics: []string{"*"}},
+	}})
+	k, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Session("Bearer nope"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("session with a bad key: %v", err)
+	}
+	sa, err := k.Session("Bearer one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, _ := k.Session("Bearer two")
+	steps := []struct {
+		name     string
+		file     []Key
+		aErr     error
+		aTopic   string
+		aAllowed bool
+		bStillOK bool
+	}{
+		{name: "unchanged", aTopic: "orders", aAllowed: true, bStillOK: true},
+		{name: "topics narrowed", file: []Key{{ID: "a", SHA256: HashSecret("one"), Topics: []string{"payments"}}, {ID: "b", SHA256: HashSecret("two"), Topics: []string{"*"}}},
+			aTopic: "orders", aAllowed: false, bStillOK: true},
+		{name: "revoked", file: []Key{{ID: "b", SHA256: HashSecret("two"), Topics: []string{"*"}}}, aErr: ErrRevoked, bStillOK: true},
+	}
+	for _, st := range steps {
+		if st.file != nil {
+			writeKeys(t, p, File{Keys: st.file})
+			if changed, err := k.reload(); !changed || err != nil {
+				t.Fatalf("%s: reload = %v, %v", st.name, changed, err)
+			}
+		}
+		key, err := sa.Key()
+		if !errors.Is(err, st.aErr) {
+			t.Fatalf("%s: Key() err = %v, want %v", st.name, err, st.aErr)
+		}
+		if err == nil && key.AllowsTopic(st.aTopic) != st.aAllowed {
+			t.Fatalf("%s: AllowsTopic(%s) = %v", st.name, st.aTopic, !st.aAllowed)
+		}
+		if _, err := sb.Key(); (err == nil) != st.bStillOK {
+			t.Fatalf("%s: other key: %v", st.name, err)
+		}
+	}
+}
+
+func TestReloadKeepsRateLimitState(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "keys.json")
+	writeKeys(t, p, File{Keys: []Key{{ID: "a", SHA256: HashSecret("x"), Topics: []string{"*"}, RecordsPerSecond: 1}}})
+	k, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := k.Authenticate("Bearer x")
+	if !key.Allow(1000) {
+		t.Fatal("full bucket refused")
+	}
+	writeKeys(t, p, File{Keys: []Key{{ID: "a", SHA256: HashSecret("x"), Topics: []string{"orders"}, RecordsPerSecond: 1}}})
+	if changed, err := k.reload(); !changed || err != nil {
+		t.Fatal(changed, err)
+	}
+	key, _ = k.Authenticate("Bearer x")
+	if key.Allow(1) {
+		t.Fatal("a reload refilled the bucket of a key in debt")
+	}
+}

@@ -5,6 +5,7 @@ package grpcapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -64,18 +65,24 @@ type pooledRequest struct {
 }
 
 func produceHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	s := srv.(*Server)
+	// Authenticate before the message is received: an unauthenticated
+	// caller costs no buffer.
+	sess, aerr := s.authenticate(ctx)
+	if aerr != nil {
+		return nil, s.refuse(aerr)
+	}
 	in := &pooledRequest{}
 	if err := dec(in); err != nil {
 		return nil, err
 	}
-	s := srv.(*Server)
 	call := func(ctx context.Context, req any) (any, error) {
 		if r := req.(*ingestv1.ProduceRequest); r != &in.req {
 			// An interceptor replaced the request: in's bytes are unused.
 			in.release()
 			return s.Produce(ctx, r)
 		}
-		return s.produce(ctx, &in.req, in.release)
+		return s.produce(ctx, &in.req, in.release, sess)
 	}
 	if interceptor == nil {
 		return call(ctx, &in.req)
@@ -113,26 +120,81 @@ func statusOf(e *gateway.Error) error {
 	return st.Err()
 }
 
-func (s *Server) authorize(ctx context.Context, topic string) (*auth.Key, *gateway.Error) {
+// refuse counts a call refused before it reached the engine and returns
+// its status.
+func (s *Server) refuse(e *gateway.Error) error {
+	s.eng.Metrics().Rejected.WithLabelValues(gateway.RejectReason(e.Kind)).Inc()
+	return statusOf(e)
+}
+
+// authenticate checks the call's "authorization" metadata (exactly one
+// value); nil session when authentication is off.
+func (s *Server) authenticate(ctx context.Context) (*auth.Session, *gateway.Error) {
 	if s.keys == nil {
 		return nil, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	var header string
-	if v := md.Get("authorization"); len(v) > 0 {
+	v := md.Get("authorization")
+	if len(v) > 1 {
+		return nil, gateway.Errorf(gateway.KindUnauthorized, "%d authorization metadata values: send exactly one", len(v))
+	}
+	header := ""
+	if len(v) == 1 {
 		header = v[0]
 	}
-	key, err := s.keys.Authenticate(header)
+	sess, err := s.keys.Session(header)
 	if err != nil {
 		return nil, gateway.Errorf(gateway.KindUnauthorized, "%v", err)
 	}
-	if !s.eng.TopicAllowed(topic) {
-		return nil, gateway.Errorf(gateway.KindUnknownTopic, "Topic %s not found.", topic)
+	return sess, nil
+}
+
+// permit checks topic for key (nil: authentication off): 400 for an
+// invalid name, 404 for a topic not configured, 403 for one the key may
+// not use, in that order as over HTTP.
+func (s *Server) permit(key *auth.Key, topic string) *gateway.Error {
+	if err := s.eng.TopicError(topic); err != nil {
+		return err
 	}
-	if !key.AllowsTopic(topic) {
-		return nil, gateway.Errorf(gateway.KindForbidden, "API key %s may not produce to topic %s", key.ID, topic)
+	if key != nil && !key.AllowsTopic(topic) {
+		return gateway.Errorf(gateway.KindForbidden, "API key %s may not produce to topic %s", key.ID, topic)
+	}
+	return nil
+}
+
+// sessionKey is the session's current key (nil session: auth off).
+func sessionKey(sess *auth.Session) (*auth.Key, *gateway.Error) {
+	if sess == nil {
+		return nil, nil
+	}
+	key, err := sess.Key()
+	if err != nil {
+		return nil, gateway.Errorf(gateway.KindUnauthorized, "%v", err)
 	}
 	return key, nil
+}
+
+// checkRequest refuses request fields that do not parse instead of
+// falling back to defaults (an unknown format once meant JSON, a negative
+// schema id the latest schema).
+func checkRequest(format ingestv1.ValueFormat, schemaID, schemaVersion int32) *gateway.Error {
+	if _, ok := ingestv1.ValueFormat_name[int32(format)]; !ok {
+		return gateway.Errorf(gateway.KindBadRequest, "format: unknown value format %d", format)
+	}
+	if schemaID < 0 {
+		return gateway.Errorf(gateway.KindBadRequest, "schema_id: want a positive schema id, got %d", schemaID)
+	}
+	if schemaVersion < -1 {
+		return gateway.Errorf(gateway.KindBadRequest, "schema_version: want a positive version or -1 (latest), got %d", schemaVersion)
+	}
+	return nil
+}
+
+func version(v int32) int {
+	if v < 0 {
+		return 0 // -1: the latest
+	}
+	return int(v)
 }
 
 func format(f ingestv1.ValueFormat) gateway.Format {
@@ -151,10 +213,16 @@ func toRecord(r *ingestv1.Record) gateway.Record {
 		rec.KeyJSON = []byte(r.GetKeyJson())
 	}
 	if r.Timestamp != nil {
+		if err := r.Timestamp.CheckValid(); err != nil {
+			rec.Invalid = &gateway.Error{Kind: gateway.KindInvalidRecord, Field: "timestamp", Message: fmt.Sprintf("timestamp: %v", err)}
+		}
 		rec.Time = r.Timestamp.AsTime()
 	}
 	if r.Partition != nil {
 		rec.Partition = r.GetPartition()
+		if rec.Partition < 0 {
+			rec.Invalid = &gateway.Error{Kind: gateway.KindInvalidRecord, Field: "partition", Message: fmt.Sprintf("partition: must be a non-negative integer, got %d", rec.Partition)}
+		}
 	}
 	if len(r.Headers) > 0 {
 		keys := make([]string, 0, len(r.Headers))
@@ -190,22 +258,32 @@ func fillResult(o *ingestv1.RecordResult, ts *timestamppb.Timestamp, r *gateway.
 
 // Produce validates and produces a batch; one result per record, in order.
 func (s *Server) Produce(ctx context.Context, req *ingestv1.ProduceRequest) (*ingestv1.ProduceResponse, error) {
-	return s.produce(ctx, req, nil)
+	sess, aerr := s.authenticate(ctx)
+	if aerr != nil {
+		return nil, s.refuse(aerr)
+	}
+	return s.produce(ctx, req, nil, sess)
 }
 
-// produce is Produce; release (if set) is called once nothing refers to
-// the request's bytes any more, and never while Kafka may still be
-// reading them (async batches, timed-out writes).
-func (s *Server) produce(ctx context.Context, req *ingestv1.ProduceRequest, release func()) (*ingestv1.ProduceResponse, error) {
+// produce is Produce for an authenticated session; release (if set) is
+// called once nothing refers to the request's bytes any more, and never
+// while Kafka may still be reading them (async batches, timed-out writes).
+func (s *Server) produce(ctx context.Context, req *ingestv1.ProduceRequest, release func(), sess *auth.Session) (*ingestv1.ProduceResponse, error) {
 	settled := true
 	defer func() {
 		if settled && release != nil {
 			release()
 		}
 	}()
-	key, aerr := s.authorize(ctx, req.GetTopic())
+	key, aerr := sessionKey(sess)
+	if aerr == nil {
+		aerr = s.permit(key, req.GetTopic())
+	}
+	if aerr == nil {
+		aerr = checkRequest(req.GetFormat(), req.GetSchemaId(), req.GetSchemaVersion())
+	}
 	if aerr != nil {
-		return nil, statusOf(aerr)
+		return nil, s.refuse(aerr)
 	}
 	if key != nil && !key.Allow(len(req.GetRecords())) {
 		return nil, statusOf(gateway.Errorf(gateway.KindRateLimited, "API key %s is over its limit of %g records/s; retry later", key.ID, key.RateLimit()))
@@ -217,7 +295,7 @@ func (s *Server) produce(ctx context.Context, req *ingestv1.ProduceRequest, rele
 	f := format(req.GetFormat())
 	b := &gateway.Batch{
 		Topic:     req.GetTopic(),
-		Value:     gateway.SchemaRef{ID: int(req.GetSchemaId()), Version: int(req.GetSchemaVersion())},
+		Value:     gateway.SchemaRef{ID: int(req.GetSchemaId()), Version: version(req.GetSchemaVersion())},
 		Format:    f,
 		KeyFormat: f,
 		Async:     req.GetAsync(),
@@ -259,20 +337,30 @@ func requestBytes(req *ingestv1.ProduceRequest) int64 {
 	return n
 }
 
+// maxStreamTopics bounds the per-stream cache of topic permissions: a
+// stream may name any number of topics, the cache stays small.
+const maxStreamTopics = 64
+
 // ProduceStream answers every request once, in the order received; records
-// that arrive together are produced together.
+// that arrive together are produced together. The caller is authenticated
+// before anything is allocated for the stream, and again whenever the
+// keys file is reloaded: a revoked key's stream ends with Unauthenticated
+// (records answered before stay answered).
 func (s *Server) ProduceStream(stream grpc.BidiStreamingServer[ingestv1.ProduceStreamRequest, ingestv1.ProduceStreamResponse]) error {
+	sess, aerr := s.authenticate(stream.Context())
+	if aerr != nil {
+		return s.refuse(aerr)
+	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	items := make(chan gateway.StreamItem, s.chunk)
 	recvErr := make(chan error, 1)
 	go func() {
 		defer close(items)
-		type authResult struct {
-			key *auth.Key
-			err *gateway.Error
-		}
-		authorized := map[string]authResult{}
+		// Topic permissions of the current key; names are validated
+		// before they are stored.
+		permitted := map[string]*gateway.Error{}
+		var lastKey *auth.Key
 		for {
 			req, err := stream.Recv()
 			if err != nil {
@@ -281,27 +369,46 @@ func (s *Server) ProduceStream(stream grpc.BidiStreamingServer[ingestv1.ProduceS
 				}
 				return
 			}
-			topic := req.GetTopic()
-			ar, seen := authorized[topic]
-			if !seen {
-				ar.key, ar.err = s.authorize(ctx, topic)
-				authorized[topic] = ar
+			key, kerr := sessionKey(sess)
+			if kerr != nil {
+				recvErr <- s.refuse(kerr)
+				return
 			}
-			aerr := ar.err
-			if ar.key != nil {
-				_ = ar.key.Wait(ctx, 1)
+			if key != lastKey {
+				clear(permitted)
+				lastKey = key
+			}
+			topic := req.GetTopic()
+			perr, seen := permitted[topic]
+			if !seen {
+				perr = s.permit(key, topic)
+				if gateway.ValidTopicName(topic) {
+					if len(permitted) >= maxStreamTopics {
+						clear(permitted)
+					}
+					permitted[topic] = perr
+				}
+			}
+			if perr == nil {
+				perr = checkRequest(req.GetFormat(), req.GetSchemaId(), req.GetSchemaVersion())
+			}
+			if key != nil {
+				_ = key.Wait(ctx, 1)
 			}
 			f := format(req.GetFormat())
 			it := gateway.StreamItem{
-				Group: gateway.Group{Topic: topic, Value: gateway.SchemaRef{ID: int(req.GetSchemaId()), Version: int(req.GetSchemaVersion())}, Format: f, KeyFormat: f},
+				Group: gateway.Group{Topic: topic, Value: gateway.SchemaRef{ID: int(req.GetSchemaId()), Version: version(req.GetSchemaVersion())}, Format: f, KeyFormat: f},
 				Size:  proto.Size(req),
 				Tag:   req.GetSequence(),
-				Pre:   aerr,
+				Pre:   perr,
 			}
-			if req.GetRecord() == nil && aerr == nil {
+			if req.GetRecord() == nil && perr == nil {
 				it.Pre = gateway.Errorf(gateway.KindBadRequest, "request %d has no record", req.GetSequence())
-			} else if aerr == nil {
+			} else if perr == nil {
 				it.Record = toRecord(req.GetRecord())
+			}
+			if it.Pre != nil {
+				it.Group = gateway.Group{} // a refused topic is not kept with the item
 			}
 			select {
 			case items <- it:

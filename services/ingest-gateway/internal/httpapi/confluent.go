@@ -38,8 +38,14 @@ func v2Code(e *gateway.Error) int {
 		return v2TopicNotFound
 	case gateway.KindUnknownPartition:
 		return v2PartitionNotFound
-	case gateway.KindInvalidRecord, gateway.KindRecordTooLarge:
+	case gateway.KindInvalidRecord, gateway.KindRecordTooLarge, gateway.KindInvalidTimestamp:
 		return v2JSONConversion
+	case gateway.KindSchemaNotOfTopic:
+		// The request holds no usable schema for the topic.
+		if e.Field == "key_schema_id" {
+			return v2KeySchemaMissing
+		}
+		return v2ValueSchemaMissing
 	case gateway.KindInvalidSchema:
 		return v2InvalidSchema
 	case gateway.KindUnavailable, gateway.KindShuttingDown:
@@ -147,7 +153,29 @@ func (s *Server) v2(w http.ResponseWriter, r *http.Request) {
 		s.failV2(w, lerr)
 		return
 	}
+	// Ids and inline schemas are used or refused, never silently ignored.
+	refErr := checkSchemaRef("value_", int64(req.ValueSchemaID), 0)
+	if refErr == nil {
+		refErr = checkSchemaRef("key_", int64(req.KeySchemaID), 0)
+	}
+	if refErr == nil && embedded != "avro" && (req.ValueSchema != "" || req.KeySchema != "") {
+		refErr = gateway.Errorf(gateway.KindBadRequest, "value_schema and key_schema are read only with the avro embedded format (application/vnd.kafka.avro.v2+json); use value_schema_id")
+	}
+	if refErr == nil && embedded == "binary" && req.KeySchemaID != 0 {
+		refErr = gateway.Errorf(gateway.KindBadRequest, "key_schema_id is not read with the binary embedded format: its keys are raw bytes")
+	}
+	if refErr != nil {
+		hold.Release()
+		s.failV2(w, refErr)
+		return
+	}
 	b := &gateway.Batch{Topic: topic, Hold: hold, AllOrNothing: true}
+	if embedded != "avro" {
+		b.Value = gateway.SchemaRef{ID: req.ValueSchemaID}
+		if req.KeySchemaID > 0 {
+			b.KeySchema = &gateway.SchemaRef{ID: req.KeySchemaID}
+		}
+	}
 	switch embedded {
 	case "avro":
 		b.Format, b.KeyFormat = gateway.FormatAvroJSON, gateway.FormatAvroJSON
@@ -183,6 +211,9 @@ func (s *Server) v2(w http.ResponseWriter, r *http.Request) {
 		rec := gateway.Record{Partition: pathPartition}
 		if vr.Partition != nil && pathPartition < 0 {
 			rec.Partition = *vr.Partition
+			if rec.Partition < 0 {
+				rec.Invalid = &gateway.Error{Kind: gateway.KindInvalidRecord, Field: "partition", Message: fmt.Sprintf("partition: must be a non-negative integer, got %d", rec.Partition)}
+			}
 		}
 		if embedded == "binary" {
 			var err error
@@ -338,7 +369,24 @@ func (s *Server) v3Record(topic string, vr *V3Record) (gateway.Group, gateway.Re
 		return &gateway.Error{Kind: gateway.KindInvalidRecord, Message: fmt.Sprintf(f, a...)}
 	}
 	if vr.PartitionID != nil {
+		if *vr.PartitionID < 0 {
+			return g, rec, bad("partition_id: must be a non-negative integer, got %d", *vr.PartitionID)
+		}
 		rec.Partition = *vr.PartitionID
+	}
+	for _, d := range []struct {
+		what string
+		v    *V3Data
+	}{{"key.", vr.Key}, {"value.", vr.Value}} {
+		if d.v == nil {
+			continue
+		}
+		if err := checkSchemaRef(d.what, int64(d.v.SchemaID), int64(d.v.SchemaVersion)); err != nil {
+			return g, rec, bad("%s", err.Message)
+		}
+		if d.v.Subject != "" && !validSubject(d.v.Subject) {
+			return g, rec, bad("%ssubject: not a valid subject name", d.what)
+		}
 	}
 	if vr.Timestamp != nil {
 		rec.Time = *vr.Timestamp
@@ -371,7 +419,7 @@ func (s *Server) v3Record(topic string, vr *V3Record) (gateway.Group, gateway.Re
 		case "AVRO":
 			g.KeyFormat = gateway.FormatAvroJSON
 			rec.KeyJSON = vr.Key.Data
-			if vr.Key.SchemaID > 0 || vr.Key.SchemaVersion > 0 || vr.Key.Subject != "" {
+			if vr.Key.SchemaID > 0 || vr.Key.SchemaVersion != 0 || vr.Key.Subject != "" {
 				g.HasKeySchema, g.KeySchema = true, gateway.SchemaRef{ID: vr.Key.SchemaID, Version: vr.Key.SchemaVersion, Subject: vr.Key.Subject}
 			}
 		case "", "JSON":
@@ -379,6 +427,9 @@ func (s *Server) v3Record(topic string, vr *V3Record) (gateway.Group, gateway.Re
 			rec.KeyJSON, g.JSONKeys = vr.Key.Data, true
 		default:
 			return g, rec, bad("key.type %q is not supported (BINARY, STRING, JSON, AVRO)", vr.Key.Type)
+		}
+		if t := strings.ToUpper(vr.Key.Type); t != "AVRO" && (vr.Key.SchemaID != 0 || vr.Key.SchemaVersion != 0 || vr.Key.Subject != "") {
+			return g, rec, bad("key.schema_id, key.schema_version and key.subject are read only for AVRO keys")
 		}
 	}
 	if vr.Value != nil {
@@ -441,6 +492,7 @@ func (s *Server) v3(w http.ResponseWriter, r *http.Request) {
 	lr := &limitedReader{r: r.Body, max: s.opt.MaxRecordBytes + 64<<10}
 	count := 0
 	eof := make(chan struct{})
+	sa := s.streamAuth(r, topic)
 	go func() {
 		defer close(items)
 		dec := json.NewDecoder(lr)
@@ -455,6 +507,16 @@ func (s *Server) v3(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			count++
+			if k, aerr := sa.check(s); aerr != nil {
+				// A revoked key: this record and the rest are not accepted.
+				select {
+				case items <- gateway.StreamItem{Pre: aerr}:
+				case <-ctx.Done():
+				}
+				return
+			} else if k != nil {
+				key = k
+			}
 			wait(ctx, key)
 			it := gateway.StreamItem{Size: int(dec.InputOffset() - start)}
 			if err != nil {

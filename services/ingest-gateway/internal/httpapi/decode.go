@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"time"
@@ -96,10 +97,16 @@ func parseBatch(body []byte, maxRecords int, spec *speculation) (*batchRequest, 
 		switch k {
 		case "schema_id":
 			i, err := rawInt(raw, k)
+			if err == nil && (i < 0 || i > math.MaxInt32) {
+				return fmt.Errorf("schema_id: want a positive integer schema id, got %d", i)
+			}
 			req.SchemaID = int(i)
 			return err
 		case "schema_version":
 			i, err := rawInt(raw, k)
+			if err == nil && (i < -1 || i > math.MaxInt32) {
+				return fmt.Errorf("schema_version: want a positive version or -1 (latest), got %d", i)
+			}
 			req.SchemaVersion = int(i)
 			return err
 		case "format":
@@ -123,6 +130,9 @@ func parseBatch(body []byte, maxRecords int, spec *speculation) (*batchRequest, 
 	})
 	if err == nil {
 		err = c.End()
+	}
+	if req.SchemaVersion == -1 {
+		req.SchemaVersion = 0 // the latest, as when omitted
 	}
 	if err != nil || len(req.Records) == 0 {
 		req.release()

@@ -120,8 +120,13 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ct := mediaType(r)
+	pq, qerr := parseProduceQuery(r.URL.Query(), ct == ContentNDJSON)
+	if qerr != nil {
+		s.fail(w, qerr)
+		return
+	}
 	if ct == ContentNDJSON {
-		s.nativeStream(w, r, topic, key)
+		s.nativeStream(w, r, topic, key, pq)
 		return
 	}
 	if ct != "" && ct != ContentJSON && ct != ContentAvroJSON {
@@ -178,7 +183,7 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 	if ct == ContentAvroJSON && req.Format == "" {
 		format = gateway.FormatAvroJSON
 	}
-	async := req.Async || r.URL.Query().Get("async") == "true"
+	async := req.Async || pq.Async
 	b := &gateway.Batch{Topic: topic, Value: gateway.SchemaRef{ID: req.SchemaID, Version: req.SchemaVersion}, Format: format, KeyFormat: format, Async: async, Hold: hold}
 	pre := req.Errs
 	b.Records = req.Records[:0] // compacted in place: only the records that parsed
@@ -342,16 +347,8 @@ func parseLine(line []byte, n int) (gateway.Record, *gateway.Error) {
 // nativeStream handles application/x-ndjson: one record per line in, one
 // result line per record out, in order, while the body is still arriving.
 // Memory stays bounded: one chunk being produced plus one being read.
-func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic string, key *auth.Key) {
-	q := r.URL.Query()
-	format, err := parseFormat(q.Get("format"))
-	if err != nil {
-		s.fail(w, gateway.Errorf(gateway.KindBadRequest, "format: %v", err))
-		return
-	}
-	id, _ := strconv.Atoi(q.Get("schema_id"))
-	version, _ := strconv.Atoi(q.Get("schema_version"))
-	g := gateway.Group{Topic: topic, Value: gateway.SchemaRef{ID: id, Version: version}, Format: format, KeyFormat: format}
+func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic string, key *auth.Key, pq produceQuery) {
+	g := gateway.Group{Topic: topic, Value: gateway.SchemaRef{ID: pq.SchemaID, Version: pq.SchemaVersion}, Format: pq.Format, KeyFormat: pq.Format}
 	if gerr := s.eng.Check(r.Context(), &gateway.Batch{Topic: topic, Value: g.Value}); gerr != nil {
 		s.fail(w, gerr)
 		return
@@ -365,6 +362,7 @@ func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic stri
 	defer cancel()
 	items := make(chan gateway.StreamItem, s.opt.StreamChunk)
 	readErr := make(chan error, 1)
+	sa := s.streamAuth(r, topic)
 	go func() {
 		defer close(items)
 		lr := &lineReader{r: bufio.NewReaderSize(r.Body, 64<<10), max: s.opt.MaxRecordBytes + 64<<10}
@@ -378,6 +376,16 @@ func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic stri
 				return
 			}
 			n++
+			if k, aerr := sa.check(s); aerr != nil {
+				// A revoked key: this line and the rest are not accepted.
+				select {
+				case items <- gateway.StreamItem{Pre: aerr}:
+				case <-ctx.Done():
+				}
+				return
+			} else if k != nil {
+				key = k
+			}
 			wait(ctx, key)
 			it := gateway.StreamItem{Group: g, Size: len(line)}
 			if err == errLineTooLong {

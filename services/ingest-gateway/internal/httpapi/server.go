@@ -158,17 +158,62 @@ func (s *Server) fail(w http.ResponseWriter, e *gateway.Error) {
 // authentication is off.
 func (s *Server) authorize(r *http.Request, topic string) (*auth.Key, *gateway.Error) {
 	if s.keys == nil {
-		return nil, nil
+		return nil, s.eng.TopicError(topic)
+	}
+	hs := r.Header.Values("Authorization")
+	if len(hs) > 1 {
+		return nil, gateway.Errorf(gateway.KindUnauthorized, "%d Authorization headers: send exactly one", len(hs))
 	}
 	key, err := s.keys.Authenticate(r.Header.Get("Authorization"))
 	if err != nil {
 		return nil, gateway.Errorf(gateway.KindUnauthorized, "%v", err)
 	}
-	if !s.eng.TopicAllowed(topic) {
-		return nil, gateway.Errorf(gateway.KindUnknownTopic, "Topic %s not found.", topic)
+	if terr := s.eng.TopicError(topic); terr != nil {
+		return nil, terr
 	}
 	if !key.AllowsTopic(topic) {
 		return nil, gateway.Errorf(gateway.KindForbidden, "API key %s may not produce to topic %s", key.ID, topic)
+	}
+	return key, nil
+}
+
+// streamAuth re-checks a long-lived stream's key before each record: the
+// keys file is reloaded every GATEWAY_API_KEYS_RELOAD, and a key removed
+// from it (or no longer allowed the topic) must stop being accepted. Its
+// zero value (authentication off) accepts everything.
+type streamAuth struct {
+	sess  *auth.Session
+	topic string
+}
+
+func (s *Server) streamAuth(r *http.Request, topic string) streamAuth {
+	if s.keys == nil {
+		return streamAuth{}
+	}
+	// The request was authenticated already; a failure here means the
+	// key was revoked in between, which check reports.
+	sess, err := s.keys.Session(r.Header.Get("Authorization"))
+	if err != nil {
+		sess = nil
+	}
+	return streamAuth{sess: sess, topic: topic}
+}
+
+// check returns the error that ends the stream, or nil; key is the
+// current key for rate limiting.
+func (a *streamAuth) check(s *Server) (*auth.Key, *gateway.Error) {
+	if s.keys == nil {
+		return nil, nil
+	}
+	if a.sess == nil {
+		return nil, gateway.Errorf(gateway.KindUnauthorized, "%v", auth.ErrRevoked)
+	}
+	key, err := a.sess.Key()
+	if err != nil {
+		return nil, gateway.Errorf(gateway.KindUnauthorized, "%v", err)
+	}
+	if !key.AllowsTopic(a.topic) {
+		return nil, gateway.Errorf(gateway.KindForbidden, "API key %s may no longer produce to topic %s", key.ID, a.topic)
 	}
 	return key, nil
 }
