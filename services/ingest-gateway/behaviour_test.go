@@ -846,7 +846,9 @@ func TestSchemaOrFormatAfterRecords(t *testing.T) {
 // <topic>-value; the record is framed with that subject's schema id.
 func TestV3Subject(t *testing.T) {
 	t.Parallel()
-	e := startEnv(t, nil, nil)
+	// The topic may take schemas of other subjects (TestSchemaOwnership
+	// covers the default, which refuses them).
+	e := startEnv(t, nil, nil, "-gateway-any-schema-topics", "v3subj")
 	e.kafka.CreateTopic("v3subj", 1, nil)
 	shared := e.reg.Register(t, "shared-orders", orderSchema)
 	url := e.httpURL + "/v3/clusters/sluice/topics/v3subj/records"

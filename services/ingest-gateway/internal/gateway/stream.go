@@ -30,6 +30,9 @@ type StreamItem struct {
 	Size   int
 	Pre    *Error
 	Tag    any // the caller's correlation data (e.g. a gRPC sequence number)
+	// Hold is the budget the reader reserved for the item's bytes before
+	// (or while) reading them; nil: produceChunk reserves Size itself.
+	Hold *Hold
 }
 
 // RunStream produces the items read from in, in order, batching runs of
@@ -37,8 +40,23 @@ type StreamItem struct {
 // to arrive), and calls emit once per item, in input order. Memory is
 // bounded by the channel's capacity plus one chunk. It returns when in is
 // closed and drained, or emit fails.
-func (e *Engine) RunStream(ctx context.Context, in <-chan StreamItem, chunk int, emit func(it *StreamItem, res Result) error) error {
+func (e *Engine) RunStream(ctx context.Context, in <-chan StreamItem, chunk int, emit func(it *StreamItem, res Result) error) (err error) {
 	var carry *StreamItem
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Ended early: items not produced give their budget back, including
+		// those the reader still queues until it sees its context end.
+		if carry != nil {
+			carry.Hold.Release()
+		}
+		go func() {
+			for it := range in {
+				it.Hold.Release()
+			}
+		}()
+	}()
 	for {
 		if e.closing.Load() {
 			return ErrStopping
@@ -93,11 +111,22 @@ func (e *Engine) produceChunk(ctx context.Context, g Group, items []StreamItem, 
 		ks := g.KeySchema
 		b.KeySchema = &ks
 	}
-	var size int64
+	var size, unpaid int64
+	var held *Hold
 	for i := range items {
-		if items[i].Pre == nil {
-			b.Records = append(b.Records, items[i].Record)
-			size += int64(items[i].Size)
+		it := &items[i]
+		if it.Pre != nil {
+			it.Hold.Release() // answered below, from memory already read
+			continue
+		}
+		b.Records = append(b.Records, it.Record)
+		size += int64(it.Size)
+		if it.Hold == nil {
+			unpaid += int64(it.Size)
+		} else if held == nil {
+			held = it.Hold
+		} else {
+			held.Absorb(it.Hold)
 		}
 	}
 	var (
@@ -105,11 +134,20 @@ func (e *Engine) produceChunk(ctx context.Context, g Group, items []StreamItem, 
 		reqErr  *Error
 	)
 	if len(b.Records) > 0 {
-		hold, herr := e.ReserveWait(ctx, size)
+		// The items' bytes (reserved while they were read, or now), plus
+		// as much again for encoding them.
+		hold := held
+		var herr *Error
+		if hold == nil {
+			hold, herr = e.ReserveWait(ctx, unpaid+size)
+		} else {
+			herr = hold.GrowWait(ctx, unpaid+size)
+		}
 		if herr != nil {
+			hold.Release()
 			reqErr = herr
 		} else {
-			b.Hold = hold
+			b.Hold, b.ArenaPaid = hold, size
 			res, err := e.Produce(ctx, b)
 			if err != nil {
 				reqErr = AsError(err)

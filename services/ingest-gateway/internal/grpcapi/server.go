@@ -288,9 +288,11 @@ func (s *Server) produce(ctx context.Context, req *ingestv1.ProduceRequest, rele
 	if key != nil && !key.Allow(len(req.GetRecords())) {
 		return nil, statusOf(gateway.Errorf(gateway.KindRateLimited, "API key %s is over its limit of %g records/s; retry later", key.ID, key.RateLimit()))
 	}
-	hold, herr := s.eng.Reserve(requestBytes(req))
+	// The request's bytes, and as much again for encoding them.
+	n := requestBytes(req)
+	hold, herr := s.eng.Reserve(2 * n)
 	if herr != nil {
-		return nil, statusOf(herr)
+		return nil, s.refuse(herr)
 	}
 	f := format(req.GetFormat())
 	b := &gateway.Batch{
@@ -300,6 +302,7 @@ func (s *Server) produce(ctx context.Context, req *ingestv1.ProduceRequest, rele
 		KeyFormat: f,
 		Async:     req.GetAsync(),
 		Hold:      hold,
+		ArenaPaid: n,
 		Records:   getRecords(len(req.GetRecords())),
 	}
 	for i, r := range req.GetRecords() {
@@ -409,6 +412,15 @@ func (s *Server) ProduceStream(stream grpc.BidiStreamingServer[ingestv1.ProduceS
 			}
 			if it.Pre != nil {
 				it.Group = gateway.Group{} // a refused topic is not kept with the item
+			} else {
+				// The message is in memory (bounded by
+				// GATEWAY_MAX_REQUEST_BYTES): it waits for budget before it
+				// is queued, so a stream's queue counts against it.
+				h, herr := s.eng.ReserveWait(ctx, int64(it.Size))
+				if herr != nil {
+					it.Pre, it.Record, it.Group = herr, gateway.Record{}, gateway.Group{}
+				}
+				it.Hold = h
 			}
 			select {
 			case items <- it:

@@ -134,6 +134,13 @@ func (s *Server) v2(w http.ResponseWriter, r *http.Request) {
 		s.failV2(w, gerr)
 		return
 	}
+	// encoding/json copies what it keeps (about the body again).
+	if gerr := hold.Grow(int64(len(body))); gerr != nil {
+		putBuf(body)
+		hold.Release()
+		s.failV2(w, gerr)
+		return
+	}
 	var req V2Request
 	err := json.Unmarshal(body, &req)
 	putBuf(body) // encoding/json copied what it kept (RawMessage included)
@@ -342,11 +349,17 @@ type V3Result struct {
 
 // limitedReader fails when more than max bytes are read since the last reset,
 // bounding one v3 record's size in a stream.
+// Each read is reserved (reserve, if set) before it happens and what it
+// did not fill is given back, so a stream's bytes count against the
+// budget before they are read.
 type limitedReader struct {
-	r    io.Reader
-	n    int
-	max  int
-	over bool
+	r       io.Reader
+	n       int
+	max     int
+	over    bool
+	reserve func(n int) *gateway.Error
+	refund  func(n int)
+	refused *gateway.Error // the budget stayed exhausted
 }
 
 func (l *limitedReader) Read(p []byte) (int, error) {
@@ -357,7 +370,16 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	if len(p) > l.max-l.n {
 		p = p[:l.max-l.n]
 	}
+	if l.reserve != nil {
+		if gerr := l.reserve(len(p)); gerr != nil {
+			l.refused = gerr
+			return 0, gerr
+		}
+	}
 	n, err := l.r.Read(p)
+	if l.refund != nil {
+		l.refund(len(p) - n)
+	}
 	l.n += n
 	return n, err
 }
@@ -489,12 +511,16 @@ func (s *Server) v3(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	items := make(chan gateway.StreamItem, s.opt.StreamChunk)
-	lr := &limitedReader{r: r.Body, max: s.opt.MaxRecordBytes + 64<<10}
+	hold := s.eng.NewHold()
+	lr := &limitedReader{r: r.Body, max: s.opt.MaxRecordBytes + 64<<10,
+		reserve: func(n int) *gateway.Error { return hold.GrowWait(ctx, int64(min(n, 32<<10))) },
+		refund:  func(n int) { hold.Shrink(int64(n)) }}
 	count := 0
 	eof := make(chan struct{})
 	sa := s.streamAuth(r, topic)
 	go func() {
 		defer close(items)
+		defer func() { hold.Release() }() // whatever the last record left
 		dec := json.NewDecoder(lr)
 		dec.DisallowUnknownFields()
 		for {
@@ -519,12 +545,17 @@ func (s *Server) v3(w http.ResponseWriter, r *http.Request) {
 			}
 			wait(ctx, key)
 			it := gateway.StreamItem{Size: int(dec.InputOffset() - start)}
+			// The bytes read for this record go with it until Kafka answered.
+			it.Hold, hold = hold, s.eng.NewHold()
 			if err != nil {
 				kind := gateway.KindInvalidRecord
 				if lr.over {
 					kind = gateway.KindRecordTooLarge
 				}
 				it.Pre = &gateway.Error{Kind: kind, Message: "malformed JSON: " + err.Error()}
+				if lr.refused != nil {
+					it.Pre = lr.refused
+				}
 			} else {
 				it.Group, it.Record, it.Pre = s.v3Record(topic, &vr)
 				keyType, valType := "BINARY", "JSON"

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/go-chi/chi/v5"
 
@@ -25,6 +26,9 @@ const (
 	ContentAvroJSON = "application/vnd.sluice.avro+json"
 	ContentNDJSON   = "application/x-ndjson"
 )
+
+// recordBytes is the memory of one entry of a parsed record table.
+const recordBytes = int64(unsafe.Sizeof(gateway.Record{}))
 
 // NativeResult is the outcome of one record.
 type NativeResult struct {
@@ -142,6 +146,14 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 	// format the request most likely uses (see speculation).
 	var spec *speculation
 	if codec := s.eng.ValueCodec(r.Context(), topic); codec != nil {
+		// The parse arena is as large as the body: reserved before it is
+		// taken.
+		if gerr := hold.Grow(int64(len(body))); gerr != nil {
+			putBuf(body)
+			hold.Release()
+			s.fail(w, gerr)
+			return
+		}
 		spec = &speculation{codec: codec, format: gateway.FormatJSON, opts: avro.Options{Mode: avro.PlainJSON, Root: "value"}, arena: getBuf(int64(len(body)))}
 		if ct == ContentAvroJSON {
 			spec.format, spec.opts.Mode = gateway.FormatAvroJSON, avro.AvroJSON
@@ -154,7 +166,12 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 	}
 	req, gerr := parseBatch(body, s.opt.MaxRecords, spec)
 	if gerr == nil {
-		if gerr = allow(key, len(req.Records)); gerr != nil {
+		// So is the record table the parse filled.
+		gerr = hold.Grow(int64(cap(req.Records))*recordBytes + int64(cap(req.Errs))*8)
+		if gerr == nil {
+			gerr = allow(key, len(req.Records))
+		}
+		if gerr != nil {
 			req.release()
 		}
 	}
@@ -365,10 +382,24 @@ func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic stri
 	sa := s.streamAuth(r, topic)
 	go func() {
 		defer close(items)
-		lr := &lineReader{r: bufio.NewReaderSize(r.Body, 64<<10), max: s.opt.MaxRecordBytes + 64<<10}
+		hold := s.eng.NewHold()
+		defer func() { hold.Release() }() // whatever the last line left
+		lr := &lineReader{r: bufio.NewReaderSize(r.Body, 64<<10), max: s.opt.MaxRecordBytes + 64<<10,
+			reserve: func(n int) *gateway.Error { return hold.GrowWait(ctx, int64(n)) }}
 		n := 0
 		for {
 			line, err := lr.next()
+			var be budgetError
+			if errors.As(err, &be) {
+				// The budget stayed exhausted for the produce timeout:
+				// the line is refused and the stream ends (its rest was
+				// not read).
+				select {
+				case items <- gateway.StreamItem{Pre: be.e}:
+				case <-ctx.Done():
+				}
+				return
+			}
 			if err != nil && err != errLineTooLong {
 				if !errors.Is(err, io.EOF) {
 					readErr <- err
@@ -396,6 +427,8 @@ func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic stri
 			} else {
 				it.Record, it.Pre = parseLine(line, n)
 			}
+			// The line's reservation goes with it until Kafka answered.
+			it.Hold, hold = hold, s.eng.NewHold()
 			select {
 			case items <- it:
 			case <-ctx.Done():

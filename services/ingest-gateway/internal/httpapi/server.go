@@ -233,8 +233,11 @@ func wait(ctx context.Context, key *auth.Key) {
 	}
 }
 
-// readBody reads a whole (non-streamed) body under the request limit and
-// reserves its size from the in-flight budget.
+// readBody reads a whole (non-streamed) body under the request limit. Its
+// bytes are reserved from the in-flight budget before they are read: the
+// Content-Length up front, or, for a chunked body of unknown length, each
+// growth of the buffer before the buffer grows, so a body the budget
+// cannot hold is refused (429) while it is still arriving.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *gateway.Hold, *gateway.Error) {
 	if s.opt.BodyTimeout > 0 {
 		// A client trickling its body must not hold budget forever.
@@ -244,50 +247,68 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *gate
 		return nil, nil, gateway.Errorf(gateway.KindRequestTooLarge, "request body of %d bytes is over the limit of %d", r.ContentLength, s.opt.MaxRequestBytes)
 	}
 	var hold *gateway.Hold
-	if r.ContentLength > 0 {
-		h, err := s.eng.Reserve(r.ContentLength)
+	var buf []byte
+	if r.ContentLength >= 0 {
+		h, err := s.eng.Reserve(r.ContentLength + 1)
 		if err != nil {
 			return nil, nil, err
 		}
-		hold = h
+		hold, buf = h, getBuf(r.ContentLength+1)
+	} else {
+		hold = s.eng.NewHold()
+		if err := hold.Grow(chunkedStep); err != nil {
+			return nil, nil, err
+		}
+		buf = make([]byte, 0, chunkedStep)
 	}
-	buf, err := readAll(getBuf(r.ContentLength+1), io.LimitReader(r.Body, s.opt.MaxRequestBytes+1))
+	buf, rerr, gerr := readAllBudget(buf, io.LimitReader(r.Body, s.opt.MaxRequestBytes+1), hold, s.opt.MaxRequestBytes+1)
 	n := int64(len(buf))
-	if err != nil {
+	switch {
+	case gerr != nil:
 		putBuf(buf)
 		hold.Release()
-		return nil, nil, gateway.Errorf(gateway.KindBadRequest, "reading request body: %v", err)
-	}
-	if n > s.opt.MaxRequestBytes {
+		return nil, nil, gerr
+	case rerr != nil:
+		putBuf(buf)
+		hold.Release()
+		return nil, nil, gateway.Errorf(gateway.KindBadRequest, "reading request body: %v", rerr)
+	case n > s.opt.MaxRequestBytes:
 		putBuf(buf)
 		hold.Release()
 		return nil, nil, gateway.Errorf(gateway.KindRequestTooLarge, "request body is over the limit of %d bytes", s.opt.MaxRequestBytes)
 	}
-	if hold == nil {
-		h, rerr := s.eng.Reserve(n)
-		if rerr != nil {
-			return nil, nil, rerr
-		}
-		hold = h
-	}
 	return buf, hold, nil
 }
 
-// readAll appends r's content to buf, growing it only when full: sized
-// from Content-Length (plus the byte that detects EOF), a body is read
-// without copying.
-func readAll(buf []byte, r io.Reader) ([]byte, error) {
+// chunkedStep is the first buffer (and budget) of a body of unknown length.
+const chunkedStep = 32 << 10
+
+// readAllBudget appends r's content to buf, growing it only when full:
+// sized from Content-Length (plus the byte that detects EOF), a body is
+// read without copying. Each growth (doubling, capped at limit) is first
+// reserved on hold; gerr is the refusal when the budget cannot take it.
+func readAllBudget(buf []byte, r io.Reader, hold *gateway.Hold, limit int64) (_ []byte, rerr error, gerr *gateway.Error) {
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			grow := min(max(int64(cap(buf)), chunkedStep), limit-int64(cap(buf)))
+			if grow <= 0 {
+				grow = 1 // one byte past the limit tells an oversize body
+			}
+			if gerr := hold.Grow(grow); gerr != nil {
+				return buf, nil, gerr
+			}
+			nb := make([]byte, len(buf), int64(cap(buf))+grow)
+			copy(nb, buf)
+			putBuf(buf)
+			buf = nb
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
-			return buf, nil
+			return buf, nil, nil
 		}
 		if err != nil {
-			return buf, err
+			return buf, err, nil
 		}
 	}
 }
@@ -330,13 +351,22 @@ func (sw *streamWriter) flush() error {
 }
 
 // lineReader yields lines of at most max bytes; longer lines are reported
-// as too long and skipped, so one bad line does not end the stream.
+// as too long and skipped, so one bad line does not end the stream. Each
+// piece of a line is reserved (reserve, if set) before it is copied into
+// the line, so a stream's memory counts against the budget before it
+// grows.
 type lineReader struct {
-	r   *bufio.Reader
-	max int
+	r       *bufio.Reader
+	max     int
+	reserve func(n int) *gateway.Error
 }
 
 var errLineTooLong = errors.New("line too long")
+
+// budgetError is a lineReader refusal: the budget stayed exhausted.
+type budgetError struct{ e *gateway.Error }
+
+func (b budgetError) Error() string { return b.e.Message }
 
 func (l *lineReader) next() ([]byte, error) {
 	var line []byte
@@ -347,6 +377,11 @@ func (l *lineReader) next() ([]byte, error) {
 			if len(line)+len(chunk) > l.max {
 				tooLong, line = true, nil
 			} else {
+				if l.reserve != nil && len(chunk) > 0 {
+					if gerr := l.reserve(len(chunk)); gerr != nil {
+						return nil, budgetError{gerr}
+					}
+				}
 				line = append(line, chunk...)
 			}
 		}
