@@ -156,14 +156,15 @@ func newGRPCServer(eng *gateway.Engine, keys *auth.Keys, cfg *config.Config, tls
 		// to finish the handshake, GATEWAY_IDLE_TIMEOUT for idle
 		// connections; plus a bound on concurrent calls per connection and
 		// keepalive enforcement (a client pinging more often than
-		// GATEWAY_GRPC_KEEPALIVE_MIN_TIME, or without an active call, is
-		// disconnected with GOAWAY ENHANCE_YOUR_CALM).
+		// GATEWAY_GRPC_KEEPALIVE_MIN_TIME is disconnected with GOAWAY
+		// ENHANCE_YOUR_CALM; at that pace idle connections may ping, as
+		// clients behind NATs do, and GATEWAY_IDLE_TIMEOUT closes them).
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
 		grpc.MaxSendMsgSize(cfg.GRPCMaxSendBytes),
 		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
 		grpc.MaxConcurrentStreams(uint32(cfg.GRPCMaxConcurrentStreams)),
 		grpc.ConnectionTimeout(cfg.ReadHeaderTimeout),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.GRPCKeepaliveMinTime}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.GRPCKeepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.IdleTimeout}),
 		grpc.ForceServerCodecV2(grpcapi.Codec()),
 		// Producers upload large batches: with gRPC's default 64 KiB flow

@@ -51,7 +51,7 @@ type Config struct {
 
 	GRPCMaxConcurrentStreams int           `env:"GATEWAY_GRPC_MAX_CONCURRENT_STREAMS" default:"100" help:"concurrent gRPC calls per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)"`
 	GRPCMaxSendBytes         int           `env:"GATEWAY_GRPC_MAX_SEND_BYTES" default:"16777216" help:"largest gRPC response message (the receive limit is GATEWAY_MAX_REQUEST_BYTES)"`
-	GRPCKeepaliveMinTime     time.Duration `env:"GATEWAY_GRPC_KEEPALIVE_MIN_TIME" default:"10s" help:"clients pinging more often than this are disconnected (GOAWAY ENHANCE_YOUR_CALM); pings without an active call are refused"`
+	GRPCKeepaliveMinTime     time.Duration `env:"GATEWAY_GRPC_KEEPALIVE_MIN_TIME" default:"10s" help:"clients pinging more often than this are disconnected (GOAWAY ENHANCE_YOUR_CALM); pings at this pace are allowed on idle connections too (GATEWAY_IDLE_TIMEOUT closes those)"`
 
 	MetadataTTL time.Duration `env:"GATEWAY_METADATA_TTL" default:"3s" help:"how often the gateway refreshes Kafka metadata, i.e. how soon a topic created elsewhere becomes usable"`
 
