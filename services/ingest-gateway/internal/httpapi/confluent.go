@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -518,6 +519,7 @@ func (s *Server) v3(w http.ResponseWriter, r *http.Request) {
 	count := 0
 	eof := make(chan struct{})
 	sa := s.streamAuth(r, topic)
+	var stoppedEarly atomic.Bool // the reader left the body unread
 	go func() {
 		defer close(items)
 		defer func() { hold.Release() }() // whatever the last record left
@@ -535,6 +537,7 @@ func (s *Server) v3(w http.ResponseWriter, r *http.Request) {
 			count++
 			if k, aerr := sa.check(s); aerr != nil {
 				// A revoked key: this record and the rest are not accepted.
+				stoppedEarly.Store(true)
 				select {
 				case items <- gateway.StreamItem{Pre: aerr}:
 				case <-ctx.Done():
@@ -573,6 +576,7 @@ func (s *Server) v3(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if err != nil {
+				stoppedEarly.Store(true)
 				return // a JSON syntax error cannot be resynchronised
 			}
 		}
@@ -616,6 +620,9 @@ func (s *Server) v3(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = sw.flush()
+	if stoppedEarly.Load() {
+		abandonBody(rc, r.Body)
+	}
 }
 
 // loneRequest reports whether the body ended after the first record: the

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -380,6 +381,7 @@ func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic stri
 	items := make(chan gateway.StreamItem, s.opt.StreamChunk)
 	readErr := make(chan error, 1)
 	sa := s.streamAuth(r, topic)
+	var stoppedEarly atomic.Bool // the reader left the body unread
 	go func() {
 		defer close(items)
 		hold := s.eng.NewHold()
@@ -394,6 +396,7 @@ func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic stri
 				// The budget stayed exhausted for the produce timeout:
 				// the line is refused and the stream ends (its rest was
 				// not read).
+				stoppedEarly.Store(true)
 				select {
 				case items <- gateway.StreamItem{Pre: be.e}:
 				case <-ctx.Done():
@@ -409,6 +412,7 @@ func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic stri
 			n++
 			if k, aerr := sa.check(s); aerr != nil {
 				// A revoked key: this line and the rest are not accepted.
+				stoppedEarly.Store(true)
 				select {
 				case items <- gateway.StreamItem{Pre: aerr}:
 				case <-ctx.Done():
@@ -457,4 +461,7 @@ func (s *Server) nativeStream(w http.ResponseWriter, r *http.Request, topic stri
 	default:
 	}
 	_ = sw.flush()
+	if stoppedEarly.Load() {
+		abandonBody(rc, r.Body)
+	}
 }

@@ -177,6 +177,26 @@ func (s *Server) authorize(r *http.Request, topic string) (*auth.Key, *gateway.E
 	return key, nil
 }
 
+// abandonBody is called by a full-duplex stream handler that stopped
+// reading its request body before the end (a revoked key, an exhausted
+// budget, a JSON syntax error). It discards what is left, up to
+// maxDrainBytes within a second, so the connection can be reused; a body
+// that goes on is cut off with a past read deadline, so the server closes
+// the connection rather than reading the rest as a new request. (net/http
+// drains a full-duplex body only after the handler returned, where hitting
+// its end restarts the connection's background read and the next request
+// on the connection panics with "invalid concurrent Body.Read call".)
+func abandonBody(rc *http.ResponseController, body io.Reader) {
+	_ = rc.SetReadDeadline(time.Now().Add(time.Second))
+	n, err := io.CopyN(io.Discard, body, maxDrainBytes)
+	if err == io.EOF && n < maxDrainBytes {
+		return
+	}
+	_ = rc.SetReadDeadline(time.Now().Add(-time.Second))
+}
+
+const maxDrainBytes = 256 << 10
+
 // streamAuth re-checks a long-lived stream's key before each record: the
 // keys file is reloaded every GATEWAY_API_KEYS_RELOAD, and a key removed
 // from it (or no longer allowed the topic) must stop being accepted. Its
