@@ -607,8 +607,14 @@ func TestNeighbourRequestsSurviveARefusedBatch(t *testing.T) {
 	var wg sync.WaitGroup
 	var resA, resB httpResult
 	wg.Add(2)
-	go func() { defer wg.Done(); resA = post(t, e.httpURL+"/v1/topics/neighbours/records", "application/json", innocent) }()
-	go func() { defer wg.Done(); resB = post(t, e.httpURL+"/v1/topics/neighbours/records", "application/json", culprit) }()
+	go func() {
+		defer wg.Done()
+		resA = post(t, e.httpURL+"/v1/topics/neighbours/records", "application/json", innocent)
+	}()
+	go func() {
+		defer wg.Done()
+		resB = post(t, e.httpURL+"/v1/topics/neighbours/records", "application/json", culprit)
+	}()
 	wg.Wait()
 
 	mu.Lock()
