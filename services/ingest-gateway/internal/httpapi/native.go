@@ -58,7 +58,7 @@ func parseFormat(s string) (gateway.Format, error) {
 	case "avro_json", "avro-json":
 		return gateway.FormatAvroJSON, nil
 	}
-	return 0, fmt.Errorf("unknown format %q (want json or avro_json)", s)
+	return 0, fmt.Errorf("unknown format %s (want json or avro_json)", quoteParam(s))
 }
 
 func nativeResult(topic string, r gateway.Result, async bool) NativeResult {

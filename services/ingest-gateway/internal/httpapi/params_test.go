@@ -78,7 +78,7 @@ func FuzzParseProduceQuery(f *testing.F) {
 		}
 		got, perr := parseProduceQuery(q, stream)
 		if perr != nil {
-			if perr.Kind != gateway.KindBadRequest || !strings.HasPrefix(perr.Message, "query parameter ") || len(perr.Message) > 300 {
+			if perr.Kind != gateway.KindBadRequest || !strings.HasPrefix(perr.Message, "query parameter ") || len(perr.Message) > 400 {
 				t.Fatalf("refusal %v", perr)
 			}
 			return
