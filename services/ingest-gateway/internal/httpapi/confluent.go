@@ -419,7 +419,7 @@ func (s *Server) v3Record(topic string, vr *V3Record) (gateway.Group, gateway.Re
 		if h.Value != nil {
 			b, err := base64.StdEncoding.DecodeString(*h.Value)
 			if err != nil {
-				return g, rec, bad("headers[%s]: value is not base64", h.Name)
+				return g, rec, bad("headers[%s]: value is not base64", quoteParam(h.Name))
 			}
 			hv = b
 		}
@@ -449,7 +449,7 @@ func (s *Server) v3Record(topic string, vr *V3Record) (gateway.Group, gateway.Re
 			// Confluent's JSON serializer: the key's JSON text, quotes kept.
 			rec.KeyJSON, g.JSONKeys = vr.Key.Data, true
 		default:
-			return g, rec, bad("key.type %q is not supported (BINARY, STRING, JSON, AVRO)", vr.Key.Type)
+			return g, rec, bad("key.type %s is not supported (BINARY, STRING, JSON, AVRO)", quoteParam(vr.Key.Type))
 		}
 		if t := strings.ToUpper(vr.Key.Type); t != "AVRO" && (vr.Key.SchemaID != 0 || vr.Key.SchemaVersion != 0 || vr.Key.Subject != "") {
 			return g, rec, bad("key.schema_id, key.schema_version and key.subject are read only for AVRO keys")
@@ -471,7 +471,7 @@ func (s *Server) v3Record(topic string, vr *V3Record) (gateway.Group, gateway.Re
 			rec.Value = b
 			return g, rec, nil
 		default:
-			return g, rec, bad("value.type %q is not supported: values must match the topic's Avro schema (AVRO, JSON or BINARY)", vr.Value.Type)
+			return g, rec, bad("value.type %s is not supported: values must match the topic's Avro schema (AVRO, JSON or BINARY)", quoteParam(vr.Value.Type))
 		}
 		if !isNull(vr.Value.Data) {
 			rec.Value = vr.Value.Data

@@ -124,7 +124,7 @@ func parseBatch(body []byte, maxRecords int, spec *speculation) (*batchRequest, 
 				return fmt.Errorf("async: want true or false")
 			}
 		default:
-			return fmt.Errorf("unknown field %q", k)
+			return fmt.Errorf("unknown field %s", quoteParam(k))
 		}
 		return nil
 	})
@@ -244,7 +244,7 @@ func recordField(rec *gateway.Record, k string, x avro.Valid, prefixFn func() st
 		if s, ok := rawString(x); ok {
 			ts, err := time.Parse(time.RFC3339Nano, s)
 			if err != nil {
-				return bad("timestamp", "want RFC 3339 or epoch milliseconds, got %q", s)
+				return bad("timestamp", "want RFC 3339 or epoch milliseconds, got %s", quoteParam(s))
 			}
 			rec.Time = ts
 			return nil
@@ -281,12 +281,12 @@ func recordField(rec *gateway.Record, k string, x avro.Valid, prefixFn func() st
 		for _, hk := range keys {
 			s, ok := hm[hk].(string)
 			if !ok {
-				return bad("headers", "header %q: want a string", hk)
+				return bad("headers", "header %s: want a string", quoteParam(hk))
 			}
 			rec.Headers = append(rec.Headers, kafkago.Header{Key: hk, Value: []byte(s)})
 		}
 	default:
-		return gateway.Errorf(gateway.KindBadRequest, "%sunknown field %q", prefixOf(prefixFn), k)
+		return gateway.Errorf(gateway.KindBadRequest, "%sunknown field %s", prefixOf(prefixFn), quoteParam(k))
 	}
 	return nil
 }

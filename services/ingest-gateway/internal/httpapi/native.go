@@ -135,7 +135,7 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ct != "" && ct != ContentJSON && ct != ContentAvroJSON {
-		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Code: 41501, Message: fmt.Sprintf("unsupported Content-Type %q: use %s, %s or %s", ct, ContentJSON, ContentAvroJSON, ContentNDJSON)})
+		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Code: 41501, Message: fmt.Sprintf("unsupported Content-Type %s: use %s, %s or %s", quoteParam(ct), ContentJSON, ContentAvroJSON, ContentNDJSON)})
 		return
 	}
 	body, hold, gerr := s.readBody(w, r)
