@@ -18,7 +18,6 @@ type produceQuery struct {
 	SchemaVersion int
 	Format        gateway.Format
 	Async         bool
-	given         map[string]bool
 }
 
 // Native query parameters and where they apply, in the order they are
@@ -38,7 +37,7 @@ var nativeParams = []struct {
 // parameters the endpoint does not know are left alone (proxies add
 // their own).
 func parseProduceQuery(q url.Values, stream bool) (produceQuery, *gateway.Error) {
-	out := produceQuery{given: map[string]bool{}}
+	var out produceQuery
 	bad := func(name, format string, args ...any) (produceQuery, *gateway.Error) {
 		return produceQuery{}, &gateway.Error{Kind: gateway.KindBadRequest, Field: name,
 			Message: fmt.Sprintf("query parameter %s: ", name) + fmt.Sprintf(format, args...)}
@@ -59,7 +58,6 @@ func parseProduceQuery(q url.Values, stream bool) (produceQuery, *gateway.Error)
 		if !stream && !where.batch {
 			return bad(name, "read only for NDJSON streams; put %q in the JSON request body", name)
 		}
-		out.given[name] = true
 		var err error
 		switch name {
 		case "schema_id":
