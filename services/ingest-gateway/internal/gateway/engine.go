@@ -146,6 +146,10 @@ type Batch struct {
 	Settled bool
 }
 
+// recordOverhead is what Produce allocates per record besides its bytes
+// (a slot and a message), reserved from the batch's hold.
+const recordOverhead = int64(unsafe.Sizeof(slot{}) + unsafe.Sizeof(kafkago.Message{}))
+
 // produceBufs are Produce's per-batch scratch slices, recycled when the
 // batch settles.
 type produceBufs struct {
@@ -738,7 +742,7 @@ func (e *Engine) Produce(ctx context.Context, b *Batch) ([]Result, error) {
 	}
 	if b.Hold != nil {
 		// The arena, slots and messages are memory too.
-		need := int64(size) + int64(len(b.Records))*int64(unsafe.Sizeof(slot{})+unsafe.Sizeof(kafkago.Message{}))
+		need := int64(size) + int64(len(b.Records))*recordOverhead
 		if gerr := b.Hold.Grow(need - b.ArenaPaid); gerr != nil {
 			return nil, gerr
 		}

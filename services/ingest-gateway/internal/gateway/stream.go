@@ -136,18 +136,19 @@ func (e *Engine) produceChunk(ctx context.Context, g Group, items []StreamItem, 
 	if len(b.Records) > 0 {
 		// The items' bytes (reserved while they were read, or now), plus
 		// as much again for encoding them.
+		arena := size + int64(len(b.Records))*recordOverhead
 		hold := held
 		var herr *Error
 		if hold == nil {
-			hold, herr = e.ReserveWait(ctx, unpaid+size)
+			hold, herr = e.ReserveWait(ctx, unpaid+arena)
 		} else {
-			herr = hold.GrowWait(ctx, unpaid+size)
+			herr = hold.GrowWait(ctx, unpaid+arena)
 		}
 		if herr != nil {
 			hold.Release()
 			reqErr = herr
 		} else {
-			b.Hold, b.ArenaPaid = hold, size
+			b.Hold, b.ArenaPaid = hold, arena
 			res, err := e.Produce(ctx, b)
 			if err != nil {
 				reqErr = AsError(err)
