@@ -348,7 +348,8 @@ func TestPooledBuffersKeepRecordsApart(t *testing.T) {
 	t.Parallel()
 	// Schemas are registered before the first request; a long latest TTL
 	// keeps the registry out of these requests' way.
-	e := startEnv(t, nil, nil, "-gateway-dead-letter-topics", "pooldl", "-gateway-produce-timeout", "10s", "-registry-latest-ttl", "1m")
+	e := startEnv(t, nil, nil, "-gateway-dead-letter-topics", "pooldl", "-gateway-produce-timeout", "10s", "-registry-latest-ttl", "1m",
+		"-gateway-max-timestamp-age", "0") // the records carry fixed 2020 timestamps
 	e.kafka.CreateTopic("pool", 3, nil)
 	e.kafka.CreateTopic("pooldl", 3, nil)
 	id := e.reg.Register(t, "pool-value", orderSchema)
@@ -470,7 +471,8 @@ func TestPooledBuffersKeepRecordsApart(t *testing.T) {
 // late must still carry their own bytes.
 func TestPooledBuffersTimedOutWritesKeepTheirBytes(t *testing.T) {
 	t.Parallel()
-	e := startEnv(t, nil, nil, "-gateway-produce-timeout", "500ms", "-registry-latest-ttl", "1m")
+	e := startEnv(t, nil, nil, "-gateway-produce-timeout", "500ms", "-registry-latest-ttl", "1m",
+		"-gateway-max-timestamp-age", "0") // the records carry fixed 2020 timestamps
 	e.kafka.CreateTopic("stall", 1, nil)
 	e.kafka.CreateTopic("busy", 1, nil)
 	id := e.reg.Register(t, "stall-value", orderSchema)
@@ -997,7 +999,8 @@ func runGPool(conns []*grpc.ClientConn, workers int, calls []*gpoolCall) {
 // its own key, value, headers and timestamp, and that nothing refused is.
 func TestPooledGRPCBuffersKeepRecordsApart(t *testing.T) {
 	t.Parallel()
-	e := startEnv(t, nil, nil, "-gateway-dead-letter-topics", "gpooldl", "-gateway-produce-timeout", "10s", "-registry-latest-ttl", "1m")
+	e := startEnv(t, nil, nil, "-gateway-dead-letter-topics", "gpooldl", "-gateway-produce-timeout", "10s", "-registry-latest-ttl", "1m",
+		"-gateway-max-timestamp-age", "0") // the records carry fixed 2020 timestamps
 	e.kafka.CreateTopic("gpool", 3, nil)
 	e.kafka.CreateTopic("gpooldl", 3, nil)
 	id := e.reg.Register(t, "gpool-value", orderSchema)
@@ -1104,7 +1107,8 @@ func TestPooledGRPCBuffersKeepRecordsApart(t *testing.T) {
 func TestPooledGRPCTimedOutWritesKeepTheirBytes(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	e := startEnv(t, nil, nil, "-gateway-produce-timeout", "500ms", "-registry-latest-ttl", "1m", "-gateway-dead-letter-topics", "gstall")
+	e := startEnv(t, nil, nil, "-gateway-produce-timeout", "500ms", "-registry-latest-ttl", "1m", "-gateway-dead-letter-topics", "gstall",
+		"-gateway-max-timestamp-age", "0") // the records carry fixed 2020 timestamps
 	e.kafka.CreateTopic("gstall", 1, nil)
 	e.kafka.CreateTopic("gbusy", 1, nil)
 	id := e.reg.Register(t, "gstall-value", orderSchema)
