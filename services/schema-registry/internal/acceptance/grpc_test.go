@@ -43,6 +43,20 @@ func TestPkgRegistryClientOverGRPC(t *testing.T) {
 	if err != nil || v.ID != id {
 		t.Fatalf("ByVersion = %+v, %v", v, err)
 	}
+	// REST is unreachable: ListVersionsByID answers over gRPC.
+	if _, err := c.Register(ctx, "other-value", "", v1, nil); err != nil {
+		t.Fatal(err)
+	}
+	uses, err := c.VersionsByID(ctx, id)
+	if err != nil || len(uses) != 2 || uses[0] != (registry.SubjectVersion{Subject: "events-value", Version: 1}) || uses[1] != (registry.SubjectVersion{Subject: "other-value", Version: 1}) {
+		t.Fatalf("VersionsByID = %+v, %v", uses, err)
+	}
+	if in, err := c.IDInSubject(ctx, id, "third-value"); err != nil || in {
+		t.Fatalf("IDInSubject(third-value) = %v, %v", in, err)
+	}
+	if _, err := c.VersionsByID(ctx, 99); !registry.IsNotFound(err) {
+		t.Fatalf("VersionsByID(missing) = %v, want not found", err)
+	}
 	if _, err := c.SchemaByID(ctx, 99); registry.Code(err) != registry.CodeSchemaNotFound || !registry.IsNotFound(err) {
 		t.Fatalf("missing id: %v", err)
 	}

@@ -179,3 +179,18 @@ func (s *Server) CheckCompatibility(ctx context.Context, req *registryv1.CheckCo
 	}
 	return &registryv1.CheckCompatibilityResponse{IsCompatible: ok, Messages: msgs}, nil
 }
+
+// ListVersionsByID implements RegistryServiceServer: the live subject
+// versions registered with an id, as GET /schemas/ids/{id}/versions.
+func (s *Server) ListVersionsByID(_ context.Context, req *registryv1.ListVersionsByIDRequest) (*registryv1.ListVersionsByIDResponse, error) {
+	id := int(req.GetId())
+	if _, ok := s.reg.State().SchemaByID(id); !ok {
+		return nil, toStatus(registry.ErrSchemaNotFound(strconv.Itoa(id)))
+	}
+	uses := s.reg.State().UsesOf(id, false)
+	out := &registryv1.ListVersionsByIDResponse{Versions: make([]*registryv1.SubjectVersion, len(uses))}
+	for i, u := range uses {
+		out.Versions[i] = &registryv1.SubjectVersion{Subject: u.Subject, Version: int32(u.Version)}
+	}
+	return out, nil
+}
