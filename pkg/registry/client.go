@@ -391,6 +391,27 @@ func (c *Client) Register(ctx context.Context, subject, schemaType, schema strin
 	return out.ID, nil
 }
 
+// Lookup returns the id of schema if it is registered under subject
+// (Confluent's POST /subjects/{subject}, which a read-only credential may
+// call), and an IsNotFound error (40401 or 40403) if it is not.
+func (c *Client) Lookup(ctx context.Context, subject, schemaType, schema string, refs []Reference) (int, error) {
+	body := map[string]any{"schema": schema}
+	if schemaType != "" && schemaType != "AVRO" {
+		body["schemaType"] = schemaType
+	}
+	if len(refs) > 0 {
+		body["references"] = refs
+	}
+	var out struct {
+		ID int `json:"id"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/subjects/"+url.PathEscape(subject), body, &out); err != nil {
+		return 0, fmt.Errorf("looking up schema under %s: %w", subject, err)
+	}
+	c.putID(&Schema{ID: out.ID, Type: schemaType, Schema: schema, References: refs})
+	return out.ID, nil
+}
+
 // Ping checks that the registry answers (GET /subjects?subjectPrefix=...).
 func (c *Client) Ping(ctx context.Context) error {
 	var out []string

@@ -30,6 +30,9 @@ type Registry interface {
 	Latest(ctx context.Context, subject string) (*registry.Schema, error)
 	ByVersion(ctx context.Context, subject string, version int) (*registry.Schema, error)
 	Register(ctx context.Context, subject, schemaType, schema string, refs []registry.Reference) (int, error)
+	// Lookup finds an already registered schema's id (a read-only
+	// credential may); IsNotFound when it is not registered.
+	Lookup(ctx context.Context, subject, schemaType, schema string, refs []registry.Reference) (int, error)
 	// IDInSubject reports whether schema id is a version of subject
 	// (cached: yes for good, no briefly).
 	IDInSubject(ctx context.Context, id int, subject string) (bool, error)
@@ -1102,9 +1105,17 @@ func (e *Engine) resolve(ctx context.Context, subject string, ref SchemaRef) (*a
 		if _, err := avro.NewCodec(0, ref.Schema); err != nil {
 			return nil, Errorf(KindInvalidSchema, "Invalid schema: %v", err)
 		}
-		got, err := e.reg.Register(ctx, subject, "AVRO", ref.Schema, nil)
-		if err != nil {
-			return nil, registryError(err, "registering schema under "+subject)
+		// Look up first: an inline schema is usually registered already,
+		// and a lookup needs only the read-only credential the gateway
+		// runs with by default; only a new schema needs Register (rw).
+		got, err := e.reg.Lookup(ctx, subject, "AVRO", ref.Schema, nil)
+		if registry.IsNotFound(err) {
+			got, err = e.reg.Register(ctx, subject, "AVRO", ref.Schema, nil)
+			if err != nil {
+				return nil, registryError(err, "registering schema under "+subject)
+			}
+		} else if err != nil {
+			return nil, registryError(err, "looking up schema under "+subject)
 		}
 		e.inlineMu.Lock()
 		if len(e.inline) > 10000 {
