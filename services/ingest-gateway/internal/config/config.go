@@ -20,7 +20,7 @@ type Config struct {
 
 	HTTPAddr  string `env:"GATEWAY_HTTP_ADDR" default:":8080" help:"listen address of the HTTP API (also /metrics, /healthz and /readyz unless GATEWAY_ADMIN_ADDR is set)"`
 	AdminAddr string `env:"GATEWAY_ADMIN_ADDR" help:"listen address (plain HTTP) for /metrics, /healthz and /readyz on a port of their own; the API port then serves none of them (the Helm chart sets it); empty serves them on the API port"`
-	GRPCAddr string `env:"GATEWAY_GRPC_ADDR" default:":9090" help:"listen address of the gRPC IngestService (empty disables gRPC)"`
+	GRPCAddr  string `env:"GATEWAY_GRPC_ADDR" default:":9090" help:"listen address of the gRPC IngestService (empty disables gRPC)"`
 
 	Topics           []string `env:"GATEWAY_TOPICS" help:"comma-separated topics or glob patterns producers may write to; '*' allows every topic except internal ones (leading '_' or '__')"`
 	DeadLetterTopics []string `env:"GATEWAY_DEAD_LETTER_TOPICS" help:"topics or glob patterns whose invalid records go to <topic>.dlq instead of being rejected"`
