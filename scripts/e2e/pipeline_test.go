@@ -387,11 +387,16 @@ func sendInvalid(t *testing.T, base, topic, prefix string, n int, dlq bool) []st
 	return ids
 }
 
+// burstStart is when sendBurst's series begins: fixed for the run, recent
+// enough for the gateway's GATEWAY_MAX_TIMESTAMP_AGE and the search-sink's
+// retention window.
+var burstStart = time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+
 // sendBurst sends the metrics series with explicit record timestamps so the
 // spike rule sees the same windows whatever the machine's speed.
 func sendBurst(t *testing.T, base string, ack func(string, int32, int64)) {
 	t.Helper()
-	day := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	day := burstStart
 	var recs []map[string]any
 	seq := 0
 	for minute, n := range []int{5, 5, 5, 5, 5, 40, 5, 1} {
@@ -519,7 +524,7 @@ func searchDocs(t *testing.T, st *stack) map[string]map[string]string {
 	t.Helper()
 	out := map[string]map[string]string{}
 	days := map[string]bool{}
-	for _, d := range []time.Time{time.Now().UTC(), time.Now().UTC().Add(-24 * time.Hour), time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)} {
+	for _, d := range []time.Time{time.Now().UTC(), time.Now().UTC().Add(-24 * time.Hour), burstStart} {
 		days[d.Format("2006.01.02")] = true
 	}
 	for topic := range dataTopics {
