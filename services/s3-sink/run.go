@@ -65,7 +65,9 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	dlq := kc.NewWriter(kafka.WriterOptions{BatchTimeout: time.Millisecond})
+	// The writer's own batch limit must not refuse a dead letter Fit let
+	// through (S3_SINK_DLQ_MAX_BYTES plus record framing).
+	dlq := kc.NewWriter(kafka.WriterOptions{BatchTimeout: time.Millisecond, BatchBytes: int64(max(1<<20, cfg.Sink.DLQMaxBytes+64<<10))})
 	app.OnClose("dlq-writer", func(context.Context) error { return dlq.Close() })
 
 	sk, err := sink.New(sink.Options{
@@ -76,9 +78,10 @@ func run(ctx context.Context, args []string) error {
 		Dialer:      kc.Dialer,
 		Admin:       newKafkaAdmin(kc, cfg.Sink.TopicRefresh),
 		Codecs:      avro.NewCodecs(reg),
+		Subjects:    reg,
 		DLQ:         dlq,
 		Partitioner: part,
-		Metrics:     sink.NewMetrics(app.Metrics()),
+		Metrics:     sink.NewMetrics(app.Metrics(), cfg.Sink.TopicLabelLimit),
 		Log:         log,
 	})
 	if err != nil {
@@ -98,7 +101,7 @@ func run(ctx context.Context, args []string) error {
 func newPartitioner(c config.Sink) (partition.Partitioner, error) {
 	switch c.Partitioner {
 	case "field":
-		return partition.NewField(c.PartitionField)
+		return partition.NewField(c.PartitionField, c.MaxSegmentBytes)
 	case "time":
 		field := ""
 		if c.TimestampSource == "field" {

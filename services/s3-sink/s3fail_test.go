@@ -69,7 +69,7 @@ func TestS3FailuresReplayPartition(t *testing.T) {
 	sk, err := sink.New(sink.Options{
 		Config: cfg.Sink, Bucket: testBucket, S3: flaky, Brokers: kc.Brokers(), Dialer: kc.Dialer,
 		Admin: newKafkaAdmin(kc, time.Second), Codecs: avro.NewCodecs(registry.New(cfg.Registry)), DLQ: dlq,
-		Partitioner: partition.Default{}, Metrics: sink.NewMetrics(prometheus.NewRegistry()),
+		Partitioner: partition.Default{}, Metrics: sink.NewMetrics(prometheus.NewRegistry(), 100),
 		Log: service.NewLogger(os.Stderr, "s3-sink", "warn"),
 	})
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/service"
+	"github.com/sluicehq/sluice/services/s3-sink/internal/objkey"
+	"github.com/sluicehq/sluice/services/s3-sink/internal/partition"
 )
 
 // MinPartSize is S3's smallest allowed multipart part (except the last).
@@ -118,6 +120,68 @@ type Sink struct {
 	RebalanceTimeout   time.Duration `env:"S3_SINK_REBALANCE_TIMEOUT" default:"30s" help:"consumer group rebalance timeout"`
 	Heartbeat          time.Duration `env:"S3_SINK_HEARTBEAT_INTERVAL" default:"3s" help:"consumer group heartbeat interval"`
 	CommitInterval     time.Duration `env:"S3_SINK_COMMIT_INTERVAL" default:"1s" help:"how often offsets of skipped or dead-lettered records are committed when no file completes"`
+
+	// Limits (README, "Limits").
+	MaxKeyBytes     int           `env:"S3_SINK_MAX_KEY_BYTES" default:"1024" help:"longest object key in bytes (S3 allows 1024); a longer field-partitioner path is shortened (cut + hash)"`
+	MaxSegmentBytes int           `env:"S3_SINK_MAX_KEY_SEGMENT_BYTES" default:"255" help:"longest '/'-separated key segment in bytes (255: stores that keep objects as files); longer ones are shortened (cut + hash)"`
+	MaxOpenFiles    int           `env:"S3_SINK_MAX_OPEN_FILES" default:"16" help:"open files per partition; a record needing another one first completes the least recently written file"`
+	DLQMaxBytes     int           `env:"S3_SINK_DLQ_MAX_BYTES" default:"1044480" help:"largest dead letter in bytes (key + value + headers); larger ones are cut to fit, with sluice-original-size and sluice-truncated headers"`
+	RetryAttempts   int           `env:"S3_SINK_RETRY_ATTEMPTS" default:"8" help:"consecutive failed attempts (S3 5xx/throttling, network, registry or DLQ outage) at one partition before its topic is parked"`
+	RetryMaxDelay   time.Duration `env:"S3_SINK_RETRY_MAX_DELAY" default:"30s" help:"longest wait between those attempts (exponential from 100ms, with jitter)"`
+	ParkRetryMin    time.Duration `env:"S3_SINK_PARK_RETRY_MIN" default:"30s" help:"first wait before a parked topic is retried"`
+	ParkRetryMax    time.Duration `env:"S3_SINK_PARK_RETRY_MAX" default:"10m" help:"longest wait between retries of a parked topic (exponential from S3_SINK_PARK_RETRY_MIN, with jitter)"`
+	TopicLabelLimit int           `env:"S3_SINK_TOPIC_LABEL_LIMIT" default:"500" help:"distinct topic label values in metrics; later topics are reported as _other"`
+}
+
+// KeyLimits are the object key limits.
+func (s *Sink) KeyLimits() objkey.Limits {
+	return objkey.Limits{MaxKey: s.MaxKeyBytes, MaxSegment: s.MaxSegmentBytes}
+}
+
+// validateLimits checks the limit settings and what depends on them.
+func (s *Sink) validateLimits() error {
+	if s.MaxKeyBytes < 256 || s.MaxKeyBytes > objkey.S3MaxKeyBytes {
+		return service.Invalid("S3_SINK_MAX_KEY_BYTES", "want 256 to %d, got %d", objkey.S3MaxKeyBytes, s.MaxKeyBytes)
+	}
+	if s.MaxSegmentBytes < objkey.MinSegmentBytes || s.MaxSegmentBytes > s.MaxKeyBytes {
+		return service.Invalid("S3_SINK_MAX_KEY_SEGMENT_BYTES", "want %d to S3_SINK_MAX_KEY_BYTES (%d), got %d", objkey.MinSegmentBytes, s.MaxKeyBytes, s.MaxSegmentBytes)
+	}
+	if _, err := objkey.NewLayout(s.Prefix, s.KeyLimits()); err != nil {
+		return service.Invalid("S3_SINK_PREFIX", "%v", err)
+	}
+	switch s.Partitioner {
+	case "field":
+		if _, err := partition.NewField(s.PartitionField, s.MaxSegmentBytes); err != nil {
+			return service.Invalid("S3_SINK_PARTITION_FIELD", "%v", err)
+		}
+	case "time":
+		tp, err := partition.NewTime(s.PathFormat, s.TimeZone, "")
+		if err != nil {
+			return service.Invalid("S3_SINK_PATH_FORMAT", "%v", err)
+		}
+		if err := tp.CheckLimits(s.MaxSegmentBytes, s.MaxKeyBytes/4); err != nil {
+			return service.Invalid("S3_SINK_PATH_FORMAT", "%v (limits: S3_SINK_MAX_KEY_SEGMENT_BYTES per segment, a quarter of S3_SINK_MAX_KEY_BYTES in all)", err)
+		}
+	}
+	if s.MaxOpenFiles < 1 {
+		return service.Invalid("S3_SINK_MAX_OPEN_FILES", "must be at least 1, got %d", s.MaxOpenFiles)
+	}
+	if s.DLQMaxBytes < 4096 {
+		return service.Invalid("S3_SINK_DLQ_MAX_BYTES", "must be at least 4096 (room for the sluice-* headers), got %d", s.DLQMaxBytes)
+	}
+	if s.RetryAttempts < 1 {
+		return service.Invalid("S3_SINK_RETRY_ATTEMPTS", "must be at least 1, got %d", s.RetryAttempts)
+	}
+	if s.RetryMaxDelay < 100*time.Millisecond {
+		return service.Invalid("S3_SINK_RETRY_MAX_DELAY", "must be at least 100ms, got %s", s.RetryMaxDelay)
+	}
+	if s.ParkRetryMin <= 0 || s.ParkRetryMax < s.ParkRetryMin {
+		return service.Invalid("S3_SINK_PARK_RETRY_MAX", "S3_SINK_PARK_RETRY_MIN must be positive and S3_SINK_PARK_RETRY_MAX at least as long, got %s and %s", s.ParkRetryMin, s.ParkRetryMax)
+	}
+	if s.TopicLabelLimit < 1 {
+		return service.Invalid("S3_SINK_TOPIC_LABEL_LIMIT", "must be at least 1, got %d", s.TopicLabelLimit)
+	}
+	return nil
 }
 
 // Validate checks values that the field types alone cannot.
@@ -204,7 +268,7 @@ func (s *Sink) Validate() error {
 	if s.CommitInterval <= 0 {
 		return service.Invalid("S3_SINK_COMMIT_INTERVAL", "must be positive")
 	}
-	return nil
+	return s.validateLimits()
 }
 
 // Config is everything s3-sink reads at start.

@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/services/s3-sink/internal/objkey"
 )
 
 // Record is what a Partitioner looks at.
@@ -32,19 +33,41 @@ type Default struct{}
 // Path implements Partitioner.
 func (Default) Path(r Record) (string, error) { return "partition=" + strconv.Itoa(r.Partition), nil }
 
-// Field partitions by a record field: <field>=<value>.
+// Field partitions by a record field: <field>=<value>, the value escaped
+// and, past maxSegment bytes, shortened by objkey's rule.
 type Field struct {
-	Name string   // as configured, used in the path
-	path []string // split on dots for nested records
+	Name       string   // as configured
+	path       []string // split on dots for nested records
+	maxSegment int
 }
 
-// NewField returns a field partitioner; name may use dots for nested fields.
-func NewField(name string) (*Field, error) {
+// NewField returns a field partitioner; name may use dots for nested
+// fields, each an Avro name. The segment is at most maxSegment bytes.
+func NewField(name string, maxSegment int) (*Field, error) {
 	if name == "" {
 		return nil, errors.New("field partitioner: empty field name")
 	}
-	return &Field{Name: name, path: strings.Split(name, ".")}, nil
+	path := strings.Split(name, ".")
+	for _, p := range path {
+		if !avroName(p) {
+			return nil, fmt.Errorf("field partitioner: %q is not an Avro field name ([A-Za-z_][A-Za-z0-9_]*)", p)
+		}
+	}
+	return &Field{Name: name, path: path, maxSegment: maxSegment}, nil
 }
+
+func avroName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || i > 0 && '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// FieldPath is the dotted field path, split.
+func (f *Field) FieldPath() []string { return f.path }
 
 // Path implements Partitioner.
 func (f *Field) Path(r Record) (string, error) {
@@ -56,20 +79,7 @@ func (f *Field) Path(r Record) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("field %s: %w", f.Name, err)
 	}
-	return f.path[len(f.path)-1] + "=" + escape(s), nil
-}
-
-// escape keeps a value inside one path segment: '/' and other unsafe bytes
-// are percent-encoded, and empty values get a visible placeholder.
-func escape(s string) string {
-	if s == "" {
-		return "__empty__"
-	}
-	e := url.PathEscape(s)
-	if e == "." || e == ".." {
-		return strings.ReplaceAll(e, ".", "%2E")
-	}
-	return e
+	return objkey.Fit(f.path[len(f.path)-1]+"="+objkey.Escape(s), f.maxSegment), nil
 }
 
 // ErrNoField is returned when a record lacks the partitioning field.
@@ -169,13 +179,11 @@ func ParseFormat(format string) ([]token, error) {
 	if format == "" {
 		return nil, errors.New("path format is empty")
 	}
-	if strings.HasPrefix(format, "/") || strings.HasSuffix(format, "/") || strings.Contains(format, "//") {
-		return nil, fmt.Errorf("path format %q: no leading, trailing or doubled '/'", format)
-	}
-	for _, seg := range strings.Split(format, "/") {
-		if seg == "." || seg == ".." {
-			return nil, fmt.Errorf("path format %q: segment %q is not allowed", format, seg)
-		}
+	// The rendered path uses the format's bytes plus digits and '-', so
+	// checking the format checks every path it renders (lengths aside:
+	// see CheckLimits).
+	if err := objkey.ValidLiteral(format, len(format)); err != nil {
+		return nil, fmt.Errorf("path format %q: %w", format, err)
 	}
 	var out []token
 	var lit strings.Builder
@@ -208,7 +216,7 @@ func ParseFormat(format string) ([]token, error) {
 		return nil, fmt.Errorf("path format %q has none of YYYY MM dd HH mm", format)
 	}
 	for _, t := range out {
-		if t.verb == "" && (strings.Contains(t.lit, "..") || strings.ContainsAny(t.lit, "\\\x00")) {
+		if t.verb == "" && strings.Contains(t.lit, "..") {
 			return nil, fmt.Errorf("path format %q: literal %q is not allowed", format, t.lit)
 		}
 	}
@@ -232,6 +240,25 @@ func NewTime(format, zone, field string) (*Time, error) {
 	}
 	return t, nil
 }
+
+// CheckLimits reports whether the longest path the format renders (years
+// of a 64-bit millisecond timestamp have up to 10 characters) keeps every
+// segment within maxSegment and the whole path within maxPath bytes.
+func (t *Time) CheckLimits(maxSegment, maxPath int) error {
+	for _, ts := range []time.Time{time.UnixMilli(math.MinInt64), time.UnixMilli(math.MaxInt64)} {
+		p := t.Render(ts)
+		if err := objkey.ValidLiteral(p, maxSegment); err != nil {
+			return fmt.Errorf("rendered path %q: %w", p, err)
+		}
+		if len(p) > maxPath {
+			return fmt.Errorf("rendered path %q has %d bytes, more than %d", p, len(p), maxPath)
+		}
+	}
+	return nil
+}
+
+// FieldPath is the timestamp field path, split (nil: the Kafka timestamp).
+func (t *Time) FieldPath() []string { return t.field }
 
 // Path implements Partitioner.
 func (t *Time) Path(r Record) (string, error) {

@@ -27,6 +27,8 @@ func TestField(t *testing.T) {
 		"opt":     map[string]any{"string": "x"},
 		"none":    nil,
 		"nested":  map[string]any{"region": map[string]any{"string": "eu"}},
+		"long":    strings.Repeat("x", 5000),
+		"colon":   "12:30",
 		"inunion": map[string]any{"sluice.Address": map[string]any{"city": "Oslo"}},
 	}
 	cases := []struct {
@@ -39,6 +41,8 @@ func TestField(t *testing.T) {
 		{"odd", "odd=a%2Fb%20c", nil},
 		{"empty", "empty=__empty__", nil},
 		{"dots", "dots=%2E%2E", nil},
+		{"long", "long=" + strings.Repeat("x", 217) + "!0dcd08472f64d019f4c9c3abbc1a7a78", nil},
+		{"colon", "colon=12%3A30", nil},
 		{"opt", "opt=x", nil},
 		{"none", "none=null", nil},
 		{"nested.region", "region=eu", nil},
@@ -48,7 +52,7 @@ func TestField(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.field, func(t *testing.T) {
-			f, err := NewField(c.field)
+			f, err := NewField(c.field, 255)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,7 +122,7 @@ func TestTimeFieldErrors(t *testing.T) {
 
 func TestParseFormatRejects(t *testing.T) {
 	t.Parallel()
-	for _, f := range []string{"", "/YYYY", "YYYY/", "YYYY//MM", "nothing", "../YYYY", "a\\YYYY", "./YYYY", "YYYY/."} {
+	for _, f := range []string{"", "/YYYY", "YYYY/", "YYYY//MM", "nothing", "../YYYY", "a\\YYYY", "./YYYY", "YYYY/.", "HH:mm", "d YYYY", "YYYY%2F", "YYYY!", "a\x00YYYY", "é=YYYY"} {
 		if _, err := ParseFormat(f); err == nil {
 			t.Errorf("ParseFormat(%q) accepted", f)
 		}
@@ -151,7 +155,7 @@ func FuzzFieldPath(f *testing.F) {
 	for _, s := range []string{"DE", "a/b", "..", ".", "", "%2F", "x\x00y"} {
 		f.Add(s)
 	}
-	p, _ := NewField("k")
+	p, _ := NewField("k", 255)
 	f.Fuzz(func(t *testing.T, v string) {
 		got, err := p.Path(Record{Value: map[string]any{"k": v}})
 		if err != nil {

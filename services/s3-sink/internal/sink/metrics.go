@@ -6,11 +6,24 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/pkg/service"
 )
 
 // Metrics are the sink's Prometheus series, registered on an explicit
-// registry.
+// registry. Topic labels go through a service.LabelLimit (topics beyond
+// the bound are reported as "_other"); nothing is labelled by a
+// partitioner value.
 type Metrics struct {
+	labels         *service.LabelLimit
+	labelOverflow  prometheus.Counter
+	topicsParked   *prometheus.GaugeVec
+	topicParks     *prometheus.CounterVec
+	retries        *prometheus.CounterVec
+	earlyRotations *prometheus.CounterVec
+	shortenedKeys  *prometheus.CounterVec
+	dlqTruncated   *prometheus.CounterVec
+
 	recordsWritten *prometheus.CounterVec
 	bytesWritten   *prometheus.CounterVec
 	filesWritten   *prometheus.CounterVec
@@ -36,9 +49,18 @@ type partKey struct {
 	partition int
 }
 
-// NewMetrics creates and registers the sink's metrics on reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// NewMetrics creates and registers the sink's metrics on reg; at most
+// topicLabels distinct topics get their own label value.
+func NewMetrics(reg prometheus.Registerer, topicLabels int) *Metrics {
 	m := &Metrics{
+		labelOverflow:  prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_topic_label_overflow_total", Help: "Metric updates for topics past S3_SINK_TOPIC_LABEL_LIMIT, reported with topic=\"_other\"."}),
+		topicsParked:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_s3sink_topics_parked", Help: "Topics with at least one parked partition (stopped after a permanent failure or exhausted retries, retried with backoff)."}, []string{"topic"}),
+		topicParks:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_topic_parks_total", Help: "Times a partition of the topic was parked, by reason."}, []string{"topic", "reason"}),
+		retries:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_retries_total", Help: "Transient failures retried (S3 5xx/throttling, network, registry or DLQ outage)."}, []string{"topic"}),
+		earlyRotations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_early_rotations_total", Help: "Files completed early because the partition had S3_SINK_MAX_OPEN_FILES open and a record needed another."}, []string{"topic"}),
+		shortenedKeys:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_shortened_keys_total", Help: "Objects whose key had a path segment shortened (cut + hash) to fit the key limits."}, []string{"topic"}),
+		dlqTruncated:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_dlq_truncated_total", Help: "Dead letters cut to S3_SINK_DLQ_MAX_BYTES (headers sluice-original-size, sluice-truncated)."}, []string{"topic"}),
+
 		recordsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_records_written_total", Help: "Records in objects that completed uploading."}, []string{"topic"}),
 		bytesWritten:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_bytes_written_total", Help: "Object bytes (OCF, compressed) that completed uploading."}, []string{"topic"}),
 		filesWritten:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3sink_files_written_total", Help: "Objects that completed uploading."}, []string{"topic"}),
@@ -59,10 +81,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		parts:         map[partKey]*partState{},
 		now:           time.Now,
 	}
+	m.labels = service.NewLabelLimit(topicLabels, m.labelOverflow)
 	reg.MustRegister(m.recordsWritten, m.bytesWritten, m.filesWritten, m.dlqRecords, m.tombstones,
-		m.uploadSeconds, m.uploadErrors, m.openFiles, m.bufferedBytes, m.commits, m.generations, m.droppedFiles, m.replays, m.adopted, lagCollector{m})
+		m.uploadSeconds, m.uploadErrors, m.openFiles, m.bufferedBytes, m.commits, m.generations, m.droppedFiles, m.replays, m.adopted,
+		m.labelOverflow, m.topicsParked, m.topicParks, m.retries, m.earlyRotations, m.shortenedKeys, m.dlqTruncated, lagCollector{m})
 	return m
 }
+
+// TopicLabel is the label value for topic (bounded by the label limit).
+func (m *Metrics) TopicLabel(topic string) string { return m.labels.Value(topic) }
 
 // Request implements upload.Observer.
 func (m *Metrics) Request(op string, d time.Duration, err error) {
@@ -77,6 +104,7 @@ func (m *Metrics) Buffered(delta int64) { m.bufferedBytes.Add(float64(delta)) }
 
 // partState is the per-partition view the lag collector reads.
 type partState struct {
+	label         string // topic label
 	mu            sync.Mutex
 	highWater     int64
 	read          int64 // offset after the last record read
@@ -84,10 +112,10 @@ type partState struct {
 	lastWrittenTS time.Time
 }
 
-func (m *Metrics) track(topic string, partition int) *partState {
+func (m *Metrics) track(topic, label string, partition int) *partState {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ps := &partState{committed: -1, highWater: -1, read: -1}
+	ps := &partState{label: label, committed: -1, highWater: -1, read: -1}
 	m.parts[partKey{topic, partition}] = ps
 	return ps
 }
@@ -115,23 +143,55 @@ func (c lagCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lagSecondsDesc
 }
 
+// Collect reports every owned partition; partitions of topics past the
+// label limit are summed (records) or maxed (seconds) into one
+// topic="_other", partition="_other" series each.
 func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 	c.m.mu.Lock()
 	defer c.m.mu.Unlock()
 	now := c.m.now()
+	var other struct {
+		lag, unread, seconds    float64
+		hasLag, hasUnread, hasS bool
+	}
 	for k, ps := range c.m.parts {
 		ps.mu.Lock()
 		hw, read, committed, ts := ps.highWater, ps.read, ps.committed, ps.lastWrittenTS
 		ps.mu.Unlock()
+		if ps.label == service.OtherLabel {
+			if hw >= 0 && committed >= 0 {
+				other.lag += float64(max(hw-committed, 0))
+				other.hasLag = true
+			}
+			if hw >= 0 && read >= 0 {
+				other.unread += float64(max(hw-read, 0))
+				other.hasUnread = true
+			}
+			if !ts.IsZero() {
+				other.seconds = max(other.seconds, now.Sub(ts).Seconds())
+				other.hasS = true
+			}
+			continue
+		}
 		p := strconv.Itoa(k.partition)
 		if hw >= 0 && committed >= 0 {
-			ch <- prometheus.MustNewConstMetric(lagRecordsDesc, prometheus.GaugeValue, float64(max(hw-committed, 0)), k.topic, p)
+			ch <- prometheus.MustNewConstMetric(lagRecordsDesc, prometheus.GaugeValue, float64(max(hw-committed, 0)), ps.label, p)
 		}
 		if hw >= 0 && read >= 0 {
-			ch <- prometheus.MustNewConstMetric(unreadDesc, prometheus.GaugeValue, float64(max(hw-read, 0)), k.topic, p)
+			ch <- prometheus.MustNewConstMetric(unreadDesc, prometheus.GaugeValue, float64(max(hw-read, 0)), ps.label, p)
 		}
 		if !ts.IsZero() {
-			ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, now.Sub(ts).Seconds(), k.topic, p)
+			ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, now.Sub(ts).Seconds(), ps.label, p)
 		}
+	}
+	o := service.OtherLabel
+	if other.hasLag {
+		ch <- prometheus.MustNewConstMetric(lagRecordsDesc, prometheus.GaugeValue, other.lag, o, o)
+	}
+	if other.hasUnread {
+		ch <- prometheus.MustNewConstMetric(unreadDesc, prometheus.GaugeValue, other.unread, o, o)
+	}
+	if other.hasS {
+		ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, other.seconds, o, o)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -23,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/avrocheck"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/config"
+	"github.com/sluicehq/sluice/services/s3-sink/internal/objkey"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/ocf"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/partition"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/upload"
@@ -39,6 +39,13 @@ type S3API interface {
 	upload.API
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+}
+
+// Subjects tells which schema is a subject's latest (a registry client).
+// With it, a schema problem parks a topic only when the schema is the
+// topic's current one; without it such records are dead-lettered.
+type Subjects interface {
+	Latest(ctx context.Context, subject string) (*registry.Schema, error)
 }
 
 // Producer writes dead letters (a pkg/kafka writer: acks=all).
@@ -63,6 +70,7 @@ type Options struct {
 	Dialer      *kafkago.Dialer
 	Admin       Admin
 	Codecs      Codecs
+	Subjects    Subjects // optional
 	DLQ         Producer
 	Partitioner partition.Partitioner
 	Metrics     *Metrics
@@ -79,8 +87,12 @@ type Sink struct {
 	log       *slog.Logger
 	re        *regexp.Regexp
 	timeField []string
-
-	failures atomic.Int32
+	layout    *objkey.Layout
+	pol       policies
+	parking   *Parking
+	// fieldPath is the field partitioner's field, checked against each
+	// schema (nil for other partitioners).
+	fieldPath []string
 
 	stopOnce sync.Once
 	stopCh   chan struct{}
@@ -95,8 +107,13 @@ type Sink struct {
 	tombstoneCodec *goavro.Codec
 	valMu          sync.RWMutex
 	validators     map[int]*avrocheck.Validator
-	unknownSince   map[int]time.Time // when a schema id was first answered 404
+	fieldChecks    map[int]error     // per schema id: are the partition and timestamp fields in it
+	unknownSince   map[int]time.Time // when a schema id was first answered 404 (bounded)
 }
+
+// maxUnknownIDs bounds unknownSince: the ids come from producers. When it
+// is full it is cleared, which at worst gives an id a second grace.
+const maxUnknownIDs = 4096
 
 // existingRecords returns how many records the object at key holds, or 0
 // when there is none.
@@ -122,14 +139,6 @@ func (s *Sink) existingRecords(ctx context.Context, key string) (int64, error) {
 	return n, nil
 }
 
-// failureBackoff returns how long to wait before replaying a partition
-// after an error: exponential in the consecutive failures of the process,
-// reset when an object completes.
-func (s *Sink) failureBackoff() time.Duration {
-	n := min(s.failures.Add(1), 9)
-	return min(100*time.Millisecond<<n, 30*time.Second)
-}
-
 // unknownYoung reports whether a schema id the registry answered 404 for
 // was first seen less than S3_SINK_UNKNOWN_SCHEMA_GRACE ago: a registry
 // replica may not have replayed a schema registered elsewhere yet, so such
@@ -143,6 +152,9 @@ func (s *Sink) unknownYoung(id int, err error) bool {
 	defer s.valMu.Unlock()
 	first, ok := s.unknownSince[id]
 	if !ok {
+		if len(s.unknownSince) >= maxUnknownIDs {
+			clear(s.unknownSince)
+		}
 		s.unknownSince[id] = now
 		return true
 	}
@@ -167,6 +179,31 @@ func (s *Sink) validator(c *avro.Codec) (*avrocheck.Validator, error) {
 	return v, nil
 }
 
+// fieldsUsable reports (partition.ErrNotInSchema) whether the codec's
+// schema lacks the field partitioner's field or the timestamp field, so
+// that no record of it can be partitioned; cached per schema id.
+func (s *Sink) fieldsUsable(c *avro.Codec) error {
+	if s.fieldPath == nil && s.timeField == nil {
+		return nil
+	}
+	s.valMu.RLock()
+	err, ok := s.fieldChecks[c.ID]
+	s.valMu.RUnlock()
+	if ok {
+		return err
+	}
+	if s.fieldPath != nil {
+		err = partition.CheckSchema(c.Schema.Schema, s.fieldPath, partition.ScalarKinds)
+	}
+	if err == nil && s.timeField != nil {
+		err = partition.CheckSchema(c.Schema.Schema, s.timeField, partition.TimeKinds)
+	}
+	s.valMu.Lock()
+	s.fieldChecks[c.ID] = err
+	s.valMu.Unlock()
+	return err
+}
+
 // New validates the options and builds a Sink.
 func New(o Options) (*Sink, error) {
 	if o.S3 == nil || o.Codecs == nil || o.Partitioner == nil || o.Metrics == nil || o.Admin == nil {
@@ -182,7 +219,18 @@ func New(o Options) (*Sink, error) {
 		o: o, cfg: o.Config, log: o.Log, stopCh: make(chan struct{}), done: make(chan struct{}), dlqTopics: map[string]bool{},
 		needValue:    o.Config.Partitioner == "field" || o.Config.TimestampSource == "field",
 		validators:   map[int]*avrocheck.Validator{},
+		fieldChecks:  map[int]error{},
 		unknownSince: map[int]time.Time{},
+		pol:          newPolicies(o.Config.RetryAttempts, o.Config.RetryMaxDelay, o.Config.ParkRetryMin, o.Config.ParkRetryMax),
+	}
+	s.parking = NewParking(o.Log, o.Metrics.topicsParked, o.Metrics.topicParks, o.Metrics.TopicLabel)
+	layout, err := objkey.NewLayout(o.Config.Prefix, o.Config.KeyLimits())
+	if err != nil {
+		return nil, fmt.Errorf("object key layout: %w", err)
+	}
+	s.layout = layout
+	if fp, ok := o.Partitioner.(interface{ FieldPath() []string }); ok && o.Config.Partitioner == "field" {
+		s.fieldPath = fp.FieldPath()
 	}
 	tc, err := goavro.NewCodec(TombstoneSchema)
 	if err != nil {

@@ -13,17 +13,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/registry"
 )
 
-func TestKey(t *testing.T) {
-	t.Parallel()
-	got := Key("topics", "orders", "partition=3", 3, 42)
-	if want := "topics/orders/partition=3/orders+3+00000000000000000042.avro"; got != want {
-		t.Fatalf("got %s, want %s", got, want)
-	}
-	if got := Key("", "o", "p", 0, 0); got != "o/p/o+0+00000000000000000000.avro" {
-		t.Fatalf("no prefix: %s", got)
-	}
-}
-
 func TestSelected(t *testing.T) {
 	t.Parallel()
 	re := regexp.MustCompile(".*")

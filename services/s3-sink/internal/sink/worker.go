@@ -5,40 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
-	"strconv"
 	"time"
 
-	"github.com/linkedin/goavro/v2"
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/sluicehq/sluice/pkg/deadletter"
-	"github.com/sluicehq/sluice/pkg/registry"
-	"github.com/sluicehq/sluice/pkg/wire"
+	"github.com/sluicehq/sluice/pkg/backoff"
+	"github.com/sluicehq/sluice/services/s3-sink/internal/objkey"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/ocf"
-	"github.com/sluicehq/sluice/services/s3-sink/internal/partition"
-	"github.com/sluicehq/sluice/services/s3-sink/internal/upload"
 )
-
-// OffsetWidth is how many digits the start offset in an object key has.
-const OffsetWidth = 20
-
-// Key builds an object key: <prefix>/<topic>/<path>/<topic>+<partition>+<offset>.avro.
-func Key(prefix, topic, path string, partition int, offset int64) string {
-	name := fmt.Sprintf("%s+%d+%0*d.avro", topic, partition, OffsetWidth, offset)
-	k := topic + "/" + path + "/" + name
-	if prefix != "" {
-		k = prefix + "/" + k
-	}
-	return k
-}
 
 // openFile is one object being written for a (path, schema id).
 type openFile struct {
 	f        *ocf.File
 	schemaID int
 	start    int64     // first offset
+	last     int64     // offset of the last record, for least-recently-written eviction
 	window   int64     // record-time window of the first record (ROTATE_INTERVAL)
 	opened   time.Time // wall clock, for ROTATE_MAX_OPEN
 	lastTS   time.Time // timestamp of the last record
@@ -52,14 +33,37 @@ type worker struct {
 	partition int
 	start     int64
 
-	log       *slog.Logger
-	files     map[string]*openFile // by path
-	skips     map[string]*skip     // by path, while replaying records an adopted object holds
-	next      int64                // offset after the last record handled
+	log   *slog.Logger
+	label string               // the topic's metric label
+	keys  *objkey.TopicKeys    // the topic's key builder, once resolved
+	wait  context.Context      // ends with the process, the generation or Stop: bounds sleeps
+	files map[string]*openFile // by path
+	skips map[string]*skip     // by path, while replaying records an adopted object holds
+	next  int64                // offset after the last record handled
+	// held is the start of the earliest file completed early (evicted)
+	// since the partition last had no open file, -1 if none: the commit
+	// may not pass it until every file open then has been completed too
+	// (see evict). evicted counts those early completions.
+	held      int64
+	evicted   int
 	committed int64
 	ps        *partState
 	drained   bool
+
+	// Failure state: consecutive failed attempts (reset by progress), the
+	// park reason and failed retries while parked, and the offset whose
+	// handling failed (passing it again is progress).
+	attempts  int
+	parked    Reason
+	parkTries int
+	failPoint int64
+	// foreign caches, for schema ids with a problem that are not the
+	// topic's current schema, the dead-letter reason (bounded).
+	foreign map[int]string
 }
+
+// maxForeignSchemas bounds the per-partition cache of foreign schema ids.
+const maxForeignSchemas = 1024
 
 // run is the worker's life: ctx is the process context (for I/O), gctx ends
 // when the generation does (the partition may have been revoked).
@@ -67,14 +71,28 @@ func (w *worker) run(ctx, gctx context.Context) {
 	w.log = w.s.log.With("topic", w.topic, "partition", w.partition)
 	w.files = map[string]*openFile{}
 	w.skips = map[string]*skip{}
-	w.committed = -1
-	w.ps = w.s.o.Metrics.track(w.topic, w.partition)
+	w.foreign = map[int]string{}
+	w.committed, w.held, w.failPoint = -1, -1, -1
+	w.label = w.s.o.Metrics.TopicLabel(w.topic)
+	w.ps = w.s.o.Metrics.track(w.topic, w.label, w.partition)
 	defer w.s.o.Metrics.untrack(w.topic, w.partition, w.ps)
+	defer w.s.parking.Release(w.topic, w.partition)
 	defer func() {
 		if !w.drained {
 			w.g.wg.Done()
 		}
 	}()
+	wait, cancelWait := context.WithCancel(gctx)
+	defer cancelWait()
+	go func() {
+		select {
+		case <-w.s.stopCh:
+		case <-ctx.Done():
+		case <-wait.Done():
+		}
+		cancelWait()
+	}()
+	w.wait = wait
 
 	w.next = -1 // unknown until the first record when starting from FirstOffset
 	if w.start >= 0 {
@@ -97,10 +115,10 @@ func (w *worker) run(ctx, gctx context.Context) {
 	msgs := f.msgs
 	// failed handles an error from handling records or rotating: fatal
 	// ones stop the sink, a rejected commit ends this generation, anything
-	// else (S3 or Kafka trouble) drops the open files and replays the
-	// partition from the committed offset after a backoff. It reports
-	// whether the worker must return.
-	failed := func(err error) bool {
+	// else drops the open files and, after a backoff (see onFailure),
+	// replays the partition from the committed offset. It reports whether
+	// the worker must return.
+	failed := func(err error, at int64) bool {
 		var fe *fatalError
 		var ce *commitError
 		switch {
@@ -114,22 +132,15 @@ func (w *worker) run(ctx, gctx context.Context) {
 			w.log.Info("commit rejected; partition probably revoked", "err", err)
 			w.dropAll(ctx, "commit rejected")
 			return true
-		case errors.Is(err, errStopped):
+		case errors.Is(err, errStopped), stopping(w.s.stopCh):
 			w.dropAll(ctx, "shutdown during a retry")
 			return true
 		}
 		w.dropAll(ctx, "error")
 		w.s.o.Metrics.replays.Inc()
-		delay := w.s.failureBackoff()
-		w.log.Warn("replaying the partition from the committed offset", "err", err, "offset", w.committed, "after", delay)
-		select {
-		case <-gctx.Done():
-			return true
-		case <-ctx.Done():
-			return true
-		case <-w.s.stopCh:
-			return true // shutting down: nothing left to retry for
-		case <-time.After(delay):
+		w.failPoint = at
+		if !backoff.Sleep(w.wait, w.onFailure(err)) {
+			return true // generation over or shutting down: nothing left to retry for
 		}
 		f.stop()
 		resume := w.committed
@@ -157,26 +168,112 @@ func (w *worker) run(ctx, gctx context.Context) {
 			f.stop()
 			msgs = nil
 		case <-ticker.C:
-			if err := w.rotateStale(ctx, gctx); err != nil && failed(err) {
+			if err := w.rotateStale(ctx, gctx); err != nil && failed(err, w.next) {
 				return
 			}
-			if err := w.maybeCommit(gctx); err != nil && failed(err) {
+			if err := w.maybeCommit(gctx); err != nil && failed(err, w.next) {
 				return
 			}
 		case m, ok := <-msgs:
 			if !ok {
 				// The fetcher stopped: the generation ended (handled by
 				// failed) or the reader gave up; replay from the commit.
-				if failed(errors.New("partition reader stopped")) {
+				if failed(&transientError{ReasonKafka, errors.New("partition reader stopped")}, w.next) {
 					return
 				}
 				continue
 			}
-			if err := w.handle(ctx, gctx, m); err != nil && failed(err) {
-				return
+			if err := w.handle(ctx, gctx, m); err != nil {
+				if failed(err, m.Offset+1) {
+					return
+				}
+				continue
+			}
+			if w.failPoint >= 0 && w.next >= w.failPoint {
+				w.recovered()
 			}
 		}
 	}
+}
+
+func stopping(stopCh <-chan struct{}) bool {
+	select {
+	case <-stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// onFailure counts a failure and returns how long to wait before the
+// replay. A transient failure (S3 5xx or throttling, network, Kafka) is
+// retried quickly with jittered exponential backoff; once
+// S3_SINK_RETRY_ATTEMPTS attempts in a row failed, or at once for a
+// failure retrying soon cannot fix (S3 4xx such as AccessDenied, the
+// topic's current schema unusable or lacking the partition field, keys
+// that cannot fit), the topic is parked: logged, counted, and retried at
+// the slow park cadence until an attempt gets past the failure.
+func (w *worker) onFailure(err error) time.Duration {
+	pol := w.s.pol
+	var pe *parkError
+	reason := ReasonFailing
+	if errors.As(err, &pe) {
+		reason = pe.reason
+	} else {
+		var te *transientError
+		if errors.As(err, &te) {
+			reason = te.reason
+		}
+		w.attempts++
+		w.s.o.Metrics.retries.WithLabelValues(w.label).Inc()
+		if w.parked == "" && w.attempts < pol.retry.Attempts {
+			d := pol.retry.Delay(w.attempts - 1)
+			w.log.Warn("replaying the partition from the committed offset", "err", err, "offset", w.committed,
+				"attempt", w.attempts, "of", pol.retry.Attempts, "after", d)
+			return d
+		}
+	}
+	d := pol.park.Delay(w.parkTries)
+	w.parkTries++
+	w.parked = reason
+	w.s.parking.Park(w.topic, w.partition, w.committed, reason, err, d)
+	return d
+}
+
+// recovered resets the failure state after progress: a commit moved
+// forward, or the record (or rotation) that failed went through.
+func (w *worker) recovered() {
+	w.attempts, w.parkTries, w.failPoint = 0, 0, -1
+	if w.parked != "" {
+		w.parked = ""
+		w.s.parking.Unpark(w.topic, w.partition)
+	}
+}
+
+// inPlaceAttempts is how many tries a lookup or write gets before the
+// topic is parked: one while it is parked already (the park cadence is
+// the retry), S3_SINK_RETRY_ATTEMPTS otherwise.
+func (w *worker) inPlaceAttempts() int {
+	if w.parked != "" {
+		return 1
+	}
+	return w.s.pol.retry.Attempts
+}
+
+// retryInPlace runs fn with bounded jittered retries; exhausting them
+// parks the topic with reason. fn uses the process context for its I/O
+// (a shutdown lets it finish); only the waits end early.
+func (w *worker) retryInPlace(reason Reason, what string, fn func() error) error {
+	p := w.s.pol
+	p.retry.Attempts = w.inPlaceAttempts()
+	err := p.retryLoop(w.wait, reason, what, func(context.Context) error { return fn() }, func(err error, d time.Duration) {
+		w.s.o.Metrics.retries.WithLabelValues(w.label).Inc()
+		w.log.Warn(what+" failed; retrying", "err", err, "after", d)
+	})
+	if err != nil && w.wait.Err() != nil {
+		return errStopped
+	}
+	return err
 }
 
 // fetcher is one partition reader feeding a channel, so the worker can
@@ -290,6 +387,7 @@ func (w *worker) dropAll(ctx context.Context, why string) {
 		w.s.o.Metrics.openFiles.Dec()
 		w.s.o.Metrics.droppedFiles.Inc()
 	}
+	w.held, w.evicted = -1, 0
 }
 
 func (w *worker) setCommitted(off int64) {
@@ -299,7 +397,11 @@ func (w *worker) setCommitted(off int64) {
 }
 
 // committable is the offset every record before which is in a completed
-// object, the DLQ, or was skipped on purpose.
+// object, the DLQ, or was skipped on purpose, and at which no file was
+// open: the minimum over the open files' starts and the start of any file
+// completed early since the partition last had none open (held), so a
+// replay from it starts with no file open, as the first run did there,
+// and cuts every file the same way.
 func (w *worker) committable() int64 {
 	c := w.next
 	for _, of := range w.files {
@@ -307,6 +409,9 @@ func (w *worker) committable() int64 {
 	}
 	for _, sk := range w.skips {
 		c = min(c, sk.start) // the adopted object's end is not known yet
+	}
+	if w.held >= 0 {
+		c = min(c, w.held)
 	}
 	return c
 }
@@ -322,355 +427,8 @@ func (w *worker) maybeCommit(gctx context.Context) error {
 	w.s.o.Metrics.commits.Inc()
 	w.committed = c
 	w.setCommitted(c)
-	return nil
-}
-
-// handle processes one record.
-func (w *worker) handle(ctx, gctx context.Context, m kafkago.Message) error {
-	w.ps.mu.Lock()
-	w.ps.highWater = m.HighWaterMark
-	w.ps.read = m.Offset + 1
-	w.ps.mu.Unlock()
-	if m.Value == nil {
-		if w.s.cfg.Tombstones == "write" {
-			return w.writeTombstone(ctx, gctx, m)
-		}
-		if err := w.tombstone(ctx, gctx, m); err != nil {
-			return err
-		}
-		w.next = m.Offset + 1
-		return nil
+	if w.failPoint < 0 || c >= w.failPoint {
+		w.recovered()
 	}
-	native, id, payload, reason, err := w.decode(ctx, gctx, m)
-	if err != nil {
-		return err
-	}
-	if reason != "" {
-		if err := w.deadLetter(ctx, gctx, m, reason); err != nil {
-			return err
-		}
-		w.next = m.Offset + 1
-		return nil
-	}
-	rec := partition.Record{Partition: m.Partition, Timestamp: m.Time, Value: native}
-	path, err := w.s.o.Partitioner.Path(rec)
-	if err != nil {
-		if err := w.deadLetter(ctx, gctx, m, "partitioning: "+err.Error()); err != nil {
-			return err
-		}
-		w.next = m.Offset + 1
-		return nil
-	}
-	ts := m.Time
-	if w.s.timeField != nil {
-		if ts, err = partition.FieldTime(native, w.s.timeField); err != nil {
-			if err := w.deadLetter(ctx, gctx, m, "timestamp field: "+err.Error()); err != nil {
-				return err
-			}
-			w.next = m.Offset + 1
-			return nil
-		}
-	}
-	return w.write(ctx, gctx, m, path, id, ts, payload)
-}
-
-// tombstoneID is the pseudo schema id of tombstone files (S3_SINK_TOMBSTONES=write).
-const tombstoneID = -1
-
-// TombstoneSchema is the schema of tombstone files: which key was deleted
-// where and when.
-const TombstoneSchema = `{"type":"record","name":"Tombstone","namespace":"sluice.s3sink","fields":[` +
-	`{"name":"key","type":["null","bytes"]},{"name":"partition","type":"int"},{"name":"offset","type":"long"},` +
-	`{"name":"timestamp","type":{"type":"long","logicalType":"timestamp-millis"}}]}`
-
-// write appends a validated record to the open file for its path,
-// rotating first when the schema or the record-time window changed, and
-// completes the file when it is full.
-func (w *worker) write(ctx, gctx context.Context, m kafkago.Message, path string, id int, ts time.Time, payload []byte) error {
-	if sk := w.skips[path]; sk != nil {
-		// This record is in an object a previous run completed.
-		if sk.remaining--; sk.remaining == 0 {
-			delete(w.skips, path)
-		}
-		w.next = m.Offset + 1
-		return nil
-	}
-	window := w.window(ts)
-	of := w.files[path]
-	if of != nil && (of.schemaID != id || (w.s.cfg.RotateInterval > 0 && window != of.window)) {
-		if err := w.rotateAll(ctx, gctx); err != nil {
-			return err
-		}
-		of = nil
-	}
-	if of == nil {
-		var codec *goavro.Codec
-		if id == tombstoneID {
-			codec = w.s.tombstoneCodec
-		} else {
-			c, err := w.s.o.Codecs.ByID(ctx, id)
-			if err != nil {
-				return fmt.Errorf("codec for schema id %d: %w", id, err)
-			}
-			codec = c.Codec
-		}
-		key := Key(w.s.cfg.Prefix, w.topic, path, w.partition, m.Offset)
-		if w.s.cfg.RotateMaxOpen > 0 {
-			// Wall-clock rotation may cut a replayed file elsewhere than
-			// the first run did: adopt an object already at this key
-			// instead of writing a differently cut one over it.
-			n, err := w.s.existingRecords(ctx, key)
-			if err != nil {
-				return err
-			}
-			if n > 0 {
-				w.log.Info("adopting an object a previous run completed", "key", key, "records", n)
-				w.s.o.Metrics.adopted.Inc()
-				if n > 1 {
-					w.skips[path] = &skip{start: m.Offset, remaining: n - 1}
-				}
-				w.next = m.Offset + 1
-				return nil
-			}
-		}
-		up := upload.New(w.s.o.S3, w.s.o.Bucket, key, "avro/binary", int(w.s.cfg.PartSize), w.s.o.Metrics)
-		if w.s.cfg.RotateMaxOpen > 0 && w.s.cfg.ConditionalWrites {
-			up.IfNoneMatch()
-		}
-		f, err := ocf.Create(up, codec, w.s.cfg.Codec)
-		if err != nil {
-			up.Abort(ctx)
-			return err
-		}
-		of = &openFile{f: f, schemaID: id, start: m.Offset, window: window, opened: w.s.o.Now()}
-		w.files[path] = of
-		w.s.o.Metrics.openFiles.Inc()
-	}
-	if err := of.f.Append(ctx, payload); err != nil {
-		delete(w.files, path)
-		w.s.o.Metrics.openFiles.Dec()
-		of.f.Abort(ctx)
-		return err
-	}
-	of.lastTS = m.Time
-	w.next = m.Offset + 1
-	if (w.s.cfg.FlushRecords > 0 && of.f.Records() >= w.s.cfg.FlushRecords) ||
-		(w.s.cfg.FlushBytes > 0 && of.f.RawBytes() >= w.s.cfg.FlushBytes) {
-		return w.rotateAll(ctx, gctx)
-	}
-	return nil
-}
-
-// rotateAll completes every open file of the partition and commits. A
-// rotation of one path's file always rotates all of them (as Kafka
-// Connect's S3 sink does): the commit then lands on a boundary of every
-// path, so a replay from it starts every path's next file at the same
-// record as before and cuts it the same way. Rotating one path alone
-// would let the committed offset fall inside another path's completed
-// object, and the replay would start a second, overlapping object there.
-func (w *worker) rotateAll(ctx, gctx context.Context) error {
-	for path, of := range w.files {
-		if err := w.closeFile(ctx, path, of); err != nil {
-			return err
-		}
-	}
-	return w.maybeCommit(gctx)
-}
-
-func (w *worker) window(ts time.Time) int64 {
-	iv := w.s.cfg.RotateInterval.Milliseconds()
-	if iv <= 0 {
-		return 0
-	}
-	ms := ts.UnixMilli()
-	q := ms / iv
-	if ms < 0 && ms%iv != 0 {
-		q--
-	}
-	return q
-}
-
-// closeFile uploads a file and forgets it. The caller commits.
-func (w *worker) closeFile(ctx context.Context, path string, of *openFile) error {
-	delete(w.files, path)
-	w.s.o.Metrics.openFiles.Dec()
-	if err := of.f.Close(ctx); err != nil {
-		return fmt.Errorf("uploading %s: %w", of.f.Key(), err)
-	}
-	w.s.failures.Store(0)
-	m := w.s.o.Metrics
-	m.filesWritten.WithLabelValues(w.topic).Inc()
-	m.recordsWritten.WithLabelValues(w.topic).Add(float64(of.f.Records()))
-	m.bytesWritten.WithLabelValues(w.topic).Add(float64(of.f.Size()))
-	w.ps.mu.Lock()
-	if of.lastTS.After(w.ps.lastWrittenTS) {
-		w.ps.lastWrittenTS = of.lastTS
-	}
-	w.ps.mu.Unlock()
-	w.log.Debug("object written", "key", of.f.Key(), "records", of.f.Records(), "bytes", of.f.Size())
-	return nil
-}
-
-// rotateStale rotates all files when one has been open longer than
-// ROTATE_MAX_OPEN by the wall clock.
-func (w *worker) rotateStale(ctx, gctx context.Context) error {
-	mo := w.s.cfg.RotateMaxOpen
-	if mo <= 0 || len(w.files) == 0 {
-		return nil
-	}
-	now := w.s.o.Now()
-	for _, of := range w.files {
-		if now.Sub(of.opened) >= mo {
-			return w.rotateAll(ctx, gctx)
-		}
-	}
-	return nil
-}
-
-// decode returns the record's native value, schema id and payload size, or
-// a reason it belongs in the DLQ. A registry outage is retried, not dead
-// lettered: the record is fine, the lookup is not.
-func (w *worker) decode(ctx, gctx context.Context, m kafkago.Message) (native any, id int, payload []byte, reason string, err error) {
-	sid, body, ferr := wire.Decode(m.Value)
-	if ferr != nil {
-		return nil, 0, nil, "framing: " + ferr.Error(), nil
-	}
-	id = int(sid)
-	backoff := 100 * time.Millisecond
-	for {
-		codec, err := w.s.o.Codecs.ByID(ctx, id)
-		if err == nil && !w.s.needValue {
-			// Nothing looks inside the record: validate without decoding.
-			val, err := w.s.validator(codec)
-			if err != nil {
-				return nil, id, nil, fmt.Sprintf("schema: schema id %d: %v", id, err), nil
-			}
-			if err := val.Validate(body); err != nil {
-				return nil, id, nil, fmt.Sprintf("avro: schema id %d: %v", id, err), nil
-			}
-			return nil, id, body, "", nil
-		}
-		if err == nil {
-			v, rest, err := codec.NativeFromBinary(body)
-			if err != nil {
-				return nil, id, nil, fmt.Sprintf("avro: schema id %d: %v", id, err), nil
-			}
-			if len(rest) != 0 {
-				return nil, id, nil, fmt.Sprintf("avro: schema id %d: %d trailing bytes after the record", id, len(rest)), nil
-			}
-			return v, id, body, "", nil
-		}
-		if Permanent(err) && !w.s.unknownYoung(id, err) {
-			return nil, id, nil, "schema: " + err.Error(), nil
-		}
-		w.log.Warn("schema lookup failed; retrying", "schema_id", id, "offset", m.Offset, "err", err)
-		select {
-		case <-gctx.Done():
-			return nil, id, nil, "", gctx.Err()
-		case <-ctx.Done():
-			return nil, id, nil, "", ctx.Err()
-		case <-w.s.stopCh:
-			return nil, id, nil, "", errStopped
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
-}
-
-// Permanent reports whether a schema lookup error will not go away by
-// retrying: the registry answered 4xx (unknown id), or the schema is not
-// usable Avro. Network errors and 5xx are transient.
-func Permanent(err error) bool {
-	var re *registry.Error
-	if errors.As(err, &re) {
-		return re.Status >= 400 && re.Status < 500 && re.Status != 408 && re.Status != 429
-	}
-	var ue *url.Error
-	var ne net.Error
-	if errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return false
-	}
-	return true
-}
-
-// writeTombstone records a null-valued record in the partition's tombstone
-// file, under <prefix>/<topic>/_tombstones/partition=<n>/.
-func (w *worker) writeTombstone(ctx, gctx context.Context, m kafkago.Message) error {
-	var key any
-	if m.Key != nil {
-		key = goavro.Union("bytes", m.Key)
-	}
-	bin, err := w.s.tombstoneCodec.BinaryFromNative(nil, map[string]any{
-		"key": key, "partition": int32(m.Partition), "offset": m.Offset, "timestamp": m.Time,
-	})
-	if err != nil {
-		return fmt.Errorf("encoding tombstone at offset %d: %w", m.Offset, err)
-	}
-	w.s.o.Metrics.tombstones.WithLabelValues(w.topic, "written").Inc()
-	return w.write(ctx, gctx, m, "_tombstones/partition="+strconv.Itoa(m.Partition), tombstoneID, m.Time, bin)
-}
-
-func (w *worker) tombstone(ctx, gctx context.Context, m kafkago.Message) error {
-	switch w.s.cfg.Tombstones {
-	case "ignore":
-		w.s.o.Metrics.tombstones.WithLabelValues(w.topic, "ignored").Inc()
-		return nil
-	case "dlq":
-		w.s.o.Metrics.tombstones.WithLabelValues(w.topic, "dlq").Inc()
-		return w.deadLetter(ctx, gctx, m, "tombstone: record value is null")
-	default:
-		w.s.o.Metrics.tombstones.WithLabelValues(w.topic, "failed").Inc()
-		return &fatalError{fmt.Errorf("tombstone at offset %d and S3_SINK_TOMBSTONES=fail", m.Offset)}
-	}
-}
-
-// deadLetter writes m to <topic>.dlq with the reason and waits for the ack,
-// retrying until it succeeds or the generation ends: a record is never
-// skipped silently.
-func (w *worker) deadLetter(ctx, gctx context.Context, m kafkago.Message, reason string) error {
-	if !w.s.cfg.DLQ || w.s.o.DLQ == nil {
-		return &fatalError{fmt.Errorf("record at offset %d is bad (%s) and the DLQ is disabled", m.Offset, reason)}
-	}
-	m.Topic, m.Partition = w.topic, w.partition
-	msg := deadletter.Message(&m, "s3-sink", reason)
-	dlq := msg.Topic
-	backoff := 100 * time.Millisecond
-	for {
-		err := w.s.ensureDLQ(ctx, dlq)
-		if err == nil {
-			err = w.s.o.DLQ.WriteMessages(ctx, msg)
-		}
-		if err == nil {
-			w.s.o.Metrics.dlqRecords.WithLabelValues(w.topic).Inc()
-			w.log.Warn("record sent to the DLQ", "offset", m.Offset, "dlq", dlq, "reason", reason)
-			return nil
-		}
-		w.log.Error("writing to the DLQ; retrying", "offset", m.Offset, "dlq", dlq, "err", err)
-		select {
-		case <-gctx.Done():
-			return gctx.Err()
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-w.s.stopCh:
-			return errStopped
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
-}
-
-func (s *Sink) ensureDLQ(ctx context.Context, topic string) error {
-	s.dlqMu.Lock()
-	ok := s.dlqTopics[topic]
-	s.dlqMu.Unlock()
-	if ok {
-		return nil
-	}
-	if err := s.o.Admin.EnsureTopic(ctx, topic); err != nil {
-		return err
-	}
-	s.dlqMu.Lock()
-	s.dlqTopics[topic] = true
-	s.dlqMu.Unlock()
 	return nil
 }
