@@ -74,8 +74,9 @@ func (e *transientError) Unwrap() error { return e.err }
 
 // s3Failure classifies an error from an S3 request: a 4xx answer other
 // than timeouts, conflicts, precondition failures (a concurrent writer:
-// replay and adopt), throttling and a vanished multipart upload parks the
-// topic; everything else (5xx, 503 SlowDown, network) is retried.
+// replay and adopt), throttling, a vanished multipart upload or object
+// (aborted or expired meanwhile) parks the topic; everything else (5xx,
+// 503 SlowDown, network) is retried.
 func s3Failure(err error) error {
 	if err == nil {
 		return nil
@@ -87,7 +88,7 @@ func s3Failure(err error) error {
 	if errors.As(err, &re) {
 		code := re.HTTPStatusCode()
 		var ae smithy.APIError
-		if errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload" {
+		if errors.As(err, &ae) && (ae.ErrorCode() == "NoSuchUpload" || ae.ErrorCode() == "NoSuchKey") {
 			return &transientError{ReasonS3Unavailable, err}
 		}
 		if code >= 400 && code < 500 && code != 408 && code != 409 && code != 412 && code != 429 {
