@@ -95,6 +95,10 @@ type crashCase struct {
 	env           map[string]string
 	pathOf        func(e event) string
 	gen           func(n, partitions int, base time.Time) []event // default genEvents
+	// drainAtEnd: the last files stay open when the data ends, so the
+	// final run is stopped with SIGTERM (which uploads them) once every
+	// record has been handled, instead of after every record is in S3.
+	drainAtEnd bool
 }
 
 // TestCrashExactlyOnce SIGKILLs the sink binary at random moments while it
@@ -155,6 +159,56 @@ func TestCrashFieldPartitionerDeterministic(t *testing.T) {
 			return out
 		},
 	})
+}
+
+// TestCrashOpenFilesCap: S3_SINK_MAX_OPEN_FILES=2 while a sliding window
+// of countries (each active for two phases of 100 records, alternating
+// record by record) needs a third file at every phase change, so the
+// least recently written file is completed early over and over, the
+// commit is held at its start, and every second early rotation rotates
+// all files; no file ever fills. SIGKILLs at random moments still leave
+// every record exactly once (no wall clock: replays cut the same files).
+func TestCrashOpenFilesCap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test builds and kills the binary")
+	}
+	runCrash(t, crashCase{
+		topic: "crashcap", prefix: "cc", n: 30_000, kills: 10, batch: 300, every: 100 * time.Millisecond,
+		env: map[string]string{"S3_SINK_PARTITIONER": "field", "S3_SINK_PARTITION_FIELD": "country",
+			"S3_SINK_FLUSH_RECORDS": "1000", "S3_SINK_MAX_OPEN_FILES": "2", "S3_SINK_COMMIT_INTERVAL": "20ms"},
+		drainAtEnd: true,
+		pathOf: func(e event) string { return "country=" + e.Country },
+		gen: func(n, partitions int, base time.Time) []event {
+			out := genEvents(n, partitions, base)
+			for i := range out {
+				out[i].Country = countries[(out[i].Offset/100+out[i].Offset%2)%4]
+			}
+			return out
+		},
+	})
+}
+
+// waitHandled polls the sink's metrics until every partition of topic has
+// no unread record left (each was handled: written to an open file, dead-
+// lettered or skipped).
+func waitHandled(t *testing.T, url, topic string, partitions int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		done := 0
+		for p := 0; p < partitions; p++ {
+			if v, ok := scrape(t, url, fmt.Sprintf(`sluice_s3sink_unread_records{partition="%d",topic="%s"}`, p, topic)); ok && v == 0 {
+				done++
+			}
+		}
+		if done == partitions {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %d of %d partitions of %s handled", within, done, partitions, topic)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func runCrash(t *testing.T, c crashCase) {
@@ -267,8 +321,13 @@ func runCrash(t *testing.T, c crashCase) {
 	if prodErr != nil {
 		t.Fatal(prodErr)
 	}
+	env["S3_SINK_ADMIN_ADDR"] = freeAddr(t)
 	p := startProc(t, bin, env, logf)
-	h.waitRecords(t, c.prefix+"/", n, 3*time.Minute)
+	if c.drainAtEnd {
+		waitHandled(t, "http://"+env["S3_SINK_ADMIN_ADDR"]+"/metrics", topic, 6, 3*time.Minute)
+	} else {
+		h.waitRecords(t, c.prefix+"/", n, 3*time.Minute)
+	}
 	if err := p.signal(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
