@@ -267,3 +267,94 @@ func BenchmarkMemory100Partitions(b *testing.B) {
 		b.ReportMetric(payload/partitions/(1<<20), "MiB/open-file")
 	}
 }
+
+// BenchmarkMemoryHostileField runs the sink binary with a field
+// partitioner on one partition whose records cycle through 400 distinct
+// values (8 rounds of 8 KiB records), once with the default
+// S3_SINK_MAX_OPEN_FILES (16) and once with the cap out of reach, and
+// reports the peak RSS and the open files once every record is handled:
+// memory follows the configuration, not the data.
+func BenchmarkMemoryHostileField(b *testing.B) {
+	const values, rounds, size = 400, 8, 8 << 10
+	src, err := os.Getwd()
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmp := b.TempDir()
+	bin := buildSink(b, src, tmp)
+	h := newBenchEnv(b)
+	pad := strings.Repeat("x", size)
+	for i := 0; i < b.N; i++ {
+		for _, maxOpen := range []int{16, 1 << 20} {
+			topic := fmt.Sprintf("hostile%d-%d", i, maxOpen)
+			h.kc.CreateTopic(topic, 1, nil)
+			id := h.reg.Register(b, topic+"-value", eventSchema)
+			codec := mustCodec(b)
+			msgs := make([]kafkago.Message, 0, values*rounds)
+			for j := 0; j < values*rounds; j++ {
+				bin, err := codec.BinaryFromNative(nil, map[string]any{
+					"id": int64(j), "country": fmt.Sprintf("value-%06d", j%values), "ts": time.UnixMilli(1767225600000), "payload": pad,
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				msgs = append(msgs, kafkago.Message{Topic: topic, Value: wire.Encode(uint32(id), bin)})
+			}
+			w := h.writer(b)
+			for k := 0; k < len(msgs); k += 64 { // batches under the broker's 1 MiB
+				if err := w.WriteMessages(kafkatest.Context(b, time.Minute), msgs[k:min(k+64, len(msgs))]...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			admin := freeAddr(b)
+			env := h.env(map[string]string{
+				"S3_SINK_TOPICS": topic, "S3_SINK_GROUP_ID": topic, "S3_SINK_PREFIX": topic, "S3_SINK_PARTITIONER": "field",
+				"S3_SINK_PARTITION_FIELD": "country", "S3_SINK_FLUSH_RECORDS": "100000", "S3_SINK_MAX_OPEN_FILES": strconv.Itoa(maxOpen),
+				"S3_SINK_CODEC": "null", "S3_SINK_ADMIN_ADDR": admin, "S3_SINK_SESSION_TIMEOUT": "15s", "S3_SINK_HEARTBEAT_INTERVAL": "1s",
+			})
+			logf, err := os.Create(filepath.Join(tmp, topic+".log"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := startProc(b, bin, env, logf)
+			deadline := time.Now().Add(5 * time.Minute)
+			peakOpen := 0.0
+			for {
+				if v, ok := scrape(b, "http://"+admin+"/metrics", "sluice_s3sink_open_files"); ok {
+					peakOpen = max(peakOpen, v)
+				}
+				if v, ok := scrape(b, "http://"+admin+"/metrics", `sluice_s3sink_unread_records{partition="0",topic="`+topic+`"}`); ok && v == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					b.Fatal("records not handled within 5 minutes")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+			if err != nil {
+				b.Fatal(err)
+			}
+			hwm := 0.0
+			for _, line := range strings.Split(string(status), "\n") {
+				if strings.HasPrefix(line, "VmHWM:") {
+					kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+					hwm = kb / 1024
+				}
+			}
+			if err := p.signal(b, syscall.SIGTERM); err != nil {
+				b.Fatalf("graceful stop: %v", err)
+			}
+			logf.Close()
+			if got := h.countObjects(b.Context(), topic+"/"); got < values {
+				b.Fatalf("cap %d: %d objects, want at least one per value (%d)", maxOpen, got, values)
+			}
+			name := "capped"
+			if maxOpen > values {
+				name = "uncapped"
+			}
+			b.ReportMetric(hwm, name+"-peak-RSS-MiB")
+			b.ReportMetric(peakOpen, name+"-peak-open-files")
+		}
+	}
+}

@@ -177,7 +177,7 @@ func TestCrashOpenFilesCap(t *testing.T) {
 		env: map[string]string{"S3_SINK_PARTITIONER": "field", "S3_SINK_PARTITION_FIELD": "country",
 			"S3_SINK_FLUSH_RECORDS": "1000", "S3_SINK_MAX_OPEN_FILES": "2", "S3_SINK_COMMIT_INTERVAL": "20ms"},
 		drainAtEnd: true,
-		pathOf: func(e event) string { return "country=" + e.Country },
+		pathOf:     func(e event) string { return "country=" + e.Country },
 		gen: func(n, partitions int, base time.Time) []event {
 			out := genEvents(n, partitions, base)
 			for i := range out {
