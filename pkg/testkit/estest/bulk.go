@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// maxIDBytes is Elasticsearch's limit on _id (UTF-8 bytes); a longer id
+// fails the whole bulk request's validation, as in ES.
+const maxIDBytes = 512
+
 // action is one parsed bulk action.
 type action struct {
 	op, index, id string
@@ -121,6 +125,11 @@ func parseBulk(defaultIndex string, body []byte) ([]action, *Error) {
 			problems = append(problems, fmt.Sprintf("an explicit version is required when using version_type [%s]", a.versionType))
 		case !external && a.version != nil:
 			problems = append(problems, "internal versioning can not be used for optimistic concurrency control. Please use `if_seq_no` and `if_primary_term` instead")
+		case external && *a.version < 0:
+			problems = append(problems, fmt.Sprintf("illegal version value [%d] for version type [%s]", *a.version, strings.ToUpper(a.versionType)))
+		}
+		if len(a.id) > maxIDBytes {
+			problems = append(problems, fmt.Sprintf("id [%s] is too long, must be no longer than %d bytes but was: %d", a.id, maxIDBytes, len(a.id)))
 		}
 		if a.op != "delete" {
 			n++

@@ -3,6 +3,7 @@ package estest_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -500,5 +501,63 @@ func TestRecordsRequestsAndServesFromNew(t *testing.T) {
 	}
 	if srv.Docs("a")["1"] == nil || srv.Docs("missing") != nil {
 		t.Errorf("Docs: %v", srv.Docs("a"))
+	}
+}
+
+// TestExternalVersioningLikeES8: version_type=external writes only a newer
+// version (a tombstone's version counts), a conflict is a 409
+// version_conflict_engine_exception naming both versions, and what ES 8
+// refuses at validation (negative versions, ids over 512 bytes) fails the
+// whole request with 400 action_request_validation_exception.
+func TestExternalVersioningLikeES8(t *testing.T) {
+	t.Parallel()
+	srv := estest.Start(t)
+	es := newClient(t, srv.URL(), nil)
+	ctx := testCtx(t)
+	steps := []struct {
+		name, line, src string
+		status          int
+		result, reason  string
+	}{
+		{"first write", `{"index":{"_index":"k","_id":"a","version":10,"version_type":"external"}}`, `{"v":10}`, 201, "created", ""},
+		{"same version", `{"index":{"_index":"k","_id":"a","version":10,"version_type":"external"}}`, `{"v":10}`, 409, "", "[a]: version conflict, current version [10] is higher or equal to the one provided [10]"},
+		{"older version", `{"index":{"_index":"k","_id":"a","version":7,"version_type":"external"}}`, `{"v":7}`, 409, "", "[a]: version conflict, current version [10] is higher or equal to the one provided [7]"},
+		{"newer version", `{"index":{"_index":"k","_id":"a","version":11,"version_type":"external"}}`, `{"v":11}`, 200, "updated", ""},
+		{"older delete", `{"delete":{"_index":"k","_id":"a","version":5,"version_type":"external"}}`, "", 409, "", "[a]: version conflict, current version [11] is higher or equal to the one provided [5]"},
+		{"newer delete", `{"delete":{"_index":"k","_id":"a","version":12,"version_type":"external"}}`, "", 200, "deleted", ""},
+		{"write older than the tombstone", `{"index":{"_index":"k","_id":"a","version":12,"version_type":"external"}}`, `{"v":12}`, 409, "", "[a]: version conflict, current version [12] is higher or equal to the one provided [12]"},
+		{"delete of a missing id", `{"delete":{"_index":"k","_id":"never","version":3,"version_type":"external"}}`, "", 404, "not_found", ""},
+	}
+	for _, st := range steps {
+		body := st.line + "\n"
+		if st.src != "" {
+			body += st.src + "\n"
+		}
+		status, res := do(ctx, t, es, esapi.BulkRequest{Body: strings.NewReader(body)})
+		if status != http.StatusOK {
+			t.Fatalf("%s: status %d: %v", st.name, status, res)
+		}
+		for _, v := range res["items"].([]any)[0].(map[string]any) {
+			item := v.(map[string]any)
+			e, _ := item["error"].(map[string]any)
+			if int(item["status"].(float64)) != st.status || (st.result != "" && item["result"] != st.result) ||
+				(st.reason != "" && (e["type"] != "version_conflict_engine_exception" || e["reason"] != st.reason)) {
+				t.Errorf("%s: item = %v, want status %d result %q reason %q", st.name, item, st.status, st.result, st.reason)
+			}
+		}
+	}
+	if got := string(srv.Docs("k")["a"]); got != "" {
+		t.Errorf("deleted document came back: %s", got)
+	}
+	invalid := []struct{ name, body, reason string }{
+		{"negative external version", `{"index":{"_index":"k","_id":"b","version":-1,"version_type":"external"}}` + "\n{}\n", "illegal version value [-1] for version type [EXTERNAL]"},
+		{"id over 512 bytes", `{"index":{"_index":"k","_id":"` + strings.Repeat("x", 513) + `"}}` + "\n{}\n", "is too long, must be no longer than 512 bytes but was: 513"},
+	}
+	for _, tc := range invalid {
+		status, res := do(ctx, t, es, esapi.BulkRequest{Body: strings.NewReader(tc.body)})
+		e, _ := res["error"].(map[string]any)
+		if status != http.StatusBadRequest || e["type"] != "action_request_validation_exception" || !strings.Contains(fmt.Sprint(e["reason"]), tc.reason) {
+			t.Errorf("%s: %d %v, want 400 action_request_validation_exception with %q", tc.name, status, res, tc.reason)
+		}
 	}
 }
