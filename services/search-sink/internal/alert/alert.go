@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf16"
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
@@ -36,6 +37,8 @@ type Metrics struct {
 	Late       *prometheus.CounterVec // by rule
 	Delivered  *prometheus.CounterVec // by destination
 	Failures   *prometheus.CounterVec // by destination
+	Dropped    *prometheus.CounterVec // rule state not remembered, by rule and kind
+	Cut        *prometheus.CounterVec // group-by values and terms cut, by rule
 }
 
 // NewMetrics registers alerting metrics on reg.
@@ -51,8 +54,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Alerts delivered, by destination."}, []string{"destination"}),
 		Failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_alert_delivery_failures_total",
 			Help: "Alerts given up on after all retries or dropped because the queue was full, by destination."}, []string{"destination"}),
+		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_rule_state_dropped_total",
+			Help: "Rule state not remembered because max_keys or SEARCH_SINK_RULES_MAX_STATE_BYTES was reached, by rule and kind (series, term, value, dedup)."}, []string{"rule", "kind"}),
+		Cut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_rule_values_cut_total",
+			Help: "Group-by values and terms longer than SEARCH_SINK_RULES_MAX_TERM_BYTES, cut to it (ending with ~ and a hash), by rule."}, []string{"rule"}),
 	}
-	reg.MustRegister(m.Fired, m.Suppressed, m.Late, m.Delivered, m.Failures)
+	reg.MustRegister(m.Fired, m.Suppressed, m.Late, m.Delivered, m.Failures, m.Dropped, m.Cut)
 	return m
 }
 
@@ -64,6 +71,32 @@ type stats struct{ m *Metrics }
 func (s stats) Fired(rule string)      { s.m.Fired.WithLabelValues(rule).Inc() }
 func (s stats) Suppressed(rule string) { s.m.Suppressed.WithLabelValues(rule).Inc() }
 func (s stats) Late(rule string)       { s.m.Late.WithLabelValues(rule).Inc() }
+func (s stats) Cut(rule string)        { s.m.Cut.WithLabelValues(rule).Inc() }
+func (s stats) Dropped(rule, kind string) {
+	s.m.Dropped.WithLabelValues(rule, kind).Inc()
+}
+
+// Stats returns the rules.Stats that count into the dispatcher's metrics.
+func (d *Dispatcher) Stats() rules.Stats { return d.m.Stats() }
+
+// Destinations returns the number of configured destinations.
+func (d *Dispatcher) Destinations() int { return len(d.dests) }
+
+// ParkedRule names the alerts the sink sends about its own parked topics.
+const ParkedRule = "sluice-topic-parked"
+
+// Parked is the alert for a topic the sink parked: its records wait (not
+// lost, offsets not committed) while every other topic keeps flowing.
+func Parked(topic, kind, reason string, at, retryAt time.Time) rules.Alert {
+	sev := "critical"
+	if kind == "index_budget" {
+		sev = "warning" // throttled, not broken
+	}
+	return rules.Alert{Rule: ParkedRule, Type: "parked", Severity: sev, Topic: topic, Key: topic, Value: 1,
+		Message: fmt.Sprintf("topic %s is parked (%s): %s. Its records wait and are consumed again when it is released; every other topic keeps flowing. Next retry at %s.",
+			topic, kind, reason, retryAt.UTC().Format(time.RFC3339)),
+		RecordTime: at.UTC(), FiredAt: at.UTC()}
+}
 
 // Dispatcher fans alerts out to notifiers.
 type Dispatcher struct {
@@ -209,16 +242,32 @@ func (s *Slack) Send(ctx context.Context, a *rules.Alert) error {
 
 var severityEmoji = map[string]string{"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:"}
 
-// SlackPayload renders an alert as a Slack message.
+// Slack's limits, in characters: longer texts are cut with an ellipsis
+// (Slack refuses a message whose header exceeds 150 or section text 3000).
+const (
+	slackHeaderMax  = 150
+	slackSectionMax = 3000
+	slackFieldMax   = 2000
+	slackTextMax    = 3000 // the notification text (Slack cuts messages after 40,000)
+)
+
+// SlackPayload renders an alert as a Slack message. Everything that comes
+// from records (topic, group values, terms in the message) is escaped as
+// Slack asks (&, <, > as HTML entities, so no <!channel>, <@U...> or
+// <http://evil|click> survives), mrkdwn texts are verbatim (no automatic
+// mentions or links), and each text is cut to Slack's limit.
 func SlackPayload(a *rules.Alert) map[string]any {
-	title := fmt.Sprintf("%s [%s] %s", severityEmoji[a.Severity], strings.ToUpper(a.Severity), a.Rule)
-	text := fmt.Sprintf("%s: %s", title, a.Message)
+	title := slackPlain(fmt.Sprintf("%s [%s] %s", severityEmoji[a.Severity], strings.ToUpper(a.Severity), a.Rule), slackHeaderMax)
+	text := slackMrkdwn(fmt.Sprintf("%s [%s] %s: %s", severityEmoji[a.Severity], strings.ToUpper(a.Severity), a.Rule, a.Message), slackTextMax)
+	md := func(s string) map[string]any {
+		return map[string]any{"type": "mrkdwn", "text": s, "verbatim": true}
+	}
 	fields := []any{
-		map[string]any{"type": "mrkdwn", "text": "*Rule type*\n" + a.Type},
-		map[string]any{"type": "mrkdwn", "text": fmt.Sprintf("*Value*\n%g", a.Value)},
+		md("*Rule type*\n" + slackMrkdwn(a.Type, slackFieldMax-12)),
+		md(fmt.Sprintf("*Value*\n%g", a.Value)),
 	}
 	if a.Topic != "" {
-		fields = append(fields, map[string]any{"type": "mrkdwn", "text": "*Topic*\n" + a.Topic})
+		fields = append(fields, md("*Topic*\n"+slackMrkdwn(a.Topic, slackFieldMax-10)))
 	}
 	if len(a.Group) > 0 {
 		keys := make([]string, 0, len(a.Group))
@@ -230,7 +279,7 @@ func SlackPayload(a *rules.Alert) map[string]any {
 		for i, k := range keys {
 			parts[i] = k + "=" + a.Group[k]
 		}
-		fields = append(fields, map[string]any{"type": "mrkdwn", "text": "*Group*\n" + strings.Join(parts, ", ")})
+		fields = append(fields, md("*Group*\n"+slackMrkdwn(strings.Join(parts, ", "), slackFieldMax-10)))
 	}
 	when := "record time " + a.RecordTime.Format(time.RFC3339)
 	if !a.WindowStart.IsZero() {
@@ -240,11 +289,61 @@ func SlackPayload(a *rules.Alert) map[string]any {
 		"text": text,
 		"blocks": []any{
 			map[string]any{"type": "header", "text": map[string]any{"type": "plain_text", "text": title, "emoji": true}},
-			map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": a.Message}},
+			map[string]any{"type": "section", "text": md(slackMrkdwn(a.Message, slackSectionMax))},
 			map[string]any{"type": "section", "fields": fields},
-			map[string]any{"type": "context", "elements": []any{map[string]any{"type": "mrkdwn", "text": when + " · fired " + a.FiredAt.Format(time.RFC3339)}}},
+			map[string]any{"type": "context", "elements": []any{md(when + " · fired " + a.FiredAt.Format(time.RFC3339))}},
 		},
 	}
+}
+
+// slackMrkdwn escapes s for a Slack mrkdwn (or the top-level text) field
+// and cuts it to max characters (UTF-16 code units, as Slack counts),
+// ending with "…" when cut; an entity is never split. @channel, @here and
+// @everyone get a word joiner after the @ so they cannot notify anyone
+// even where Slack parses bare mentions.
+func slackMrkdwn(s string, max int) string {
+	return slackCut(s, max, true)
+}
+
+// slackPlain cuts s for a plain_text field (no entities there).
+func slackPlain(s string, max int) string {
+	return slackCut(s, max, false)
+}
+
+func slackCut(s string, max int, escape bool) string {
+	var b strings.Builder
+	cut, n := -1, 0 // length of b (bytes) and width when the ellipsis still fits
+	for i, r := range s {
+		piece := string(r)
+		if escape {
+			switch r {
+			case '&':
+				piece = "&amp;"
+			case '<':
+				piece = "&lt;"
+			case '>':
+				piece = "&gt;"
+			case '@':
+				rest := strings.ToLower(s[i+1:])
+				if strings.HasPrefix(rest, "channel") || strings.HasPrefix(rest, "here") || strings.HasPrefix(rest, "everyone") {
+					piece = "@\u2060"
+				}
+			}
+		}
+		w := 0
+		for _, pr := range piece {
+			w += utf16.RuneLen(pr)
+		}
+		if n+w > max-1 && cut < 0 {
+			cut = b.Len() // the last place an ellipsis (1 character) fits
+		}
+		if n+w > max {
+			return b.String()[:cut] + "…"
+		}
+		b.WriteString(piece)
+		n += w
+	}
+	return b.String()
 }
 
 // Webhook posts the alert as JSON.

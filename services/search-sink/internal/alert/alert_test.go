@@ -2,6 +2,7 @@ package alert
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -140,7 +142,7 @@ func TestSlackAndWebhookHTTP(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if !strings.Contains(bodies[1], `"text":":warning: [WARNING] r: latency_ms = 2000 \u003e 1000"`) || !strings.Contains(bodies[1], `*Group*\naz=b, region=eu`) {
+	if !strings.Contains(bodies[1], `"text":":warning: [WARNING] r: latency_ms = 2000 \u0026gt; 1000"`) || !strings.Contains(bodies[1], `*Group*\naz=b, region=eu`) {
 		t.Fatalf("slack body = %s", bodies[1])
 	}
 	if !strings.Contains(bodies[2], `"rule":"r"`) || !strings.Contains(bodies[2], `"group":{"az":"b","region":"eu"}`) || strings.Contains(bodies[2], "window_start") {
@@ -154,5 +156,145 @@ func TestDeliveryErrorDoesNotLeakURL(t *testing.T) {
 	err := s.Send(context.Background(), &rules.Alert{Rule: "r"})
 	if err == nil || strings.Contains(err.Error(), "SECRETTOKEN") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// hostile is what a producer can put into an alert: group-by values, new
+// terms and topic names come from records.
+const hostile = "<!channel> <!here|here> <@U024BE7LH> <http://evil.example|click here> & @here @everyone @Channel \x00\xff"
+
+// slackTexts collects every text of a Slack payload (top-level, header,
+// sections, fields, context).
+func slackTexts(t *testing.T, p map[string]any) []string {
+	t.Helper()
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg struct {
+		Text   string `json:"text"`
+		Blocks []struct {
+			Type string `json:"type"`
+			Text *struct {
+				Type, Text string
+				Verbatim   bool
+			} `json:"text"`
+			Fields []struct {
+				Type, Text string
+				Verbatim   bool
+			} `json:"fields"`
+			Elements []struct {
+				Type, Text string
+				Verbatim   bool
+			} `json:"elements"`
+		} `json:"blocks"`
+	}
+	if err := json.Unmarshal(b, &msg); err != nil {
+		t.Fatal(err)
+	}
+	out := []string{msg.Text}
+	for _, bl := range msg.Blocks {
+		if bl.Text != nil {
+			if bl.Text.Type == "mrkdwn" && !bl.Text.Verbatim {
+				t.Errorf("%s block: mrkdwn text without verbatim", bl.Type)
+			}
+			out = append(out, bl.Text.Text)
+		}
+		for _, f := range append(bl.Fields, bl.Elements...) {
+			if f.Type == "mrkdwn" && !f.Verbatim {
+				t.Errorf("%s block: mrkdwn field without verbatim", bl.Type)
+			}
+			out = append(out, f.Text)
+		}
+	}
+	return out
+}
+
+func TestSlackEscapesRecordData(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		alert rules.Alert
+	}{
+		{"group value", rules.Alert{Rule: "r", Type: "threshold", Severity: "critical", Message: "x", Group: map[string]string{"user": hostile}}},
+		{"new term in the message", rules.Alert{Rule: "r", Type: "new_term", Severity: "info", Message: "new value " + hostile + " of country"}},
+		{"topic", rules.Alert{Rule: "r", Type: "threshold", Severity: "warning", Message: "x", Topic: hostile}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			texts := slackTexts(t, SlackPayload(&tc.alert))
+			joined := strings.Join(texts, "\n")
+			for _, bad := range []string{"<!", "<@", "<http", "@here", "@everyone", "@Channel", "@channel"} {
+				if strings.Contains(joined, bad) {
+					t.Errorf("Slack text contains %q: %s", bad, joined)
+				}
+			}
+			if !strings.Contains(joined, "&lt;!channel&gt;") || !strings.Contains(joined, "&lt;http://evil.example|click here&gt;") || !strings.Contains(joined, " &amp; ") {
+				t.Errorf("record data not escaped as Slack asks (&amp; &lt; &gt;): %s", joined)
+			}
+		})
+	}
+}
+
+func TestSlackTextsWithinLimits(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("&<>é😀", 2000) // escapes grow, the emoji counts twice
+	a := &rules.Alert{Rule: strings.Repeat("r", 400), Type: "new_term", Severity: "critical", Message: long, Topic: long,
+		Group: map[string]string{"k": long}}
+	p := SlackPayload(a)
+	texts := slackTexts(t, p)
+	limits := []int{slackTextMax, slackHeaderMax, slackSectionMax, slackFieldMax, slackFieldMax, slackFieldMax, slackFieldMax, 3000}
+	if len(texts) != len(limits) {
+		t.Fatalf("%d texts, want %d", len(texts), len(limits))
+	}
+	for i, s := range texts {
+		n := len(utf16.Encode([]rune(s)))
+		if n > limits[i] {
+			t.Errorf("text %d is %d characters, limit %d", i, n, limits[i])
+		}
+		if i != 3 && i != 4 && i != 7 && !strings.HasSuffix(s, "…") { // rule type, value and times are short
+			t.Errorf("text %d was not cut with an ellipsis: ...%s", i, s[max(0, len(s)-20):])
+		}
+		if strings.HasSuffix(strings.TrimSuffix(s, "…"), "&") || strings.Contains(s[max(0, len(s)-8):], "&l…") || strings.Contains(s[max(0, len(s)-8):], "&a…") {
+			t.Errorf("text %d cut inside an entity: %q", i, s[max(0, len(s)-12):])
+		}
+	}
+	short := SlackPayload(&rules.Alert{Rule: "r", Severity: "info", Message: "fine & dandy"})
+	if got := slackTexts(t, short)[2]; got != "fine &amp; dandy" {
+		t.Errorf("short text = %q", got)
+	}
+}
+
+// TestWebhookIsJSONEncoded: record data in a webhook alert is JSON
+// (escaped, invalid UTF-8 replaced) and decodes back to the same strings.
+func TestWebhookIsJSONEncoded(t *testing.T) {
+	t.Parallel()
+	var got []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ = io.ReadAll(r.Body)
+	}))
+	defer srv.Close()
+	val := "\"}],\"injected\":true,\"x\":[{\"" + hostile + "\n\u2028"
+	a := &rules.Alert{Rule: "r", Type: "new_term", Message: val, Group: map[string]string{"k": val}, Topic: "t"}
+	if err := (&Webhook{URL: srv.URL, HTTP: srv.Client()}).Send(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(got) {
+		t.Fatalf("webhook body is not JSON: %s", got)
+	}
+	var back map[string]any
+	if err := json.Unmarshal(got, &back); err != nil {
+		t.Fatal(err)
+	}
+	if _, injected := back["injected"]; injected {
+		t.Fatalf("a value broke out of its string: %s", got)
+	}
+	want := strings.ToValidUTF8(val, "\uFFFD")
+	if back["message"] != want || back["group"].(map[string]any)["k"] != want {
+		t.Fatalf("message = %q, want %q", back["message"], want)
+	}
+	if strings.ContainsAny(string(got), "<>") {
+		t.Fatalf("< or > unescaped in webhook JSON: %s", got)
 	}
 }

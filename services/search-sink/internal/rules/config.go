@@ -30,6 +30,7 @@ type Defaults struct {
 	Severity        string   `yaml:"severity"`
 	Notify          []string `yaml:"notify"`
 	MaxKeys         int      `yaml:"max_keys"`
+	TermExpiry      Duration `yaml:"term_expiry"`
 }
 
 // Rule is one detection rule.
@@ -58,7 +59,14 @@ type Rule struct {
 	AllowedLateness *Duration `yaml:"allowed_lateness"`
 	Realert         *Duration `yaml:"realert"`
 	MaxKeys         int       `yaml:"max_keys"`
+	// TermExpiry (new_term): a term not seen for this long (record time)
+	// is forgotten, and counts as new again. Default 168h.
+	TermExpiry Duration `yaml:"term_expiry"`
 }
+
+// DefaultTermExpiry is how long a new_term rule remembers a term it has
+// not seen again.
+const DefaultTermExpiry = Duration(7 * 24 * time.Hour)
 
 // Duration is a time.Duration in YAML ("30s", "5m").
 type Duration time.Duration
@@ -309,6 +317,15 @@ func (r *Rule) validate(d Defaults) error {
 		}
 		if r.Warmup < 0 {
 			return bad("warmup", "must not be negative")
+		}
+		if r.TermExpiry == 0 {
+			r.TermExpiry = d.TermExpiry
+		}
+		if r.TermExpiry == 0 {
+			r.TermExpiry = DefaultTermExpiry
+		}
+		if r.TermExpiry < 0 {
+			return bad("term_expiry", "must be positive")
 		}
 	case "cardinality":
 		if err := needField(); err != nil {

@@ -3,6 +3,7 @@ package rules
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"strconv"
 	"strings"
@@ -38,30 +39,41 @@ type Stats interface {
 	Fired(rule string)
 	Suppressed(rule string)
 	Late(rule string)
+	Dropped(rule, kind string) // state not remembered: DropSeries, DropTerm, DropValue, DropDedup
+	Cut(rule string)           // a group-by value or term cut to Limits.TermBytes
 }
 
 type noStats struct{}
 
-func (noStats) Fired(string)      {}
-func (noStats) Suppressed(string) {}
-func (noStats) Late(string)       {}
+func (noStats) Fired(string)           {}
+func (noStats) Suppressed(string)      {}
+func (noStats) Late(string)            {}
+func (noStats) Dropped(string, string) {}
+func (noStats) Cut(string)             {}
 
 // Engine evaluates rules on records. Observe is safe for concurrent use
 // (each rule has its own lock) and never blocks on delivery: emit must
 // hand alerts off without waiting.
 type Engine struct {
-	rules []*rule
-	emit  func(Alert)
-	stats Stats
-	now   func() time.Time
+	rules  []*rule
+	emit   func(Alert)
+	stats  Stats
+	now    func() time.Time
+	lim    Limits
+	budget *budget
+	log    *slog.Logger
 }
 
 // NewEngine compiles f's rules.
-func NewEngine(f *File, emit func(Alert), stats Stats) *Engine {
+func NewEngine(f *File, emit func(Alert), stats Stats, opts ...Option) *Engine {
 	if stats == nil {
 		stats = noStats{}
 	}
-	e := &Engine{emit: emit, stats: stats, now: time.Now}
+	e := &Engine{emit: emit, stats: stats, now: time.Now, lim: Limits{StateBytes: DefaultStateBytes, TermBytes: DefaultTermBytes}}
+	for _, o := range opts {
+		o(e)
+	}
+	e.budget = &budget{max: e.lim.StateBytes}
 	for i := range f.Rules {
 		e.rules = append(e.rules, compile(&f.Rules[i]))
 	}
@@ -182,12 +194,16 @@ type rule struct {
 	realert int64
 	ring    int // windows kept open per series
 
-	mu      sync.Mutex
-	maxTime int64 // highest record time seen (ns)
-	closed  int64 // windows ending at or before this are closed (ns)
-	series  map[string]*series
-	fired   map[string]int64 // dedup key -> record time of last alert
-	scratch []byte
+	mu           sync.Mutex
+	maxTime      int64 // highest record time seen (ns)
+	closed       int64 // windows ending at or before this are closed (ns)
+	series       map[string]*series
+	fired        map[string]int64 // dedup key -> record time of last alert
+	scratch      []byte
+	expiry       int64 // new_term: terms unseen this long are forgotten (ns)
+	firedSweepAt int   // size of fired that triggers dropping entries older than realert
+	swept        int64 // new_term: record time of the last expiry sweep
+	lastDropLog  map[string]time.Time
 }
 
 type bucket struct {
@@ -205,15 +221,17 @@ type series struct {
 	lastAct int64 // window start of the latest record
 	first   int64 // window start of the first record
 	// outlier
-	n         int
-	mean, vr  float64
-	terms     map[string]struct{}
+	n        int
+	mean, vr float64
+	// new_term: term -> record time last seen (ns)
+	terms     map[string]int64
 	termCount int
+	lastSeen  int64 // new_term: record time of the key's latest record
 }
 
 func compile(c *Rule) *rule {
 	r := &rule{cfg: c, field: compilePath(c.Field), op: ops[c.Op], series: map[string]*series{}, fired: map[string]int64{},
-		window: int64(c.Window), late: int64(*c.AllowedLateness), realert: int64(*c.Realert)}
+		window: int64(c.Window), late: int64(*c.AllowedLateness), realert: int64(*c.Realert), expiry: int64(c.TermExpiry)}
 	for _, g := range c.GroupBy {
 		r.groups = append(r.groups, compilePath(g))
 	}
@@ -235,8 +253,9 @@ func (r *rule) windowed() bool {
 }
 
 // key builds the group key into the rule's scratch buffer (called with
-// r.mu held); the returned bytes are only valid until the next call.
-func (r *rule) key(fields map[string]any) ([]byte, bool) {
+// r.mu held); the returned bytes are only valid until the next call. Each
+// value is cut to the term bound, so a key is at most groups x TermBytes.
+func (r *rule) key(e *Engine, fields map[string]any) ([]byte, bool) {
 	r.scratch = r.scratch[:0]
 	for i, g := range r.groups {
 		v, ok := g.get(fields)
@@ -246,23 +265,28 @@ func (r *rule) key(fields map[string]any) ([]byte, bool) {
 		if i > 0 {
 			r.scratch = append(r.scratch, 0x1f)
 		}
-		if s, ok := v.(string); ok {
-			r.scratch = append(r.scratch, s...)
-		} else {
-			r.scratch = append(r.scratch, toString(v)...)
+		s, ok := v.(string)
+		if !ok {
+			s = toString(v)
+		}
+		var cut bool
+		r.scratch, cut = appendCapped(r.scratch, s, e.lim.TermBytes)
+		if cut {
+			e.stats.Cut(r.cfg.Name)
 		}
 	}
 	return r.scratch, true
 }
 
-func (r *rule) seriesFor(kb []byte) *series {
+func (r *rule) seriesFor(e *Engine, kb []byte) *series {
 	s := r.series[string(kb)] // no allocation for the lookup
 	if s != nil {
 		return s
 	}
 	key := string(kb)
-	if len(r.series) >= r.cfg.MaxKeys {
-		return nil // bounded memory: new keys beyond max_keys are ignored
+	if len(r.series) >= r.cfg.MaxKeys || !e.budget.take(r.seriesCost(key)) {
+		r.dropped(e, DropSeries) // bounded memory: new keys beyond max_keys or the byte budget are ignored
+		return nil
 	}
 	s = &series{}
 	if len(r.groups) > 0 {
@@ -310,13 +334,13 @@ func (r *rule) observe(e *Engine, topic string, t time.Time, fields map[string]a
 		if !ok {
 			return
 		}
-		term = toString(v)
+		term = e.capTerm(r, toString(v))
 	}
 	ts := t.UnixNano()
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	kb, ok := r.key(fields)
+	kb, ok := r.key(e, fields)
 	if !ok {
 		return
 	}
@@ -324,7 +348,7 @@ func (r *rule) observe(e *Engine, topic string, t time.Time, fields map[string]a
 	case "threshold":
 		if r.window == 0 {
 			if r.op(num, *r.cfg.Value) {
-				s := r.seriesFor(kb)
+				s := r.seriesFor(e, kb)
 				var g []string
 				if s != nil {
 					g = s.group
@@ -334,29 +358,14 @@ func (r *rule) observe(e *Engine, topic string, t time.Time, fields map[string]a
 			return
 		}
 	case "outlier":
-		s := r.seriesFor(kb)
+		s := r.seriesFor(e, kb)
 		if s == nil {
 			return
 		}
 		r.outlier(e, s, topic, kb, t, num)
 		return
 	case "new_term":
-		s := r.seriesFor(kb)
-		if s == nil {
-			return
-		}
-		if s.terms == nil {
-			s.terms = map[string]struct{}{}
-		}
-		if _, seen := s.terms[term]; !seen {
-			if len(s.terms) < 100000 {
-				s.terms[term] = struct{}{}
-			}
-			if s.termCount >= r.cfg.Warmup {
-				r.fire(e, topic, string(kb)+"\x1f"+term, s.group, t, time.Time{}, 1, fmt.Sprintf("new value %q of %s", term, r.cfg.Field))
-			}
-		}
-		s.termCount++
+		r.newTerm(e, topic, kb, term, t)
 		return
 	}
 	// Windowed rules.
@@ -364,15 +373,13 @@ func (r *rule) observe(e *Engine, topic string, t time.Time, fields map[string]a
 		e.stats.Late(r.cfg.Name) // its window is closed: beyond allowed lateness
 		return
 	}
-	s := r.seriesFor(kb)
+	s := r.seriesFor(e, kb)
 	if s != nil {
 		start := ts - mod(ts, r.window)
 		b := &s.buckets[int(mod(start/r.window, int64(r.ring)))]
 		if b.start != start {
+			e.freeTerms(b.terms)
 			*b = bucket{start: start, terms: b.terms}
-			if b.terms != nil {
-				clear(b.terms)
-			}
 		}
 		b.count++
 		b.sum += num
@@ -380,8 +387,12 @@ func (r *rule) observe(e *Engine, topic string, t time.Time, fields map[string]a
 			if b.terms == nil {
 				b.terms = map[string]struct{}{}
 			}
-			if len(b.terms) < 1000000 {
-				b.terms[term] = struct{}{}
+			if _, ok := b.terms[term]; !ok {
+				if e.budget.take(termCost(term)) {
+					b.terms[term] = struct{}{}
+				} else {
+					r.dropped(e, DropValue)
+				}
 			}
 		}
 		if start > s.lastAct {
@@ -504,9 +515,9 @@ func (r *rule) closeWindow(e *Engine, start int64) {
 			s.hist++
 		}
 		if s.lastAct < start-expire && r.cfg.Type != "flatline" {
-			delete(r.series, key) // idle: free it
+			r.deleteSeries(e, key, s) // idle: free it
 		} else if r.cfg.Type == "flatline" && s.lastAct < start-int64(100)*r.window {
-			delete(r.series, key) // silent for 100 windows: stop alerting about it
+			r.deleteSeries(e, key, s) // silent for 100 windows: stop alerting about it
 		}
 	}
 }
@@ -544,10 +555,29 @@ func (r *rule) fire(e *Engine, topic, key string, group []string, at, windowStar
 		e.stats.Suppressed(r.cfg.Name)
 		return
 	}
+	if len(r.fired) >= r.firedSweepAt {
+		// Entries older than realert no longer suppress anything.
+		for k, last := range r.fired {
+			if ts-last >= r.realert || last > ts+r.realert {
+				delete(r.fired, k)
+				e.budget.give(termCost(k))
+			}
+		}
+		r.firedSweepAt = max(64, 2*len(r.fired))
+	}
 	if len(r.fired) >= r.cfg.MaxKeys*2 {
+		for k := range r.fired {
+			e.budget.give(termCost(k))
+		}
 		clear(r.fired) // bounded: forgetting only risks an early re-alert
 	}
-	r.fired[key] = ts
+	if _, ok := r.fired[key]; ok {
+		r.fired[key] = ts
+	} else if e.budget.take(termCost(key)) {
+		r.fired[key] = ts
+	} else {
+		r.dropped(e, DropDedup) // not remembered: the next alert of this key is not suppressed
+	}
 	a := Alert{Rule: r.cfg.Name, Type: r.cfg.Type, Severity: r.cfg.Severity, Topic: topic, Key: strings.ReplaceAll(key, "\x1f", ","),
 		Value: val, Message: msg, RecordTime: at.UTC(), FiredAt: e.now().UTC(), Notify: r.cfg.Notify}
 	if r.cfg.Topic != "" {
@@ -580,3 +610,82 @@ func (r *rule) fire(e *Engine, topic, key string, group []string, at, windowStar
 }
 
 func fmtNum(f float64) string { return strconv.FormatFloat(f, 'g', 6, 64) }
+
+// newTerm remembers term for the key and alerts when it was not seen (or
+// was forgotten after term_expiry) once the key is past its warm-up.
+func (r *rule) newTerm(e *Engine, topic string, kb []byte, term string, t time.Time) {
+	ts := t.UnixNano()
+	if ts > r.maxTime {
+		r.maxTime = ts
+	}
+	r.expireTerms(e)
+	s := r.seriesFor(e, kb)
+	if s == nil {
+		return
+	}
+	if ts > s.lastSeen {
+		s.lastSeen = ts
+	}
+	if s.terms == nil {
+		s.terms = map[string]int64{}
+	}
+	last, seen := s.terms[term]
+	switch {
+	case seen:
+		if ts > last {
+			s.terms[term] = ts
+		}
+	default:
+		if e.budget.take(termCost(term)) {
+			s.terms[term] = ts
+		} else {
+			r.dropped(e, DropTerm) // alerts anyway; a later sight of it alerts again (after realert)
+		}
+		if s.termCount >= r.cfg.Warmup {
+			r.fire(e, topic, string(kb)+"\x1f"+term, s.group, t, time.Time{}, 1, fmt.Sprintf("new value %q of %s", term, r.cfg.Field))
+		}
+	}
+	s.termCount++
+}
+
+// expireTerms forgets, at most every quarter of term_expiry of record
+// time, the terms (and keys) not seen within term_expiry of the newest
+// record time.
+func (r *rule) expireTerms(e *Engine) {
+	if r.expiry <= 0 || r.maxTime-r.swept < r.expiry/4 {
+		return
+	}
+	r.swept = r.maxTime
+	cutoff := r.maxTime - r.expiry
+	for key, s := range r.series {
+		for term, last := range s.terms {
+			if last < cutoff {
+				delete(s.terms, term)
+				e.budget.give(termCost(term))
+			}
+		}
+		if s.lastSeen < cutoff {
+			r.deleteSeries(e, key, s)
+		}
+	}
+}
+
+// deleteSeries frees a series and everything it holds.
+func (r *rule) deleteSeries(e *Engine, key string, s *series) {
+	delete(r.series, key)
+	e.budget.give(r.seriesCost(key))
+	for term := range s.terms {
+		e.budget.give(termCost(term))
+	}
+	for i := range s.buckets {
+		e.freeTerms(s.buckets[i].terms)
+	}
+}
+
+// freeTerms empties a cardinality bucket's values, returning their bytes.
+func (e *Engine) freeTerms(m map[string]struct{}) {
+	for term := range m {
+		e.budget.give(termCost(term))
+	}
+	clear(m)
+}

@@ -230,11 +230,21 @@ func TestLateRecordsBeyondLatenessAreDropped(t *testing.T) {
 	}
 }
 
-type countStats struct{ fired, suppressed, late int }
+type countStats struct {
+	fired, suppressed, late, cut int
+	dropped                      map[string]int // kind -> count
+}
 
 func (c *countStats) Fired(string)      { c.fired++ }
 func (c *countStats) Suppressed(string) { c.suppressed++ }
 func (c *countStats) Late(string)       { c.late++ }
+func (c *countStats) Cut(string)        { c.cut++ }
+func (c *countStats) Dropped(_, kind string) {
+	if c.dropped == nil {
+		c.dropped = map[string]int{}
+	}
+	c.dropped[kind]++
+}
 
 func TestValidationNamesRuleAndField(t *testing.T) {
 	t.Parallel()
