@@ -89,7 +89,7 @@ func TestKill9LosesNothing(t *testing.T) {
 		}
 	}()
 	all := func() int {
-		return len(e.docs("orders-2026.03.01", "orders-2026.03.02", "orders-2026.03.03", "orders-2026.03.04"))
+		return len(e.docs(dayIndex("orders", 0), dayIndex("orders", 1), dayIndex("orders", 2), dayIndex("orders", 3)))
 	}
 
 	first := start()
@@ -114,7 +114,7 @@ func TestKill9LosesNothing(t *testing.T) {
 		t.Fatalf("graceful stop: %v", err)
 	}
 	// Exactly the expected ids: one per (partition, offset).
-	docs := e.docs("orders-2026.03.01", "orders-2026.03.02", "orders-2026.03.03", "orders-2026.03.04")
+	docs := e.docs(dayIndex("orders", 0), dayIndex("orders", 1), dayIndex("orders", 2), dayIndex("orders", 3))
 	offsets := e.committed(t, "crash")
 	for p, end := range offsets {
 		for o := int64(0); o < end; o++ {

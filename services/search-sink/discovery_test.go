@@ -29,7 +29,7 @@ func TestDiscoversNewTopicsSkipsInternalAndDLQ(t *testing.T) {
 	e.produce(t, 0, 5)
 	admin := freeAddr(t)
 	startSink(t, e.args(t, "-search-sink-group-id", "disc", "-search-sink-admin-addr", admin))
-	eventually(t, 30*time.Second, "orders indexed", func() bool { return len(e.es.Docs("orders-2026.03.01")) == 5 })
+	eventually(t, 30*time.Second, "orders indexed", func() bool { return len(e.es.Docs(dayIndex("orders", 0))) == 5 })
 	res, err := http.Get("http://" + admin + "/readyz")
 	if err != nil {
 		t.Fatal(err)
@@ -60,18 +60,18 @@ func TestDiscoversNewTopicsSkipsInternalAndDLQ(t *testing.T) {
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "new topic indexed", func() bool { return len(e.es.Docs("payments-2026.03.01")) == 3 })
+	eventually(t, 30*time.Second, "new topic indexed", func() bool { return len(e.es.Docs(dayIndex("payments", 0))) == 3 })
 	if countRequests(e.es, http.MethodPut, "/_index_template/sluice-payments") != 1 {
 		t.Fatal("no template installed for the new topic")
 	}
-	for _, name := range []string{"internal-2026.03.01", "payments.dlq-2026.03.01"} {
+	for _, name := range []string{dayIndex("internal", 0), dayIndex("payments.dlq", 0)} {
 		if e.es.Docs(name) != nil {
 			t.Fatalf("%s was indexed", name)
 		}
 	}
-	// Metrics name the index, and lag is back to zero.
+	// Metrics name the topic, and lag is back to zero.
 	eventually(t, 10*time.Second, "metrics", func() bool {
-		return strings.HasSuffix(metric(t, admin, `sluice_searchsink_docs_indexed_total{index="payments-2026.03.01"}`), " 3") &&
+		return strings.HasSuffix(metric(t, admin, `sluice_searchsink_docs_indexed_total{topic="payments"}`), " 3") &&
 			strings.HasSuffix(metric(t, admin, `sluice_searchsink_lag_records{partition="0",topic="payments"}`), " 0")
 	})
 }
@@ -99,7 +99,7 @@ func TestShutdownFlushesAndCommits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- run(ctx, args) }()
-	names := []string{"orders-2026.03.01", "orders-2026.03.02", "orders-2026.03.03"}
+	names := []string{dayIndex("orders", 0), dayIndex("orders", 1), dayIndex("orders", 2)}
 	eventually(t, 30*time.Second, "some documents", func() bool { return len(e.docs(names...)) >= 200 })
 	cancel()
 	select {
@@ -134,7 +134,7 @@ func TestTemplateFollowsSchemaEvolution(t *testing.T) {
 	e := newEnv(t, 1)
 	e.produce(t, 0, 2)
 	startSink(t, e.args(t, "-search-sink-group-id", "evo"))
-	eventually(t, 30*time.Second, "first documents", func() bool { return len(e.es.Docs("orders-2026.03.01")) == 2 })
+	eventually(t, 30*time.Second, "first documents", func() bool { return len(e.es.Docs(dayIndex("orders", 0))) == 2 })
 	v2 := strings.Replace(ordersSchema, `{"name":"id","type":"long"},`, `{"name":"id","type":"long"},{"name":"channel","type":"string","default":"web"},`, 1)
 	id2 := e.reg.Register(t, "orders-value", v2)
 	codec2, err := goavro.NewCodec(v2)
@@ -167,6 +167,6 @@ func TestTemplateFollowsSchemaEvolution(t *testing.T) {
 		return ch["type"] == "keyword"
 	})
 	eventually(t, 30*time.Second, "the v2 document", func() bool {
-		return strings.Contains(string(e.es.Docs("orders-2026.03.01")["orders+0+2"]), `"channel":"app"`)
+		return strings.Contains(string(e.es.Docs(dayIndex("orders", 0))["orders+0+2"]), `"channel":"app"`)
 	})
 }

@@ -66,7 +66,15 @@ func ordersCodec(t testing.TB) *goavro.Codec {
 	return c
 }
 
-var day0 = time.Date(2026, 3, 1, 23, 0, 0, 0, time.UTC)
+// day0 is 23:00 UTC four days before the tests run: records up to a few
+// days after it are inside the sink's time window (30-day retention, 1h
+// future skew) whatever the date.
+var day0 = time.Now().UTC().Truncate(24 * time.Hour).Add(-4*24*time.Hour + 23*time.Hour)
+
+// dayIndex names topic's daily index n days after day0's.
+func dayIndex(topic string, n int) string {
+	return topic + "-" + day0.AddDate(0, 0, n).Format("2006.01.02")
+}
 
 // order encodes one Confluent-framed record.
 func (e *env) order(t testing.TB, i int, region string, latency float64) []byte {

@@ -31,12 +31,12 @@ func TestIndexesEveryRecordOnce(t *testing.T) {
 	e.produce(t, 0, n)
 	stop := startSink(t, e.args(t, "-search-sink-group-id", "g1"))
 	eventually(t, 30*time.Second, "all documents", func() bool {
-		return len(e.docs("orders-2026.03.01", "orders-2026.03.02")) == n
+		return len(e.docs(dayIndex("orders", 0), dayIndex("orders", 1))) == n
 	})
-	if got := len(e.es.Docs("orders-2026.03.01")); got != 60 {
-		t.Fatalf("orders-2026.03.01 has %d docs, want 60 (records 23:00-23:59)", got)
+	if got := len(e.es.Docs(dayIndex("orders", 0))); got != 60 {
+		t.Fatalf("%s has %d docs, want 60 (records 23:00-23:59)", dayIndex("orders", 0), got)
 	}
-	docs := e.docs("orders-2026.03.01", "orders-2026.03.02")
+	docs := e.docs(dayIndex("orders", 0), dayIndex("orders", 1))
 	// ids are <topic>+<partition>+<offset>: every (partition, offset) once.
 	perPartition := map[string]int{}
 	for id, raw := range docs {
@@ -85,7 +85,7 @@ func TestIndexesEveryRecordOnce(t *testing.T) {
 	stop2 := startSink(t, e.args(t, "-search-sink-group-id", "g1"))
 	e.produce(t, n, 3)
 	eventually(t, 30*time.Second, "documents after restart", func() bool {
-		return len(e.docs("orders-2026.03.01", "orders-2026.03.02")) == n+3
+		return len(e.docs(dayIndex("orders", 0), dayIndex("orders", 1))) == n+3
 	})
 	if err := stop2(); err != nil {
 		t.Fatalf("second run exited with %v", err)
@@ -134,7 +134,7 @@ func TestItemFailuresDLQAndRetry(t *testing.T) {
 	admin := freeAddr(t)
 	startSink(t, e.args(t, "-search-sink-group-id", "g2", "-search-sink-admin-addr", admin))
 	eventually(t, 30*time.Second, "offsets committed", func() bool { return sum(e.committed(t, "g2")) == n })
-	docs := e.docs("orders-2026.03.01")
+	docs := e.docs(dayIndex("orders", 0))
 	if len(docs) != n-1 {
 		t.Fatalf("%d docs indexed, want %d (all but the mapping failure)", len(docs), n-1)
 	}
@@ -164,11 +164,11 @@ func TestItemFailuresDLQAndRetry(t *testing.T) {
 		t.Fatal("DLQ record does not carry the original key and value")
 	}
 	for name, want := range map[string]string{
-		`sluice_searchsink_dlq_records_total{topic="orders"}`:                                              "1",
-		`sluice_searchsink_docs_failed_total{index="orders-2026.03.01",reason="mapper_parsing_exception"}`: "1",
-		`sluice_searchsink_docs_failed_total{index="orders-2026.03.01",reason="rejected"}`:                 "2",
-		`sluice_searchsink_docs_indexed_total{index="orders-2026.03.01"}`:                                  "9",
-		`sluice_searchsink_retries_total{kind="item"}`:                                                     "2",
+		`sluice_searchsink_dlq_records_total{topic="orders"}`:                                   "1",
+		`sluice_searchsink_docs_failed_total{reason="mapper_parsing_exception",topic="orders"}`: "1",
+		`sluice_searchsink_docs_failed_total{reason="rejected",topic="orders"}`:                 "2",
+		`sluice_searchsink_docs_indexed_total{topic="orders"}`:                                  "9",
+		`sluice_searchsink_retries_total{kind="item"}`:                                          "2",
 	} {
 		if got := metric(t, admin, name); !strings.HasSuffix(got, " "+want) {
 			t.Errorf("%s = %q, want %s", name, got, want)
@@ -195,7 +195,7 @@ func TestWholeRequestFailureHoldsOffsets(t *testing.T) {
 		if calls == failures {
 			sawFailures = true
 		}
-		return len(e.docs("orders-2026.03.01")) == 20
+		return len(e.docs(dayIndex("orders", 0))) == 20
 	})
 	if e.es.BulkCalls() <= failures {
 		t.Fatalf("bulk calls = %d, want retries past the %d failures", e.es.BulkCalls(), failures)
@@ -231,7 +231,7 @@ func TestUndecodableRecordsGoToDLQ(t *testing.T) {
 	}
 	startSink(t, e.args(t, "-search-sink-group-id", "undecodable"))
 	eventually(t, 30*time.Second, "offsets committed", func() bool { return sum(e.committed(t, "undecodable")) == 3 })
-	if docs := e.es.Docs("orders-2026.03.01"); len(docs) != 1 || docs["orders+0+2"] == nil {
+	if docs := e.es.Docs(dayIndex("orders", 0)); len(docs) != 1 || docs["orders+0+2"] == nil {
 		t.Fatalf("docs = %v, want only orders+0+2", docs)
 	}
 	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: e.kc.Brokers(), Topic: "orders.dlq", MaxWait: 100 * time.Millisecond})

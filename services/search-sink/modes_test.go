@@ -63,7 +63,7 @@ func TestKeyIDModeWithExternalVersions(t *testing.T) {
 	if err := e.w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
-	const index = "orders-2026.03.01"
+	index := dayIndex("orders", 0)
 	for _, group := range []string{"k1", "k2"} { // k2 replays everything: older versions must not win
 		stop := startSink(t, e.args(t, "-search-sink-id-mode", "key", "-search-sink-group-id", group))
 		eventually(t, 30*time.Second, "offsets committed", func() bool { return sum(e.committed(t, group)) == int64(len(msgs)) })

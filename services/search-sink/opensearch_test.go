@@ -74,7 +74,7 @@ func TestOpenSearchFlavorEndToEnd(t *testing.T) {
 	}
 	startSink(t, e.args(t, "-es-url", srv.URL, "-es-flavor", "opensearch", "-search-sink-group-id", "os"))
 	eventually(t, 30*time.Second, "documents indexed through the OpenSearch path", func() bool {
-		return len(e.docs("orders-2026.03.01")) == 30
+		return len(e.docs(dayIndex("orders", 0))) == 30
 	})
 	eventually(t, 10*time.Second, "offsets", func() bool { return sum(e.committed(t, "os")) == 30 })
 	front.mu.Lock()

@@ -11,7 +11,7 @@ import (
 func TestRebalanceAcrossInstances(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 4)
-	names := []string{"orders-2026.03.01", "orders-2026.03.02", "orders-2026.03.03"}
+	names := []string{dayIndex("orders", 0), dayIndex("orders", 1), dayIndex("orders", 2)}
 	e.produce(t, 0, 400)
 	stopA := startSink(t, e.args(t, "-search-sink-group-id", "rb"))
 	eventually(t, 30*time.Second, "first batch", func() bool { return len(e.docs(names...)) == 400 })

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/avro"
+	"github.com/sluicehq/sluice/pkg/backoff"
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/service"
@@ -21,9 +23,11 @@ import (
 	"github.com/sluicehq/sluice/services/search-sink/internal/config"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
 	"github.com/sluicehq/sluice/services/search-sink/internal/es"
+	"github.com/sluicehq/sluice/services/search-sink/internal/limits"
 	"github.com/sluicehq/sluice/services/search-sink/internal/mapping"
 	"github.com/sluicehq/sluice/services/search-sink/internal/rules"
 	"github.com/sluicehq/sluice/services/search-sink/internal/sink"
+	"github.com/sluicehq/sluice/services/search-sink/internal/target"
 )
 
 // codecSource adapts pkg/avro's codec cache to the document builder.
@@ -77,11 +81,19 @@ func run(ctx context.Context, args []string) error {
 		return err
 	})
 
-	namer, err := cfg.Namer()
+	docNamer, err := cfg.Namer()
 	if err != nil {
 		return service.Invalid("SEARCH_SINK_INDEX_PATTERN", "%v", err)
 	}
-	dataStreams := namer.Mode() == document.ModeDataStream
+	dataStreams := docNamer.Mode() == document.ModeDataStream
+	var reserved []string
+	if cfg.AlertsIndex != "-" {
+		reserved = append(reserved, cfg.AlertsIndex)
+	}
+	namer := target.NewNamer(docNamer, reserved...)
+	if cfg.IDMode == "key" && strings.Contains(cfg.IndexPattern, "{") {
+		log.Warn("SEARCH_SINK_ID_MODE=key with a dated SEARCH_SINK_INDEX_PATTERN: a key's records of different days are different documents in different indices", "pattern", cfg.IndexPattern)
+	}
 	inst := es.NewInstaller(esc, es.InstallOptions{Policy: cfg.Policy, RetentionDays: cfg.Retention, DataStreams: dataStreams, Shards: cfg.Shards, Replicas: cfg.Replicas}, log)
 	if err := inst.EnsurePolicy(ctx); err != nil {
 		return err
@@ -96,6 +108,14 @@ func run(ctx context.Context, args []string) error {
 		metaName = cfg.KafkaMetaName
 	}
 	prepare := func(ctx context.Context, topic string) error {
+		name, err := namer.Template(topic)
+		if err != nil {
+			return err
+		}
+		pattern, err := namer.Pattern(topic)
+		if err != nil {
+			return err
+		}
 		props := map[string]any{}
 		s, err := reg.RefreshLatest(ctx, topic+"-value") // rare (start, discovery, schema change): never stale
 		switch {
@@ -116,30 +136,15 @@ func run(ctx context.Context, args []string) error {
 				"offset": map[string]any{"type": "long"}, "key": map[string]any{"type": "keyword", "ignore_above": 512},
 			}}
 		}
-		return inst.EnsureTemplate(ctx, "sluice-"+document.SanitizeTopic(topic), namer.Pattern(topic), props)
+		return inst.EnsureTemplate(ctx, name, pattern, props)
 	}
 
-	m := sink.NewMetrics(app.Metrics())
-	dlqWriter := kc.NewWriter(kafka.WriterOptions{})
-	app.OnClose("dlq-writer", func(context.Context) error { return dlqWriter.Close() })
-	dlq := sink.NewDLQ(dlqWriter, func(ctx context.Context, topic string) error {
-		_, err := kc.EnsureTopic(ctx, kafka.TopicSpec{Name: topic, Partitions: 1})
-		return err
-	}, m, log)
-	pl, err := sink.NewPipeline(esc, sink.PipelineOptions{
-		Workers: cfg.Workers, FlushActions: cfg.FlushActions, FlushBytes: cfg.FlushBytes, FlushInterval: cfg.FlushInterval,
-		MaxBufferedDocs: int64(cfg.MaxDocs), MaxBufferedBytes: int64(cfg.MaxBytes),
-		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax,
-	}, m, dlq, log)
-	if err != nil {
-		return err
-	}
-	app.OnClose("bulk-indexer", func(ctx context.Context) error { return pl.Close(ctx) })
-	// Records are transcoded straight from Avro binary to JSON unless the
-	// rules need the decoded fields.
-	builder := document.NewBuilder(codecSource{codecs}, document.Options{Namer: namer, IDMode: document.IDMode(cfg.IDMode), Decimal: decimals, MetaField: metaName, Fields: ruleFile != nil})
+	m := sink.NewMetrics(app.Metrics(), cfg.MaxTopicLabels)
+	retry := backoff.Policy{Base: cfg.RetryBase, Max: cfg.RetryMax, Attempts: cfg.RetryAttempts}
 
-	var observe sink.Observer
+	// Alert delivery exists when rules are configured; parked topics are
+	// reported through it too.
+	var disp *alert.Dispatcher
 	var exclude []string
 	if cfg.AlertsTopic != "-" && cfg.AlertsTopic != "" {
 		exclude = append(exclude, cfg.AlertsTopic) // alerts are not data, whoever produced them
@@ -165,24 +170,71 @@ func run(ctx context.Context, args []string) error {
 		if cfg.AlertsIndex != "-" && cfg.AlertsIndex != "" {
 			ns = append(ns, &alert.Index{Index: cfg.AlertsIndex, Transport: esc})
 		}
-		disp := alert.NewDispatcher(ns, cfg.AlertRetries, 200*time.Millisecond, am, log)
-		engine := rules.NewEngine(ruleFile, disp.Emit, am.Stats())
-		observe = engine.Observe
+		disp = alert.NewDispatcher(ns, cfg.AlertRetries, 200*time.Millisecond, am, log)
 		app.Go("alerts", disp.Run)
-		log.Info("anomaly rules loaded", "rules", engine.Rules(), "destinations", len(ns))
+	}
+	var notify func(sink.ParkNotice)
+	if disp != nil {
+		notify = func(n sink.ParkNotice) { disp.Emit(alert.Parked(n.Topic, n.Kind, n.Reason, n.At, n.RetryAt)) }
+	}
+	parker := sink.NewParker(backoff.Policy{Base: cfg.ParkRetryBase, Max: cfg.ParkRetryMax}, m, log, notify)
+
+	dlqWriter := kc.NewWriter(kafka.WriterOptions{BatchBytes: int64(cfg.DLQMaxBytes) + 64<<10})
+	app.OnClose("dlq-writer", func(context.Context) error { return dlqWriter.Close() })
+	dlq := sink.NewDLQ(dlqWriter, func(ctx context.Context, topic string) error {
+		_, err := kc.EnsureTopic(ctx, kafka.TopicSpec{Name: topic, Partitions: 1})
+		return err
+	}, sink.DLQOptions{MaxBytes: cfg.DLQMaxBytes, Retry: retry}, m, log)
+	pl, err := sink.NewPipeline(esc, sink.PipelineOptions{
+		Workers: cfg.Workers, FlushActions: cfg.FlushActions, FlushBytes: cfg.FlushBytes, FlushInterval: cfg.FlushInterval,
+		MaxBufferedDocs: int64(cfg.MaxDocs), MaxBufferedBytes: int64(cfg.MaxBytes), Retry: retry,
+	}, m, dlq, parker, log)
+	if err != nil {
+		return err
+	}
+	app.OnClose("bulk-indexer", func(ctx context.Context) error { return pl.Close(ctx) })
+	// Records are transcoded straight from Avro binary to JSON unless the
+	// rules need the decoded fields.
+	builder := document.NewBuilder(codecSource{codecs}, document.Options{Namer: docNamer, IDMode: document.IDMode(cfg.IDMode), Decimal: decimals, MetaField: metaName, Fields: ruleFile != nil})
+
+	var observe sink.Observer
+	if ruleFile != nil {
+		engine := rules.NewEngine(ruleFile, disp.Emit, disp.Stats(),
+			rules.WithLimits(rules.Limits{StateBytes: int64(cfg.RuleStateBytes), TermBytes: cfg.RuleTermBytes}), rules.WithLogger(log))
+		app.Metrics().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_searchsink_rule_state_bytes",
+			Help: "Approximate memory of all rule state (bounded by SEARCH_SINK_RULES_MAX_STATE_BYTES)."}, func() float64 { return float64(engine.StateBytes()) }))
+		observe = engine.Observe
+		log.Info("anomaly rules loaded", "rules", engine.Rules(), "destinations", disp.Destinations())
 	}
 
+	var budget *limits.IndexBudget
+	if !dataStreams && cfg.NewIndicesPerHour > 0 {
+		budget = &limits.IndexBudget{PerHour: cfg.NewIndicesPerHour, Exists: func(ctx context.Context, index string) (bool, error) {
+			st, err := esc.Do(ctx, http.MethodHead, "/"+url.PathEscape(index), nil, nil)
+			if st == http.StatusNotFound {
+				return false, nil
+			}
+			return err == nil, err
+		}}
+	}
+	maxAge, ageVar := cfg.RecordAge()
 	start := kafkago.FirstOffset
 	if cfg.StartOffset == "latest" {
 		start = kafkago.LastOffset
 	}
-	consumer := sink.NewConsumer(kc, builder, pl, m, log, sink.ConsumerOptions{
+	consumer := sink.NewConsumer(sink.ConsumerDeps{
+		Kafka: kc, Builder: builder, Pipeline: pl, Parker: parker, Metrics: m, Log: log,
+		Namer: namer, KeyIDs: cfg.IDMode == "key", Budget: budget, Prepare: prepare, Observe: observe,
+	}, sink.ConsumerOptions{
 		GroupID: cfg.GroupID, Topics: cfg.Topics, ExcludeTopics: exclude, TopicRefresh: cfg.TopicRefresh,
 		CommitInterval: cfg.CommitEvery, DrainTimeout: cfg.DrainTimeout, StartOffset: start,
-	}, prepare, observe)
+		Window:      limits.TimeWindow{MaxAge: maxAge, AgeVar: ageVar, MaxSkew: cfg.MaxFutureSkew, SkewVar: "SEARCH_SINK_MAX_FUTURE_SKEW"},
+		MaxDocBytes: cfg.MaxDocBytes, Retry: retry,
+	})
 	app.Go("dlq", dlq.Run)
 	app.Go("retries", pl.RunRetries)
 	app.Go("flusher", pl.RunFlusher)
+	app.Go("parker", parker.Run)
 	// The consumer is stopped first, in an OnStop hook, so that while it
 	// drains (flush, wait for acknowledgements, final commit) the DLQ writer
 	// and the retry loop are still running.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -297,4 +298,47 @@ func TestWebhookIsJSONEncoded(t *testing.T) {
 	if strings.ContainsAny(string(got), "<>") {
 		t.Fatalf("< or > unescaped in webhook JSON: %s", got)
 	}
+}
+
+// FuzzSlackMrkdwn: escaped texts have no < or >, every & starts one of
+// the three entities, fit the limit, and unescape to the input (or, when
+// cut, to a prefix of it).
+func FuzzSlackMrkdwn(f *testing.F) {
+	for _, s := range []string{hostile, "a&b<c>d", strings.Repeat("&", 40), "😀😀😀", "@here@channel", ""} {
+		f.Add(s, 20)
+	}
+	f.Fuzz(func(t *testing.T, s string, max int) {
+		if max < 1 || max > 5000 || !utf8.ValidString(s) {
+			return
+		}
+		out := slackMrkdwn(s, max)
+		if n := len(utf16.Encode([]rune(out))); n > max {
+			t.Fatalf("%d characters, limit %d", n, max)
+		}
+		if strings.ContainsAny(out, "<>") {
+			t.Fatalf("unescaped < or > in %q", out)
+		}
+		for i := strings.IndexByte(out, '&'); i >= 0; i = next(out, i) {
+			if !strings.HasPrefix(out[i:], "&amp;") && !strings.HasPrefix(out[i:], "&lt;") && !strings.HasPrefix(out[i:], "&gt;") {
+				t.Fatalf("bare & at %d in %q", i, out)
+			}
+		}
+		body, cut := strings.CutSuffix(out, "…")
+		back := strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&", "@\u2060", "@").Replace(body)
+		if cut && !strings.HasSuffix(s, "…") {
+			if !strings.HasPrefix(s, back) {
+				t.Fatalf("cut text %q is not a prefix of %q", back, s)
+			}
+		} else if back != s && !(cut && back+"…" == s) {
+			t.Fatalf("%q unescapes to %q", s, back)
+		}
+	})
+}
+
+func next(s string, i int) int {
+	j := strings.IndexByte(s[i+1:], '&')
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
 }

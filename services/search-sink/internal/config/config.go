@@ -118,9 +118,22 @@ type Config struct {
 	RulesFile     string        `env:"SEARCH_SINK_RULES_FILE" help:"YAML anomaly rules; empty disables detection"`
 	SlackURL      string        `env:"SEARCH_SINK_SLACK_WEBHOOK_URL" secret:"true" help:"Slack incoming webhook for alerts"`
 	WebhookURL    string        `env:"SEARCH_SINK_ALERT_WEBHOOK_URL" secret:"true" help:"generic JSON webhook for alerts"`
-	AlertsTopic   string        `env:"SEARCH_SINK_ALERTS_TOPIC" default:"alerts" help:"Kafka topic for alerts (- disables); never indexed as data"`
+	AlertsTopic   string        `env:"SEARCH_SINK_ALERTS_TOPIC" default:"_sluice-alerts" help:"Kafka topic for alerts (- disables); must start with _sluice- so that no producer can write to it through a topic pattern; never indexed as data"`
 	AlertsIndex   string        `env:"SEARCH_SINK_ALERTS_INDEX" default:"sluice-alerts" help:"index for alerts (- disables)"`
 	AlertRetries  int           `env:"SEARCH_SINK_ALERT_RETRIES" default:"5" help:"delivery attempts per alert and destination"`
+
+	// Limits (README "Limits").
+	MaxRecordAge      time.Duration `env:"SEARCH_SINK_MAX_RECORD_AGE" default:"0s" help:"records older than this (record time) go to the DLQ; 0: the retention window (SEARCH_SINK_RETENTION_DAYS), no bound when that is 0 too"`
+	MaxFutureSkew     time.Duration `env:"SEARCH_SINK_MAX_FUTURE_SKEW" default:"1h" help:"records timestamped further than this ahead of the clock go to the DLQ (0: no bound)"`
+	NewIndicesPerHour int           `env:"SEARCH_SINK_MAX_NEW_INDICES_PER_HOUR" default:"24" help:"new indices one topic may create per hour; a topic past it is parked until a slot frees (0: no bound; index mode only)"`
+	MaxDocBytes       int           `env:"SEARCH_SINK_MAX_DOCUMENT_BYTES" default:"10485760" help:"largest document (JSON bytes) sent to the cluster; larger records go to the DLQ. Keep it below the cluster's http.max_content_length"`
+	DLQMaxBytes       int           `env:"SEARCH_SINK_DLQ_MAX_BYTES" default:"1044480" help:"dead letters are cut to this size (key, value, producer headers) with sluice-original-size and sluice-truncated headers; at most the DLQ topics' max.message.bytes"`
+	RetryAttempts     int           `env:"SEARCH_SINK_RETRY_ATTEMPTS" default:"10" help:"attempts per record for transient failures (bulk 429/5xx/connection, dead-letter writes, registry lookups) before its topic is parked"`
+	ParkRetryBase     time.Duration `env:"SEARCH_SINK_PARK_RETRY_BASE" default:"30s" help:"first wait before a parked topic is retried (doubles, with jitter, per failed retry)"`
+	ParkRetryMax      time.Duration `env:"SEARCH_SINK_PARK_RETRY_MAX" default:"10m" help:"cap on the wait between retries of a parked topic"`
+	MaxTopicLabels    int           `env:"SEARCH_SINK_MAX_TOPIC_LABELS" default:"100" help:"distinct topics in metric labels; later topics are reported as _other"`
+	RuleStateBytes    int           `env:"SEARCH_SINK_RULES_MAX_STATE_BYTES" default:"67108864" help:"bound on the memory of all rule state (series, terms, de-duplication); what does not fit is dropped and counted"`
+	RuleTermBytes     int           `env:"SEARCH_SINK_RULES_MAX_TERM_BYTES" default:"256" help:"longer group-by values and terms are cut and end with a hash of the whole value"`
 }
 
 // Validate checks values that the field types alone cannot.
@@ -204,10 +217,68 @@ func (c *Config) Validate() error {
 			return service.Invalid(name, "want an http(s) URL") // the URL is a secret: not echoed
 		}
 	}
-	if strings.HasPrefix(c.AlertsTopic, "_") {
-		return service.Invalid("SEARCH_SINK_ALERTS_TOPIC", "must not start with _")
+	if c.AlertsTopic != "-" && !strings.HasPrefix(c.AlertsTopic, AlertsTopicPrefix) {
+		return service.Invalid("SEARCH_SINK_ALERTS_TOPIC", "must start with %s (an internal topic no producer can write to through a topic pattern), or be - to disable; got %q", AlertsTopicPrefix, c.AlertsTopic)
+	}
+	for _, t := range c.Topics {
+		if !kafka.IsDataTopic(t) {
+			return service.Invalid("SEARCH_SINK_TOPICS", "%q is an internal or dead-letter topic, not data", t)
+		}
+	}
+	return c.validateLimits()
+}
+
+// AlertsTopicPrefix starts every alerts topic name: internal topics are
+// never matched by the gateway's topic patterns nor consumed as data.
+const AlertsTopicPrefix = "_sluice-"
+
+func (c *Config) validateLimits() error {
+	if c.MaxRecordAge < 0 {
+		return service.Invalid("SEARCH_SINK_MAX_RECORD_AGE", "must not be negative")
+	}
+	if c.Retention > 0 && c.MaxRecordAge > time.Duration(c.Retention)*24*time.Hour {
+		return service.Invalid("SEARCH_SINK_MAX_RECORD_AGE", "%s is longer than the retention window of %d days (SEARCH_SINK_RETENTION_DAYS): older records would recreate deleted indices", c.MaxRecordAge, c.Retention)
+	}
+	if c.MaxFutureSkew < 0 {
+		return service.Invalid("SEARCH_SINK_MAX_FUTURE_SKEW", "must not be negative")
+	}
+	if c.NewIndicesPerHour < 0 {
+		return service.Invalid("SEARCH_SINK_MAX_NEW_INDICES_PER_HOUR", "must not be negative")
+	}
+	if c.MaxDocBytes <= 0 {
+		return service.Invalid("SEARCH_SINK_MAX_DOCUMENT_BYTES", "must be positive")
+	}
+	if c.DLQMaxBytes < 4096 {
+		return service.Invalid("SEARCH_SINK_DLQ_MAX_BYTES", "must be at least 4096 (room for the sluice-* headers)")
+	}
+	for name, v := range map[string]int{"SEARCH_SINK_RETRY_ATTEMPTS": c.RetryAttempts, "SEARCH_SINK_MAX_TOPIC_LABELS": c.MaxTopicLabels,
+		"SEARCH_SINK_RULES_MAX_STATE_BYTES": c.RuleStateBytes} {
+		if v <= 0 {
+			return service.Invalid(name, "must be positive")
+		}
+	}
+	if c.RuleTermBytes < 32 {
+		return service.Invalid("SEARCH_SINK_RULES_MAX_TERM_BYTES", "must be at least 32 (room for the hash of a cut value)")
+	}
+	if c.ParkRetryBase <= 0 {
+		return service.Invalid("SEARCH_SINK_PARK_RETRY_BASE", "must be positive")
+	}
+	if c.ParkRetryMax < c.ParkRetryBase {
+		return service.Invalid("SEARCH_SINK_PARK_RETRY_MAX", "must be at least SEARCH_SINK_PARK_RETRY_BASE (%s)", c.ParkRetryBase)
 	}
 	return nil
+}
+
+// RecordAge returns the effective maximum record age and the setting it
+// comes from (0: no bound).
+func (c *Config) RecordAge() (time.Duration, string) {
+	if c.MaxRecordAge > 0 {
+		return c.MaxRecordAge, "SEARCH_SINK_MAX_RECORD_AGE"
+	}
+	if c.Retention > 0 {
+		return time.Duration(c.Retention) * 24 * time.Hour, "SEARCH_SINK_RETENTION_DAYS"
+	}
+	return 0, ""
 }
 
 // Namer builds the index namer from the index settings.

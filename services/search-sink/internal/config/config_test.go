@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"testing"
+	"time"
 
+	"github.com/sluicehq/sluice/pkg/deadletter"
 	"github.com/sluicehq/sluice/pkg/service"
 )
 
@@ -15,6 +17,16 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.AdminAddr != ":9103" || c.ES.URLs[0] != "http://127.0.0.1:9200" || c.IndexPattern != "<topic>-{yyyy.MM.dd}" || c.ES.Flavor != "elasticsearch" {
 		t.Fatalf("defaults = %+v", c)
+	}
+	// Alerts go to an internal topic that no topic pattern matches.
+	if c.AlertsTopic != "_sluice-alerts" {
+		t.Fatalf("alerts topic default = %q", c.AlertsTopic)
+	}
+	if c.DLQMaxBytes != deadletter.DefaultMaxBytes {
+		t.Fatalf("SEARCH_SINK_DLQ_MAX_BYTES default %d, want deadletter.DefaultMaxBytes %d", c.DLQMaxBytes, deadletter.DefaultMaxBytes)
+	}
+	if age, from := c.RecordAge(); age != 30*24*time.Hour || from != "SEARCH_SINK_RETENTION_DAYS" {
+		t.Fatalf("record age = %s from %s, want the 30-day retention", age, from)
 	}
 }
 
@@ -45,6 +57,21 @@ func TestValidationNamesTheVariable(t *testing.T) {
 		{map[string]string{"SEARCH_SINK_RULES_FILE": "/nonexistent/rules.yaml"}, "SEARCH_SINK_RULES_FILE"},
 		{map[string]string{"SEARCH_SINK_SLACK_WEBHOOK_URL": "hooks.slack.com/x"}, "SEARCH_SINK_SLACK_WEBHOOK_URL"},
 		{map[string]string{"SEARCH_SINK_ALERTS_TOPIC": "_alerts"}, "SEARCH_SINK_ALERTS_TOPIC"},
+		{map[string]string{"SEARCH_SINK_ALERTS_TOPIC": "alerts"}, "SEARCH_SINK_ALERTS_TOPIC"},
+		{map[string]string{"SEARCH_SINK_ALERTS_TOPIC": "sluice-alerts"}, "SEARCH_SINK_ALERTS_TOPIC"},
+		{map[string]string{"SEARCH_SINK_TOPICS": "orders,_sluice-alerts"}, "SEARCH_SINK_TOPICS"},
+		{map[string]string{"SEARCH_SINK_TOPICS": "orders.dlq"}, "SEARCH_SINK_TOPICS"},
+		{map[string]string{"SEARCH_SINK_MAX_RECORD_AGE": "-1h"}, "SEARCH_SINK_MAX_RECORD_AGE"},
+		{map[string]string{"SEARCH_SINK_MAX_RECORD_AGE": "800h"}, "SEARCH_SINK_MAX_RECORD_AGE"},
+		{map[string]string{"SEARCH_SINK_MAX_FUTURE_SKEW": "-1s"}, "SEARCH_SINK_MAX_FUTURE_SKEW"},
+		{map[string]string{"SEARCH_SINK_MAX_NEW_INDICES_PER_HOUR": "-1"}, "SEARCH_SINK_MAX_NEW_INDICES_PER_HOUR"},
+		{map[string]string{"SEARCH_SINK_MAX_DOCUMENT_BYTES": "0"}, "SEARCH_SINK_MAX_DOCUMENT_BYTES"},
+		{map[string]string{"SEARCH_SINK_DLQ_MAX_BYTES": "100"}, "SEARCH_SINK_DLQ_MAX_BYTES"},
+		{map[string]string{"SEARCH_SINK_RETRY_ATTEMPTS": "0"}, "SEARCH_SINK_RETRY_ATTEMPTS"},
+		{map[string]string{"SEARCH_SINK_PARK_RETRY_BASE": "1m", "SEARCH_SINK_PARK_RETRY_MAX": "30s"}, "SEARCH_SINK_PARK_RETRY_MAX"},
+		{map[string]string{"SEARCH_SINK_MAX_TOPIC_LABELS": "0"}, "SEARCH_SINK_MAX_TOPIC_LABELS"},
+		{map[string]string{"SEARCH_SINK_RULES_MAX_STATE_BYTES": "0"}, "SEARCH_SINK_RULES_MAX_STATE_BYTES"},
+		{map[string]string{"SEARCH_SINK_RULES_MAX_TERM_BYTES": "8"}, "SEARCH_SINK_RULES_MAX_TERM_BYTES"},
 		{map[string]string{"SEARCH_SINK_REPLICAS": "-2"}, "SEARCH_SINK_REPLICAS"},
 		{map[string]string{"KAFKA_BROKERS": "nohostport"}, "KAFKA_BROKERS"},
 		{map[string]string{"REGISTRY_URL": "ftp://x"}, "REGISTRY_URL"},

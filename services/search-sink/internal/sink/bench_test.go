@@ -99,9 +99,9 @@ func BenchmarkIndexing(b *testing.B) {
 		srv := httptest.NewServer(estest.New())
 		defer srv.Close()
 		c, _ := es.New(es.Options{URLs: []string{srv.URL}, Timeout: 30 * time.Second})
-		m := NewMetrics(prometheus.NewRegistry())
+		m := NewMetrics(prometheus.NewRegistry(), 0)
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		pl, err := NewPipeline(c, PipelineOptions{Workers: workers, FlushBytes: flush, FlushInterval: time.Second, MaxBufferedDocs: 20000, MaxBufferedBytes: 64 << 20}, m, NewDLQ(nil, nil, m, log), log)
+		pl, err := NewPipeline(c, PipelineOptions{Workers: workers, FlushBytes: flush, FlushInterval: time.Second, MaxBufferedDocs: 20000, MaxBufferedBytes: 64 << 20}, m, NewDLQ(nil, nil, DLQOptions{}, m, log), nil, log)
 		if err != nil {
 			b.Fatal(err)
 		}

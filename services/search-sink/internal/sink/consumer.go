@@ -13,8 +13,12 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/pkg/backoff"
 	skafka "github.com/sluicehq/sluice/pkg/kafka"
+	"github.com/sluicehq/sluice/pkg/service"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
+	"github.com/sluicehq/sluice/services/search-sink/internal/limits"
+	"github.com/sluicehq/sluice/services/search-sink/internal/target"
 )
 
 // ConsumerOptions configure the consumer group.
@@ -30,6 +34,34 @@ type ConsumerOptions struct {
 	MaxBytes         int
 	SessionTimeout   time.Duration
 	RebalanceTimeout time.Duration
+	// Window bounds record times; records outside go to the DLQ.
+	Window limits.TimeWindow
+	// MaxDocBytes bounds a document's JSON; larger ones go to the DLQ (0: no bound).
+	MaxDocBytes int
+	// Retry paces transient per-record failures (schema registry, index
+	// existence checks); after Retry.Attempts the topic is parked.
+	Retry backoff.Policy
+}
+
+// ConsumerDeps are the parts a Consumer works with.
+type ConsumerDeps struct {
+	Kafka    *skafka.Clients
+	Builder  *document.Builder
+	Pipeline *Pipeline
+	Parker   *Parker
+	Metrics  *Metrics
+	Log      *slog.Logger
+	// Namer names each record's index (replacing the builder's: see
+	// package target); KeyIDs replaces the builder's key ids and versions.
+	Namer  *target.Namer
+	KeyIDs bool
+	// Budget bounds new indices per topic and hour; nil: unbounded.
+	Budget *limits.IndexBudget
+	// Prepare installs a topic's index template; it runs before the
+	// topic's first record and again when a new schema id shows up.
+	Prepare func(ctx context.Context, topic string) error
+	// Observe sees every decoded record (nil: no rules).
+	Observe Observer
 }
 
 // Observer sees every decoded record (the anomaly rules). It must not
@@ -42,9 +74,13 @@ type Consumer struct {
 	kc      *skafka.Clients
 	b       *document.Builder
 	pl      *Pipeline
+	parker  *Parker
 	m       *Metrics
 	log     *slog.Logger
 	o       ConsumerOptions
+	namer   *target.Namer
+	keyIDs  bool
+	budget  *limits.IndexBudget
 	observe Observer
 	prepare func(ctx context.Context, topic string) error
 
@@ -59,9 +95,8 @@ type topicPartition struct {
 	partition int
 }
 
-// NewConsumer wires a consumer. prepare runs once per topic before its
-// first document is indexed (index template installation); observe may be nil.
-func NewConsumer(kc *skafka.Clients, b *document.Builder, pl *Pipeline, m *Metrics, log *slog.Logger, o ConsumerOptions, prepare func(ctx context.Context, topic string) error, observe Observer) *Consumer {
+// NewConsumer wires a consumer.
+func NewConsumer(d ConsumerDeps, o ConsumerOptions) *Consumer {
 	if o.TopicRefresh <= 0 {
 		o.TopicRefresh = 30 * time.Second
 	}
@@ -80,7 +115,9 @@ func NewConsumer(kc *skafka.Clients, b *document.Builder, pl *Pipeline, m *Metri
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 10 << 20
 	}
-	return &Consumer{kc: kc, b: b, pl: pl, m: m, log: log, o: o, prepare: prepare, observe: observe, prepared: map[string]bool{}, observed: map[topicPartition]*atomic.Int64{}, schemas: map[string]int{}}
+	return &Consumer{kc: d.Kafka, b: d.Builder, pl: d.Pipeline, parker: d.Parker, m: d.Metrics, log: d.Log, o: o,
+		namer: d.Namer, keyIDs: d.KeyIDs, budget: d.Budget, prepare: d.Prepare, observe: d.Observe,
+		prepared: map[string]bool{}, observed: map[topicPartition]*atomic.Int64{}, schemas: map[string]int{}}
 }
 
 // Eligible reports whether a discovered topic is a data topic: internal
@@ -111,19 +148,21 @@ func (c *Consumer) Topics(ctx context.Context) ([]string, error) {
 
 // Run consumes until ctx ends. When the set of topics changes, the group
 // is left (after a final flush and commit) and joined again with the new
-// set: kafka-go's group subscribes to a fixed topic list.
+// set: kafka-go's group subscribes to a fixed topic list. A topic whose
+// template cannot be installed is parked; the others are consumed.
 func (c *Consumer) Run(ctx context.Context) error {
+	var prev []string
 	for {
 		topics, err := c.waitTopics(ctx)
 		if err != nil {
 			return nil //nolint:nilerr // only ctx ends waitTopics
 		}
+		c.forgetGone(prev, topics)
+		prev = topics
 		for _, t := range topics {
-			if err := c.prepareTopic(ctx, t); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
+			c.prepareTopic(ctx, t)
+			if ctx.Err() != nil {
+				return nil
 			}
 		}
 		gctx, cancel := context.WithCancel(ctx)
@@ -145,28 +184,51 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
-func (c *Consumer) prepareTopic(ctx context.Context, t string) error {
+// forgetGone releases the names and park state of topics that are gone.
+func (c *Consumer) forgetGone(prev, cur []string) {
+	for _, t := range prev {
+		if slices.Contains(cur, t) {
+			continue
+		}
+		c.parker.Forget(t)
+		c.namer.Forget(t)
+		c.mu.Lock()
+		delete(c.prepared, t)
+		c.mu.Unlock()
+	}
+}
+
+// prepareTopic installs t's template once. On failure the topic is parked
+// and the installation retried with backoff by the parker; it never holds
+// up the other topics.
+func (c *Consumer) prepareTopic(ctx context.Context, t string) {
 	c.mu.Lock()
 	done := c.prepared[t]
 	c.mu.Unlock()
-	if done || c.prepare == nil {
+	if done || c.prepare == nil || c.parker.Parked(t) {
+		return
+	}
+	install := func(ctx context.Context) error {
+		if err := c.prepare(ctx, t); err != nil {
+			if ctx.Err() == nil {
+				c.m.TemplateErrors.WithLabelValues(c.m.topicLabel(t)).Inc()
+			}
+			return fmt.Errorf("installing the index template: %w", err)
+		}
+		c.mu.Lock()
+		c.prepared[t] = true
+		c.mu.Unlock()
 		return nil
 	}
-	b := newBackoff(500*time.Millisecond, 30*time.Second)
-	for {
-		err := c.prepare(ctx, t)
-		if err == nil {
-			break
-		}
-		c.log.Error("preparing index template", "topic", t, "err", err)
-		if !sleepCtx(ctx, b.next()) {
-			return ctx.Err()
-		}
+	err := install(ctx)
+	if err == nil || ctx.Err() != nil {
+		return
 	}
-	c.mu.Lock()
-	c.prepared[t] = true
-	c.mu.Unlock()
-	return nil
+	kind := ParkTemplate
+	if target.IsCollision(err) {
+		kind = ParkCollision
+	}
+	c.pl.ParkTopic(t, kind, err.Error(), install)
 }
 
 func (c *Consumer) waitTopics(ctx context.Context) ([]string, error) {
@@ -182,7 +244,7 @@ func (c *Consumer) waitTopics(ctx context.Context) ([]string, error) {
 		if wait > 5*time.Second {
 			wait = 5 * time.Second
 		}
-		if !sleepCtx(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
 	}
@@ -255,6 +317,7 @@ func (c *Consumer) startGeneration(gen *kafkago.Generation) {
 	for topic, as := range gen.Assignments {
 		for _, a := range as {
 			pt := newPartition(topic, a.ID)
+			pt.h = c.parker.Handle(topic)
 			parts = append(parts, pt)
 			offset := a.Offset
 			gen.Start(func(ctx context.Context) { c.fetch(ctx, pt, offset) })
@@ -284,8 +347,11 @@ func (c *Consumer) schemaSeen(ctx context.Context, topic string, id int) {
 		return // the first id of a topic: prepareTopic already used the latest schema
 	}
 	go func() {
+		// The topic keeps flowing on failure: its installed template stays,
+		// and new fields are mapped dynamically until this succeeds.
 		if err := c.prepare(ctx, topic); err != nil && ctx.Err() == nil {
-			c.log.Warn("refreshing index template after a schema change", "topic", topic, "schema_id", id, "err", err)
+			c.m.TemplateErrors.WithLabelValues(c.m.topicLabel(topic)).Inc()
+			c.log.Error("refreshing index template after a schema change; keeping the installed one", "topic", topic, "schema_id", id, "err", err)
 		}
 	}()
 }
@@ -325,39 +391,91 @@ func (c *Consumer) fetch(ctx context.Context, pt *partition, offset int64) {
 		return
 	}
 	mark := c.observedMark(pt.topic, pt.id)
+	h := pt.h
+	if h == nil {
+		h = c.parker.Handle(pt.topic)
+		pt.h = h
+	}
+	seen := h.Epoch()
+	label := c.m.topicLabel(pt.topic)
+	lagged := label != service.OtherLabel // no lag series for topics past the label bound
 	ps := strconv.Itoa(pt.id)
-	lagRecords := c.m.LagRecords.WithLabelValues(pt.topic, ps)
-	lagSeconds := c.m.LagSeconds.WithLabelValues(pt.topic, ps)
-	defer c.m.LagRecords.DeleteLabelValues(pt.topic, ps)
-	defer c.m.LagSeconds.DeleteLabelValues(pt.topic, ps)
+	if lagged {
+		defer c.m.LagRecords.DeleteLabelValues(label, ps)
+		defer c.m.LagSeconds.DeleteLabelValues(label, ps)
+	}
+	// pctx ends when the topic is parked, so a fetcher blocked waiting for
+	// records or buffer space notices at once.
+	pctx, cancel := c.parker.ParkContext(ctx, h)
+	defer func() { cancel() }()
 	for {
-		if err := c.pl.WaitGate(ctx); err != nil {
-			return
-		}
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
+		// Parked since we last looked: wait for the release, then start
+		// again from the last acknowledged offset (records in flight when
+		// the topic was parked were abandoned).
+		if e := h.Epoch(); e != seen || h.Parked() {
+			cancel()
+			if err := c.parker.Wait(ctx, h); err != nil {
 				return
 			}
-			c.log.Warn("fetching", "topic", pt.topic, "partition", pt.id, "err", err)
-			if !sleepCtx(ctx, time.Second) {
+			seen = e
+			from := pt.rewind(offset)
+			if err := r.SetOffset(from); err != nil {
+				c.log.Error("setting offset after the topic's release", "topic", pt.topic, "partition", pt.id, "offset", from, "err", err)
+				return
+			}
+			pctx, cancel = c.parker.ParkContext(ctx, h)
+			continue
+		}
+		if err := c.pl.WaitGate(pctx); err != nil {
+			if ctx.Err() != nil {
 				return
 			}
 			continue
 		}
-		lag := m.HighWaterMark - m.Offset - 1
-		lagRecords.Set(float64(lag))
-		if lag > 0 {
-			lagSeconds.Set(time.Since(m.Time).Seconds())
-		} else {
-			lagSeconds.Set(0)
+		m, err := r.FetchMessage(pctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if pctx.Err() != nil {
+				continue // parked
+			}
+			c.log.Warn("fetching", "topic", pt.topic, "partition", pt.id, "err", err)
+			if !backoff.Sleep(ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		if offset < 0 {
+			offset = m.Offset // a rewind before any commit restarts here, not at "latest"
+		}
+		if lagged {
+			lag := m.HighWaterMark - m.Offset - 1
+			c.m.LagRecords.WithLabelValues(label, ps).Set(float64(lag))
+			if lag > 0 {
+				c.m.LagSeconds.WithLabelValues(label, ps).Set(time.Since(m.Time).Seconds())
+			} else {
+				c.m.LagSeconds.WithLabelValues(label, ps).Set(0)
+			}
 		}
 		size := int64(len(m.Value) + len(m.Key) + 512)
-		if err := c.pl.Acquire(ctx, size); err != nil {
-			return
+		if err := c.pl.Acquire(pctx, size); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			continue // parked: the record is fetched again after the release
 		}
 		seq := pt.add(m.Offset)
-		if !c.process(ctx, &m, pt, seq, size, mark) {
+		res := c.process(pctx, &m, pt, seq, size, mark)
+		if res == stopped && ctx.Err() == nil {
+			res = parked // only the park context ended
+		}
+		switch res {
+		case handedOn:
+		case parked:
+			pt.drop(seq)
+			c.pl.release(size)
+		case stopped:
 			pt.drop(seq)
 			c.pl.release(size)
 			return
@@ -365,31 +483,78 @@ func (c *Consumer) fetch(ctx context.Context, pt *partition, offset int64) {
 	}
 }
 
-// process decodes and submits one record; it returns false when ctx ended.
-func (c *Consumer) process(ctx context.Context, m *kafkago.Message, pt *partition, seq uint64, size int64, mark *atomic.Int64) bool {
-	b := newBackoff(200*time.Millisecond, 30*time.Second)
+// What process did with a record.
+const (
+	handedOn = iota // indexed, skipped or dead-lettered: the pipeline has it
+	parked          // the topic was parked; the record is fetched again on release
+	stopped         // ctx ended
+)
+
+// process admits, decodes and submits one record.
+func (c *Consumer) process(ctx context.Context, m *kafkago.Message, pt *partition, seq uint64, size int64, mark *atomic.Int64) int {
+	if pt.h.Parked() {
+		return parked
+	}
+	// Limits first: a record outside them costs no decoding, creates no
+	// index and never reaches the rules (a record from 2099 would move
+	// every rule's watermark past all windows).
+	if kind, reason := c.o.Window.Check(m.Time); kind != "" {
+		c.m.Refused.WithLabelValues(c.m.topicLabel(m.Topic), kind).Inc()
+		c.log.Warn("record outside the accepted time window, sending to DLQ", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "reason", reason)
+		c.pl.DeadLetter(m, pt, seq, size, StageLimits, reason)
+		return handedOn
+	}
+	index, err := c.namer.Index(m.Topic, m.Time)
+	if err != nil {
+		c.pl.ParkTopic(m.Topic, ParkCollision, err.Error(), func(context.Context) error {
+			_, err := c.namer.Segment(m.Topic)
+			return err
+		})
+		return parked
+	}
+	if r := c.admitIndex(ctx, m, pt, index); r != handedOn {
+		return r
+	}
 	var d *document.Doc
-	for {
+	err = c.o.Retry.Retry(ctx, func(ctx context.Context) error {
 		var err error
 		d, err = c.b.Build(ctx, m)
-		if err == nil {
-			break
-		}
 		if document.IsPermanent(err) {
-			c.log.Warn("record cannot be decoded, sending to DLQ", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
-			c.m.Failed.WithLabelValues("", "decode").Inc()
-			c.pl.DeadLetter(m, pt, seq, size, "decode", err.Error())
-			return true
+			return backoff.Permanent(err)
 		}
+		return err
+	}, func(err error, wait time.Duration) {
 		// Transient (schema registry unreachable): hold the partition.
-		c.log.Warn("decoding record, will retry", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
-		if !sleepCtx(ctx, b.next()) {
-			return false
-		}
+		c.log.Warn("decoding record, will retry", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err, "retry_in", wait.Round(time.Millisecond))
+	})
+	switch {
+	case err == nil:
+	case document.IsPermanent(err):
+		c.log.Warn("record cannot be decoded, sending to DLQ", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
+		c.m.failed(m.Topic, "decode")
+		c.pl.DeadLetter(m, pt, seq, size, "decode", err.Error())
+		return handedOn
+	case ctx.Err() != nil:
+		return stopped
+	default:
+		c.pl.ParkTopic(m.Topic, ParkRetries, fmt.Sprintf("decoding partition %d offset %d failed %d times (SEARCH_SINK_RETRY_ATTEMPTS): %v", m.Partition, m.Offset, c.o.Retry.Attempts, err), nil)
+		return parked
 	}
 	if d == nil {
 		c.pl.Skip(pt, seq, size)
-		return true
+		return handedOn
+	}
+	d.Index = index
+	if c.keyIDs && len(m.Key) > 0 {
+		d.ID = target.KeyID(m.Key)
+		d.Version = target.Version(m.Time, m.Offset)
+	}
+	if c.o.MaxDocBytes > 0 && len(d.Body) > c.o.MaxDocBytes {
+		reason := fmt.Sprintf("document of %d bytes exceeds SEARCH_SINK_MAX_DOCUMENT_BYTES (%d)", len(d.Body), c.o.MaxDocBytes)
+		c.m.Refused.WithLabelValues(c.m.topicLabel(m.Topic), RefusedTooLarge).Inc()
+		c.log.Warn("document too large, sending to DLQ", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "reason", reason)
+		c.pl.DeadLetter(m, pt, seq, size, StageLimits, reason)
+		return handedOn
 	}
 	c.schemaSeen(ctx, m.Topic, d.SchemaID)
 	if c.observe != nil && d.Fields != nil && m.Offset > mark.Load() {
@@ -397,9 +562,51 @@ func (c *Consumer) process(ctx context.Context, m *kafkago.Message, pt *partitio
 		mark.Store(m.Offset)
 	}
 	if err := c.pl.Submit(ctx, m, d, pt, seq, size); err != nil {
-		return false
+		return stopped
 	}
-	return true
+	return handedOn
+}
+
+// StageLimits is the sluice-stage of records refused by a limit.
+const StageLimits = "limits"
+
+// RefusedTooLarge is the reason label of documents over MaxDocBytes.
+const RefusedTooLarge = "document_too_large"
+
+// admitIndex applies the new-index budget: a record bound for an index
+// its topic may not create yet parks the topic until a creation slot frees.
+func (c *Consumer) admitIndex(ctx context.Context, m *kafkago.Message, pt *partition, index string) int {
+	if c.budget == nil || index == pt.lastIndex {
+		return handedOn
+	}
+	var adm limits.Admission
+	err := c.o.Retry.Retry(ctx, func(ctx context.Context) error {
+		var err error
+		adm, err = c.budget.Admit(ctx, m.Topic, index)
+		return err
+	}, func(err error, wait time.Duration) {
+		c.log.Warn("checking index, will retry", "topic", m.Topic, "index", index, "err", err, "retry_in", wait.Round(time.Millisecond))
+	})
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return stopped
+	default:
+		c.pl.ParkTopic(m.Topic, ParkRetries, fmt.Sprintf("checking index %s failed %d times (SEARCH_SINK_RETRY_ATTEMPTS): %v", index, c.o.Retry.Attempts, err), nil)
+		return parked
+	}
+	if !adm.OK {
+		reason := fmt.Sprintf("topic %s already created %d new indices within the last hour (SEARCH_SINK_MAX_NEW_INDICES_PER_HOUR); index %s for partition %d offset %d waits until %s",
+			m.Topic, c.budget.PerHour, index, m.Partition, m.Offset, adm.RetryAt.UTC().Format(time.RFC3339))
+		c.pl.ParkTopicUntil(m.Topic, ParkIndexBudget, reason, adm.RetryAt)
+		return parked
+	}
+	if adm.New {
+		c.m.NewIndices.WithLabelValues(c.m.topicLabel(m.Topic)).Inc()
+		c.log.Info("new index admitted", "topic", m.Topic, "index", index)
+	}
+	pt.lastIndex = index
+	return handedOn
 }
 
 // commitLoop commits each partition's contiguous watermark every
@@ -428,7 +635,7 @@ func (c *Consumer) commitLoop(ctx context.Context, gen *kafkago.Generation, part
 		for _, p := range parts {
 			pending += p.pending()
 		}
-		if pending == 0 || !sleepCtx(dctx, 20*time.Millisecond) {
+		if pending == 0 || !backoff.Sleep(dctx, 20*time.Millisecond) {
 			if pending > 0 {
 				c.log.Warn("generation ended with unacknowledged records; they will be delivered again", "records", pending)
 			}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/sluicehq/sluice/pkg/backoff"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
 )
 
@@ -27,8 +27,9 @@ type PipelineOptions struct {
 	FlushInterval    time.Duration
 	MaxBufferedDocs  int64
 	MaxBufferedBytes int64
-	RetryBase        time.Duration // first item retry delay
-	RetryMax         time.Duration // cap on item and request retry delays
+	// Retry paces retries of 429/5xx items and failed bulk requests; after
+	// Retry.Attempts failed attempts of one record its topic is parked.
+	Retry backoff.Policy
 }
 
 // Pipeline indexes documents through esutil.BulkIndexer and acknowledges
@@ -36,14 +37,17 @@ type PipelineOptions struct {
 // dead letter is written). Memory is bounded by the buffered-docs and
 // buffered-bytes semaphores that fetchers acquire before submitting.
 type Pipeline struct {
-	bi  esutil.BulkIndexer
-	o   PipelineOptions
-	m   *Metrics
-	dlq *DLQ
-	log *slog.Logger
+	bi     esutil.BulkIndexer
+	t      esapi.Transport
+	o      PipelineOptions
+	m      *Metrics
+	dlq    *DLQ
+	parker *Parker
+	log    *slog.Logger
 
 	docs  *semaphore.Weighted
 	bytes *semaphore.Weighted
+	alone *semaphore.Weighted // concurrent single-record requests
 
 	reqFailures atomic.Int32
 	pauseUntil  atomic.Int64 // unix nanos; fetchers wait until then
@@ -58,29 +62,37 @@ type Pipeline struct {
 
 // item is one record in flight.
 type item struct {
+	pl       *Pipeline
 	msg      *kafkago.Message
 	doc      *document.Doc
 	p        *partition
 	seq      uint64
 	size     int64
 	attempts int
+	alone    bool // its bulk request was refused as a whole: send it by itself
 	due      time.Time
 	released atomic.Bool
 }
 
 type flushStartKey struct{}
 
-// NewPipeline builds the bulk indexer over transport t.
-func NewPipeline(t esapi.Transport, o PipelineOptions, m *Metrics, dlq *DLQ, log *slog.Logger) (*Pipeline, error) {
-	if o.RetryBase <= 0 {
-		o.RetryBase = 100 * time.Millisecond
+// NewPipeline builds the bulk indexer over transport t. Topics whose
+// records keep failing are parked with parker.
+func NewPipeline(t esapi.Transport, o PipelineOptions, m *Metrics, dlq *DLQ, parker *Parker, log *slog.Logger) (*Pipeline, error) {
+	if o.Retry.Base <= 0 {
+		o.Retry.Base = 100 * time.Millisecond
 	}
-	if o.RetryMax <= 0 {
-		o.RetryMax = 30 * time.Second
+	if o.Retry.Max <= 0 {
+		o.Retry.Max = 30 * time.Second
 	}
-	p := &Pipeline{o: o, m: m, dlq: dlq, log: log,
+	workers := int64(o.Workers)
+	if workers <= 0 {
+		workers = 1
+	}
+	p := &Pipeline{t: t, o: o, m: m, dlq: dlq, parker: parker, log: log,
 		docs:     semaphore.NewWeighted(o.MaxBufferedDocs),
 		bytes:    semaphore.NewWeighted(o.MaxBufferedBytes),
+		alone:    semaphore.NewWeighted(workers),
 		wake:     make(chan struct{}, 1),
 		flushReq: make(chan struct{}, 1),
 	}
@@ -92,6 +104,10 @@ func NewPipeline(t esapi.Transport, o PipelineOptions, m *Metrics, dlq *DLQ, log
 		// OnError runs once per failed bulk request, before the per-item
 		// OnFailure calls: that is where the request backoff grows.
 		OnError: func(_ context.Context, err error) {
+			if st := requestStatus(err); st >= 400 && st < 500 && st != 429 {
+				log.Warn("bulk request refused as a whole; sending its records one by one", "err", err)
+				return
+			}
 			p.requestFailed()
 			log.Warn("bulk request failed; pausing consumption", "err", err, "retry_in", time.Until(time.Unix(0, p.pauseUntil.Load())).Round(time.Millisecond))
 		},
@@ -145,7 +161,7 @@ func (p *Pipeline) WaitGate(ctx context.Context) error {
 		if until == 0 || d <= 0 {
 			return nil
 		}
-		if !sleepCtx(ctx, d) {
+		if !backoff.Sleep(ctx, d) {
 			return ctx.Err()
 		}
 	}
@@ -156,31 +172,48 @@ func (p *Pipeline) Paused() bool {
 	return time.Now().UnixNano() < p.pauseUntil.Load()
 }
 
-// finish marks an item done: partition acknowledged, buffer released.
-func (p *Pipeline) finish(it *item) {
+// done marks an item done: partition acknowledged, buffer released.
+func (it *item) done() {
 	if it.released.Swap(true) {
 		return
 	}
 	it.p.ack(it.seq)
-	p.release(it.size)
+	it.pl.release(it.size)
+}
+
+// drop gives up an item without acknowledging it (its topic is parked; the
+// record will be fetched again): only its buffer space is released.
+func (it *item) drop() {
+	if it.released.Swap(true) {
+		return
+	}
+	it.pl.release(it.size)
+}
+
+// stale reports whether nobody waits for the item any more: its topic is
+// parked or its partition was rewound past it.
+func (it *item) stale() bool {
+	return (it.p.h != nil && it.p.h.Parked()) || !it.p.live(it.seq)
+}
+
+func (p *Pipeline) newItem(msg *kafkago.Message, d *document.Doc, pt *partition, seq uint64, size int64) *item {
+	return &item{pl: p, msg: msg, doc: d, p: pt, seq: seq, size: size}
 }
 
 // Skip acknowledges a record that produces no document (tombstone without
 // key); the caller has acquired its buffer space.
 func (p *Pipeline) Skip(pt *partition, seq uint64, size int64) {
-	p.finish(&item{p: pt, seq: seq, size: size})
+	p.newItem(nil, nil, pt, seq, size).done()
 }
 
 // DeadLetter sends a record that cannot become a document to the DLQ.
 func (p *Pipeline) DeadLetter(msg *kafkago.Message, pt *partition, seq uint64, size int64, stage, reason string) {
-	it := &item{msg: msg, p: pt, seq: seq, size: size}
-	p.dlq.Send(msg, stage, reason, func() { p.finish(it) })
+	p.dlq.Send(p.newItem(msg, nil, pt, seq, size), stage, reason)
 }
 
 // Submit hands a document to the bulk indexer.
 func (p *Pipeline) Submit(ctx context.Context, msg *kafkago.Message, d *document.Doc, pt *partition, seq uint64, size int64) error {
-	it := &item{msg: msg, doc: d, p: pt, seq: seq, size: size}
-	return p.add(ctx, it)
+	return p.add(ctx, p.newItem(msg, d, pt, seq, size))
 }
 
 func (p *Pipeline) add(ctx context.Context, it *item) error {
@@ -189,9 +222,7 @@ func (p *Pipeline) add(ctx context.Context, it *item) error {
 		Action:     string(it.doc.Action),
 		DocumentID: it.doc.ID,
 		OnSuccess: func(context.Context, esutil.BulkIndexerItem, esutil.BulkIndexerResponseItem) {
-			p.reqFailures.Store(0)
-			p.m.Indexed.WithLabelValues(it.doc.Index).Inc()
-			p.finish(it)
+			p.succeeded(it)
 		},
 		OnFailure: func(_ context.Context, _ esutil.BulkIndexerItem, res esutil.BulkIndexerResponseItem, err error) {
 			p.failed(it, res, err)
@@ -238,43 +269,107 @@ func (p *Pipeline) RunFlusher(ctx context.Context) error {
 	}
 }
 
+func (p *Pipeline) succeeded(it *item) {
+	p.reqFailures.Store(0)
+	p.m.Indexed.WithLabelValues(p.m.topicLabel(it.msg.Topic)).Inc()
+	it.done()
+}
+
+// failed classifies a failed item (see outcomeOf) and acts on it.
 func (p *Pipeline) failed(it *item, res esutil.BulkIndexerResponseItem, err error) {
-	switch {
-	case err != nil:
-		// The whole bulk request failed (connection, 503, 429 on the request):
-		// OnError has paused consumption; resend when the pause ends.
-		p.m.Failed.WithLabelValues(it.doc.Index, "request").Inc()
-		p.m.Retries.WithLabelValues("request").Inc()
-		p.schedule(it, time.Unix(0, p.pauseUntil.Load()))
-	case res.Status == http.StatusConflict:
-		// Already there from an earlier delivery (create on a data stream) or
-		// a newer external version exists: the record is done.
+	if it.stale() {
+		it.drop()
+		return
+	}
+	topic := it.msg.Topic
+	switch oc := outcomeOf(it.doc.Action, res, err); oc.kind {
+	case outcomeIsolate:
+		// The whole request was refused (400, 413...): one of its records
+		// is to blame. Each is sent alone, so only that one is dead-lettered.
+		if it.alone {
+			p.deadLetter(it, "index", oc.reason)
+			return
+		}
+		it.alone = true
+		p.m.Retries.WithLabelValues("isolate").Inc()
+		p.schedule(it, time.Now())
+	case outcomeRequest:
+		p.m.failed(topic, "request")
+		due := time.Now().Add(p.o.Retry.Delay(it.attempts))
+		if pause := time.Unix(0, p.pauseUntil.Load()); pause.After(due) {
+			due = pause
+		}
+		p.retryOrPark(it, "request", oc.reason, due)
+	case outcomeDuplicate:
 		p.m.Duplicates.Inc()
-		p.finish(it)
-	case res.Status == http.StatusNotFound && it.doc.Action == document.ActionDelete:
-		p.m.Indexed.WithLabelValues(it.doc.Index).Inc()
-		p.finish(it)
-	case res.Status == http.StatusTooManyRequests || res.Status >= 500:
-		reason := "rejected"
-		if res.Status >= 500 {
-			reason = "server_error"
-		}
-		p.m.Failed.WithLabelValues(it.doc.Index, reason).Inc()
-		p.m.Retries.WithLabelValues("item").Inc()
-		it.attempts++
-		p.schedule(it, time.Now().Add(expBackoff(p.o.RetryBase, p.o.RetryMax, it.attempts-1)))
+		it.done()
+	case outcomeDone:
+		p.succeeded(it)
+	case outcomeRetry:
+		p.m.failed(topic, oc.metric)
+		p.retryOrPark(it, "item", oc.reason, time.Now().Add(p.o.Retry.Delay(it.attempts)))
 	default:
-		typ := res.Error.Type
-		if typ == "" {
-			typ = http.StatusText(res.Status)
+		p.m.failed(topic, oc.metric)
+		p.deadLetter(it, "index", oc.reason)
+	}
+}
+
+func (p *Pipeline) deadLetter(it *item, stage, reason string) {
+	p.log.Warn("document rejected, sending to DLQ", "topic", it.msg.Topic, "partition", it.msg.Partition, "offset", it.msg.Offset, "index", it.doc.Index, "reason", reason)
+	p.dlq.Send(it, stage, reason)
+}
+
+// retryOrPark schedules another attempt at due, or, after Retry.Attempts
+// failed attempts, parks the record's topic (the record is fetched again
+// when the topic is released) instead of replaying the same offset forever.
+func (p *Pipeline) retryOrPark(it *item, kind, reason string, due time.Time) {
+	it.attempts++
+	if p.o.Retry.Attempts > 0 && it.attempts >= p.o.Retry.Attempts {
+		why := fmt.Sprintf("%d attempts to index partition %d offset %d failed (SEARCH_SINK_RETRY_ATTEMPTS), last: %s", it.attempts, it.msg.Partition, it.msg.Offset, reason)
+		p.ParkTopic(it.msg.Topic, ParkRetries, why, nil)
+		it.drop()
+		return
+	}
+	p.m.Retries.WithLabelValues(kind).Inc()
+	p.schedule(it, due)
+}
+
+// ParkTopic parks topic (see Parker.Park) and gives up its records waiting
+// for a retry, so their buffer space goes to the topics still flowing.
+func (p *Pipeline) ParkTopic(topic, kind, reason string, probe func(context.Context) error) {
+	if p.parker == nil {
+		return
+	}
+	p.parker.Park(topic, kind, reason, probe)
+	p.purge(topic)
+}
+
+// ParkTopicUntil is ParkTopic released at a fixed time.
+func (p *Pipeline) ParkTopicUntil(topic, kind, reason string, until time.Time) {
+	if p.parker == nil {
+		return
+	}
+	p.parker.ParkUntil(topic, kind, reason, until)
+	p.purge(topic)
+}
+
+func (p *Pipeline) purge(topic string) {
+	p.rmu.Lock()
+	kept := p.retries[:0]
+	var dropped []*item
+	for _, it := range p.retries {
+		if it.msg.Topic == topic {
+			dropped = append(dropped, it)
+		} else {
+			kept = append(kept, it)
 		}
-		p.m.Failed.WithLabelValues(it.doc.Index, typ).Inc()
-		reason := fmt.Sprintf("%d %s: %s", res.Status, res.Error.Type, res.Error.Reason)
-		if res.Error.Cause.Reason != "" {
-			reason += " (caused by " + res.Error.Cause.Type + ": " + res.Error.Cause.Reason + ")"
-		}
-		p.log.Warn("document rejected, sending to DLQ", "topic", it.msg.Topic, "partition", it.msg.Partition, "offset", it.msg.Offset, "index", it.doc.Index, "reason", reason)
-		p.dlq.Send(it.msg, "index", reason, func() { p.finish(it) })
+	}
+	clear(p.retries[len(kept):])
+	p.retries = kept
+	heap.Init(&p.retries)
+	p.rmu.Unlock()
+	for _, it := range dropped {
+		it.drop()
 	}
 }
 
@@ -282,8 +377,7 @@ func (p *Pipeline) failed(it *item, res esutil.BulkIndexerResponseItem, err erro
 // has elapsed; a successful item resets it.
 func (p *Pipeline) requestFailed() {
 	n := p.reqFailures.Add(1)
-	d := expBackoff(p.o.RetryBase, p.o.RetryMax, int(n-1))
-	until := time.Now().Add(d).UnixNano()
+	until := time.Now().Add(p.o.Retry.Delay(int(n - 1))).UnixNano()
 	for {
 		cur := p.pauseUntil.Load()
 		if cur >= until || p.pauseUntil.CompareAndSwap(cur, until) {
@@ -322,8 +416,21 @@ func (p *Pipeline) RunRetries(ctx context.Context) error {
 		}
 		p.rmu.Unlock()
 		for _, it := range ready {
-			if err := p.add(ctx, it); err != nil {
-				return nil // indexer closed or ctx done
+			switch {
+			case it.stale():
+				it.drop()
+			case it.alone:
+				if err := p.alone.Acquire(ctx, 1); err != nil {
+					return nil
+				}
+				go func() {
+					defer p.alone.Release(1)
+					p.sendAlone(ctx, it)
+				}()
+			default:
+				if err := p.add(ctx, it); err != nil {
+					return nil // indexer closed or ctx done
+				}
 			}
 		}
 		t.Reset(wait)

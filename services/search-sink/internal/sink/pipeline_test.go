@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/pkg/backoff"
 	"github.com/sluicehq/sluice/pkg/testkit/estest"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
 	"github.com/sluicehq/sluice/services/search-sink/internal/es"
@@ -48,11 +49,11 @@ func TestBackpressureWhileClusterDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewMetrics(prometheus.NewRegistry())
+	m := NewMetrics(prometheus.NewRegistry(), 0)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	const maxDocs = 8
 	pl, err := NewPipeline(c, PipelineOptions{Workers: 1, FlushBytes: 1 << 20, FlushInterval: 10 * time.Millisecond,
-		MaxBufferedDocs: maxDocs, MaxBufferedBytes: 1 << 20, RetryBase: 50 * time.Millisecond, RetryMax: time.Second}, m, NewDLQ(nil, nil, m, log), log)
+		MaxBufferedDocs: maxDocs, MaxBufferedBytes: 1 << 20, Retry: backoff.Policy{Base: 50 * time.Millisecond, Max: time.Second}}, m, NewDLQ(nil, nil, DLQOptions{}, m, log), nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,10 +127,10 @@ func TestFlushActionsTriggersBulk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewMetrics(prometheus.NewRegistry())
+	m := NewMetrics(prometheus.NewRegistry(), 0)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pl, err := NewPipeline(c, PipelineOptions{Workers: 2, FlushActions: 10, FlushBytes: 64 << 20, FlushInterval: time.Hour,
-		MaxBufferedDocs: 100, MaxBufferedBytes: 64 << 20}, m, NewDLQ(nil, nil, m, log), log)
+		MaxBufferedDocs: 100, MaxBufferedBytes: 64 << 20}, m, NewDLQ(nil, nil, DLQOptions{}, m, log), nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

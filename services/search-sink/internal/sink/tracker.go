@@ -9,6 +9,9 @@ import "sync"
 type partition struct {
 	topic string
 	id    int
+	h     *TopicHandle // the topic's park state; nil when nothing parks
+
+	lastIndex string // the fetcher's last admitted index (IndexBudget skipped while it repeats)
 
 	mu      sync.Mutex
 	base    uint64 // sequence number of pending[head]
@@ -95,4 +98,30 @@ func (p *partition) drop(s uint64) {
 	p.offsets = p.offsets[:len(p.offsets)-1]
 	p.done = p.done[:len(p.done)-1]
 	p.next--
+}
+
+// rewind forgets every pending record (they are abandoned: the topic was
+// parked) and returns the offset to fetch again from: the committed
+// watermark, or start when nothing was acknowledged yet. Acknowledgements
+// of the forgotten records arrive with sequence numbers below the new base
+// and are ignored.
+func (p *partition) rewind(start int64) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.offsets, p.done = p.offsets[:0], p.done[:0]
+	p.head = 0
+	p.base = p.next
+	if p.commit >= 0 {
+		return p.commit
+	}
+	return start
+}
+
+// live reports whether record s is still tracked (not acknowledged and
+// not forgotten by a rewind).
+func (p *partition) live(s uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := p.head + int(s-p.base)
+	return s >= p.base && i < len(p.done) && !p.done[i]
 }
