@@ -510,3 +510,42 @@ func TestPersistentItemFailureParksThenRecovers(t *testing.T) {
 		t.Fatalf("the item was tried %d times", n)
 	}
 }
+
+// TestParkedTopicDoesNotHoldShutdown: records abandoned by a parked topic
+// are not waited for at the end of a generation (shutdown, rebalance);
+// after a restart the topic resumes from its committed offset.
+func TestParkedTopicDoesNotHoldShutdown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	var busy atomic.Bool
+	busy.Store(true)
+	e.es.SetItemFailures(func(_, _, id string, _ json.RawMessage) *estest.Error {
+		if id == "orders+0+4" && busy.Load() {
+			return estest.Rejected()
+		}
+		return nil
+	})
+	e.produce(t, 0, 10)
+	admin := freeAddr(t)
+	args := e.args(t, "-search-sink-group-id", "held", "-search-sink-admin-addr", admin, "-search-sink-retry-attempts", "3",
+		"-search-sink-park-retry-base", "1h", "-search-sink-park-retry-max", "1h")
+	stop := startSink(t, args)
+	eventually(t, 30*time.Second, "the topic parked", func() bool {
+		return metricIs(t, admin, `sluice_searchsink_topics_parked{topic="orders"}`, "1")
+	})
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("shutdown took %s: it waited for the parked topic's abandoned records (SEARCH_SINK_DRAIN_TIMEOUT is 10s)", d)
+	}
+	if off := sum(e.committed(t, "held")); off != 4 {
+		t.Fatalf("committed %d, want 4 (up to the failing record)", off)
+	}
+	busy.Store(false)
+	startSink(t, e.args(t, "-search-sink-group-id", "held"))
+	eventually(t, 30*time.Second, "resumed after the restart", func() bool {
+		return sum(e.committed(t, "held")) == 10 && len(e.docs(dayIndex("orders", 0), dayIndex("orders", 1))) == 10
+	})
+}

@@ -409,16 +409,16 @@ func (c *Consumer) fetch(ctx context.Context, pt *partition, offset int64) {
 	pctx, cancel := c.parker.ParkContext(ctx, h)
 	defer func() { cancel() }()
 	for {
-		// Parked since we last looked: wait for the release, then start
-		// again from the last acknowledged offset (records in flight when
-		// the topic was parked were abandoned).
+		// Parked since we last looked: abandon the records in flight (so a
+		// rebalance or shutdown does not wait for them), wait for the
+		// release, then start again from the last acknowledged offset.
 		if e := h.Epoch(); e != seen || h.Parked() {
 			cancel()
+			from := pt.rewind(offset)
 			if err := c.parker.Wait(ctx, h); err != nil {
 				return
 			}
 			seen = e
-			from := pt.rewind(offset)
 			if err := r.SetOffset(from); err != nil {
 				c.log.Error("setting offset after the topic's release", "topic", pt.topic, "partition", pt.id, "offset", from, "err", err)
 				return
