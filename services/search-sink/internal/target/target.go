@@ -131,7 +131,7 @@ type Namer struct {
 	reserved []string
 	hash     func(string) string
 
-	mu    sync.Mutex
+	mu    sync.RWMutex
 	seg   map[string]string // topic -> segment
 	owner map[string]string // segment -> topic
 }
@@ -159,12 +159,18 @@ func (n *Namer) Mode() document.IndexMode { return n.n.Mode() }
 
 // Segment returns topic's segment, or a *CollisionError.
 func (n *Namer) Segment(topic string) (string, error) {
+	n.mu.RLock()
+	s, ok := n.seg[topic]
+	n.mu.RUnlock()
+	if ok {
+		return s, nil // the per-record path
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if s, ok := n.seg[topic]; ok {
 		return s, nil
 	}
-	s := segment(topic, n.maxSeg, n.hash)
+	s = segment(topic, n.maxSeg, n.hash)
 	if other, taken := n.owner[s]; taken && other != topic {
 		return "", &CollisionError{Topic: topic, Other: other, Name: s}
 	}
