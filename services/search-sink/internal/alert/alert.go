@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/pkg/backoff"
 	"github.com/sluicehq/sluice/services/search-sink/internal/rules"
 )
 
@@ -171,29 +172,21 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 func (d *Dispatcher) deliver(ctx context.Context, n Notifier, a *rules.Alert) {
-	wait := d.base
-	for attempt := 1; ; attempt++ {
+	attempts := 0
+	policy := backoff.Policy{Base: d.base, Max: 30 * time.Second, Attempts: d.attempts}
+	err := policy.Retry(ctx, func(ctx context.Context) error {
+		attempts++
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := n.Send(sctx, a)
-		cancel()
-		if err == nil {
-			d.m.Delivered.WithLabelValues(n.Name()).Inc()
-			return
-		}
-		if attempt >= d.attempts || ctx.Err() != nil {
-			d.m.Failures.WithLabelValues(n.Name()).Inc()
-			d.log.Error("alert delivery failed", "destination", n.Name(), "rule", a.Rule, "attempts", attempt, "err", err)
-			return
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			d.m.Failures.WithLabelValues(n.Name()).Inc()
-			return
-		case <-t.C:
-		}
-		wait *= 2
+		defer cancel()
+		return n.Send(sctx, a)
+	}, nil)
+	if err == nil {
+		d.m.Delivered.WithLabelValues(n.Name()).Inc()
+		return
+	}
+	d.m.Failures.WithLabelValues(n.Name()).Inc()
+	if ctx.Err() == nil {
+		d.log.Error("alert delivery failed", "destination", n.Name(), "rule", a.Rule, "attempts", attempts, "err", err)
 	}
 }
 

@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -29,9 +31,17 @@ type Alert struct {
 	Notify      []string          `json:"-"`
 }
 
-// ID is stable for one rule, key and time: the alerts index uses it as _id.
+// ID is stable for one rule, key and time: the alerts index uses it as
+// _id. Keys hold record values (several group-by values and a term), so an
+// id over Elasticsearch's 512 bytes is replaced by "sha256:" and the hex
+// SHA-256 of it.
 func (a *Alert) ID() string {
-	return a.Rule + "|" + a.Key + "|" + strconv.FormatInt(a.RecordTime.UnixMilli(), 10)
+	id := a.Rule + "|" + a.Key + "|" + strconv.FormatInt(a.RecordTime.UnixMilli(), 10)
+	if len(id) <= 512 {
+		return id
+	}
+	h := sha256.Sum256([]byte(id))
+	return "sha256:" + hex.EncodeToString(h[:])
 }
 
 // Stats counts what the engine did, for metrics.

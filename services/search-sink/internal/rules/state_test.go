@@ -152,3 +152,17 @@ func TestStateBudget(t *testing.T) {
 		t.Fatalf("state %d bytes after every window closed", b)
 	}
 }
+
+func TestAlertIDFitsElasticsearch(t *testing.T) {
+	t.Parallel()
+	short := Alert{Rule: "r", Key: "eu", RecordTime: t0}
+	if got := short.ID(); got != "r|eu|"+fmt.Sprint(t0.UnixMilli()) {
+		t.Fatalf("short id = %q", got)
+	}
+	long := Alert{Rule: "r", Key: strings.Repeat("k", 300) + "," + strings.Repeat("v", 300), RecordTime: t0}
+	other := long
+	other.Key += "x"
+	if a, b := long.ID(), other.ID(); len(a) > 512 || !strings.HasPrefix(a, "sha256:") || a == b {
+		t.Fatalf("long ids %q %q", a, b)
+	}
+}
