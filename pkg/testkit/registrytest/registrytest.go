@@ -114,6 +114,12 @@ func (r *Registry) URL() string { return "http://127.0.0.1:" + strconv.Itoa(r.ht
 // GRPCAddr is the gRPC host:port.
 func (r *Registry) GRPCAddr() string { return "127.0.0.1:" + strconv.Itoa(r.grpcPort) }
 
+// PeakRSSMiB is the registry process's peak resident memory (VmHWM).
+func (r *Registry) PeakRSSMiB() float64 { return r.proc.PeakRSSMiB() }
+
+// Running reports whether the registry process is still running.
+func (r *Registry) Running() bool { return r.proc.Running() }
+
 // Kill stops the process with SIGKILL, as a crash would.
 func (r *Registry) Kill() { r.proc.Kill() }
 
