@@ -45,7 +45,7 @@ const (
 	neighbour      = "neighbour"
 	neighbourBound = 10 * time.Second
 	hostileBucket  = "hostile"
-	wildKey        = "wild-secret"     // API key allowed "*"
+	wildKey        = "wild-secret"      // API key allowed "*"
 	neighbourKey   = "neighbour-secret" // API key allowed only the neighbour topic
 )
 
@@ -819,6 +819,3 @@ func metric(url, name string, labels ...string) float64 {
 	}
 	return sum
 }
-
-
-
