@@ -168,11 +168,17 @@ func (c *Cursor) End() error { return c.p.end() }
 // that text would (anything the single pass cannot encode takes that
 // path). serr reports malformed JSON in the value: the document itself is
 // then malformed and cur is left unusable.
+//
+// The value's length is only known once it is read, so the single pass is
+// bounded by the codec's Limits for the rest of the document, and a value
+// that took more steps than its own length allows takes the
+// BinaryFromJSON path, which refuses it exactly as it would on its own.
 func (c *Codec) EncodeAt(dst []byte, cur *Cursor, o Options) (out []byte, raw Valid, verr, serr error) {
 	start, n := cur.p.i, len(dst)
-	e := encoder{jsonParser: jsonParser{b: cur.p.b, i: start}, mode: o.Mode, p: pathBuf{root: o.Root}}
+	e := encoder{jsonParser: jsonParser{b: cur.p.b, i: start}, mode: o.Mode, p: pathBuf{root: o.Root},
+		bud: c.limits.NewBudget(len(cur.p.b) - start), base: cur.depth}
 	out, err := e.enc(c.root, dst, cur.depth)
-	if err == nil {
+	if err == nil && e.bud.Used() <= c.limits.Steps(e.i-start) {
 		cur.p.i = e.i
 		return out, Valid(cur.p.b[start:e.i]), nil, nil
 	}

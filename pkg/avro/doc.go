@@ -33,5 +33,15 @@
 // envelope handing out members' raw bytes (as Valid, which later scans
 // only delimit) without decoding them.
 //
+// Every pass over a record (ValidateBinary, NativeFromBinary, which shadows
+// goavro's, JSONFromBinary, AppendJSON, BinaryFromJSON, EncodeAt,
+// NativeFromJSON) is bounded by the codec's Limits: at most BaseSteps +
+// StepsPerByte × the record's size steps (a value visited, or 16 bytes of
+// output), and values nested at most MaxDepth deep, whatever the schema
+// (shared named types make a 0-byte record a tree of 2^depth values).
+// Past them the error is a *BudgetError, errors.Is(err, ErrBudget).
+// NewCodec also refuses schemas whose field defaults expand into more than
+// that for a record of the schema's size (goavro expands them at compile).
+//
 // Schemas with references to other subjects are not supported.
 package avro

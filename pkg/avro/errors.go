@@ -15,8 +15,13 @@ type FieldError struct {
 	Path   string
 	Reason string
 
-	syntax bool // malformed JSON: the path is the root, not a field
+	syntax bool  // malformed JSON or over budget: the path is the root, not a field
+	err    error // the cause, for errors.Is (a *BudgetError)
 }
+
+// Unwrap returns the cause, if any: errors.Is(err, ErrBudget) holds for a
+// value over the codec's Limits.
+func (e *FieldError) Unwrap() error { return e.err }
 
 // Error renders "path: reason".
 func (e *FieldError) Error() string {
@@ -49,6 +54,17 @@ type pathBuf struct {
 	// stay untouched, otherwise conversion reuses the decoded JSON maps and
 	// slices in place.
 	trial int
+	// bud meters the walk (nil: unlimited, for schema defaults); charged
+	// is the output length already charged to it.
+	bud     *Budget
+	charged int
+	depth   int // of the value being converted (fromJSON)
+}
+
+// budget reports err (a *BudgetError) for the whole value, at the root:
+// the limits are the record's, and the path could be as deep as them.
+func (p *pathBuf) budget(err error) *FieldError {
+	return &FieldError{Path: p.root, Reason: err.Error(), syntax: true, err: err}
 }
 
 func (p *pathBuf) field(name string) { p.segs = append(p.segs, seg{kind: segField, name: name}) }

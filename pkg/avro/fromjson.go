@@ -41,13 +41,23 @@ type Options struct {
 	Mode Mode
 	// Root prefixes every error path, e.g. "value" or "key".
 	Root string
+	// Size is the byte size of the JSON text a decoded value came from,
+	// for NativeFromJSON and BinaryFromJSONValue: their walk is bounded by
+	// the codec's Limits for a record of that size (0 leaves only
+	// AVRO_DECODE_BASE_STEPS). BinaryFromJSON and EncodeAt know the size
+	// and ignore it.
+	Size int
 }
 
 // NativeFromJSON converts a decoded JSON value (from encoding/json, ideally
 // with UseNumber so longs keep their precision) into goavro's native form
-// for this schema. Errors are *FieldError naming the offending field.
+// for this schema. Errors are *FieldError naming the offending field. The
+// walk is bounded by the codec's Limits for a text of o.Size bytes: a step
+// per value visited (union branches tried count each time), per 16 bytes
+// of strings, and what each field default filled in weighs expanded
+// (goavro walks the defaults as trees).
 func (c *Codec) NativeFromJSON(v any, o Options) (any, error) {
-	return fromJSON(c.root, v, o, &pathBuf{root: o.Root})
+	return fromJSON(c.root, v, o, &pathBuf{root: o.Root, bud: c.limits.NewBudget(o.Size)})
 }
 
 // BinaryFromJSONValue encodes an already decoded JSON value (DecodeJSON)
@@ -65,6 +75,19 @@ func (c *Codec) BinaryFromJSONValue(dst []byte, v any, o Options) ([]byte, error
 }
 
 func fromJSON(n *node, v any, o Options, p *pathBuf) (any, error) {
+	if err := p.bud.Depth(p.depth); err != nil {
+		return nil, p.budget(err)
+	}
+	if err := p.bud.Step(1); err != nil {
+		return nil, p.budget(err)
+	}
+	if s, ok := v.(string); ok {
+		if err := p.bud.Output(len(s)); err != nil {
+			return nil, p.budget(err)
+		}
+	}
+	p.depth++
+	defer func() { p.depth-- }()
 	switch n.kind {
 	case kNull:
 		if v == nil {
@@ -225,6 +248,9 @@ func recordFromJSON(n *node, m map[string]any, o Options, p *pathBuf) (any, erro
 	if defaults > 0 {
 		for _, f := range n.fields {
 			if _, ok := m[f.name]; !ok && f.hasDefault {
+				if err := p.bud.Step(f.defSteps); err != nil {
+					return nil, p.budget(err)
+				}
 				out[f.name] = f.def
 			}
 		}
@@ -314,6 +340,9 @@ func unionFromPlainJSON(n *node, v any, o Options, p *pathBuf) (any, error) {
 		x, err := fromJSON(b, v, o, p)
 		if err == nil {
 			return wrapUnion(b, x), nil
+		}
+		if overBudget(err) {
+			return nil, err
 		}
 		if firstErr == nil {
 			firstErr = err

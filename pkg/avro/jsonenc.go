@@ -20,8 +20,14 @@ import (
 // goavro's BinaryFromNative accepts and produces the same datum (checked
 // by FuzzBinaryFromJSON against that path). Errors are *FieldError; when a
 // datum has several problems the first in input order is reported.
+//
+// The work is bounded by the codec's Limits for a record of len(data)
+// bytes: a step per value visited (union branches tried count each time),
+// per 16 bytes of text read again (a failed union branch, a look-ahead)
+// and per field default filled in (plus 16 bytes of it). Past them the
+// error is a *FieldError at the root for which errors.Is(err, ErrBudget).
 func (c *Codec) BinaryFromJSON(dst, data []byte, o Options) ([]byte, error) {
-	e := encoder{jsonParser: jsonParser{b: data}, mode: o.Mode, p: pathBuf{root: o.Root}}
+	e := encoder{jsonParser: jsonParser{b: data}, mode: o.Mode, p: pathBuf{root: o.Root}, bud: c.limits.NewBudget(len(data))}
 	start := len(dst)
 	e.ws()
 	out, err := e.enc(c.root, dst, 0)
@@ -31,6 +37,7 @@ func (c *Codec) BinaryFromJSON(dst, data []byte, o Options) ([]byte, error) {
 		if derr != nil {
 			return dst[:start], &FieldError{Path: o.Root, Reason: "malformed JSON: " + derr.Error()}
 		}
+		o.Size = len(data)
 		return c.BinaryFromJSONValue(dst[:start], v, o)
 	}
 	if err != nil {
@@ -51,7 +58,26 @@ type encoder struct {
 	jsonParser
 	mode Mode
 	p    pathBuf
+	bud  *Budget
+	// base is the JSON depth the value starts at (EncodeAt: inside an
+	// envelope); Avro depth is counted from it.
+	base int
 }
+
+// back moves the cursor back to i. The text in between will be read
+// again, which is the only way the encoder reads a byte twice, so it is
+// charged to the budget.
+func (e *encoder) back(i int) error {
+	err := e.bud.Output(e.i - i)
+	e.i = i
+	if err != nil {
+		return e.p.budget(err)
+	}
+	return nil
+}
+
+// overBudget reports whether err ends the walk: nothing else is tried.
+func overBudget(err error) bool { return errors.Is(err, ErrBudget) }
 
 var errSyntaxMarker = errors.New("syntax")
 
@@ -87,7 +113,9 @@ func (e *encoder) fieldErr(name, format string, args ...any) error {
 func (e *encoder) peek() (any, error) {
 	save := e.i
 	v, err := e.value(0)
-	e.i = save
+	if berr := e.back(save); berr != nil {
+		return nil, berr
+	}
 	return v, err
 }
 
@@ -141,6 +169,12 @@ func appendLong(dst []byte, v int64) []byte {
 }
 
 func (e *encoder) enc(n *node, dst []byte, depth int) ([]byte, error) {
+	if err := e.bud.Depth(depth - e.base); err != nil {
+		return dst, e.p.budget(err)
+	}
+	if err := e.bud.Step(1); err != nil {
+		return dst, e.p.budget(err)
+	}
 	if depth > maxDepth {
 		return dst, e.syntax(e.errorf("exceeded max depth"))
 	}
@@ -577,10 +611,12 @@ func (e *encoder) colonErr() error {
 // later in the same object: then the failed value is overridden (last key
 // wins) and the generic path decides.
 func (e *encoder) unlessRepeated(key string, valStart int, err error, depth int) error {
-	if errors.Is(err, errDuplicateKey) {
+	if errors.Is(err, errDuplicateKey) || overBudget(err) {
 		return err
 	}
-	e.i = valStart
+	if berr := e.back(valStart); berr != nil {
+		return berr
+	}
 	if e.skip(depth+1) != nil {
 		return err
 	}
@@ -615,21 +651,10 @@ func (e *encoder) unlessRepeated(key string, valStart int, err error, depth int)
 var errDuplicateKey = errors.New("duplicate key")
 
 // record encodes fields straight into dst while the keys come in schema
-// order (the usual case); otherwise each field is encoded separately and
-// the record assembled in schema order.
+// order (the usual case); from the first key out of order on, the
+// remaining fields are encoded separately and appended in schema order
+// (recordRest). Each byte of the object is read once either way.
 func (e *encoder) record(n *node, dst []byte, depth int) ([]byte, error) {
-	start, startI := len(dst), e.i
-	out, err := e.recordInOrder(n, dst, depth)
-	if !errors.Is(err, errOutOfOrder) {
-		return out, err
-	}
-	e.i = startI
-	return e.recordAnyOrder(n, dst[:start], depth)
-}
-
-var errOutOfOrder = errors.New("fields out of schema order")
-
-func (e *encoder) recordInOrder(n *node, dst []byte, depth int) ([]byte, error) {
 	e.i++ // {
 	next := 0
 	e.ws()
@@ -655,7 +680,7 @@ func (e *encoder) recordInOrder(n *node, dst []byte, depth int) ([]byte, error) 
 				return dst, e.syntax(err)
 			}
 			if next >= len(n.fields) || string(k) != n.fields[next].name {
-				return dst, errOutOfOrder
+				return e.recordRest(n, dst, depth, next, k)
 			}
 		}
 		e.ws()
@@ -688,84 +713,96 @@ func (e *encoder) recordInOrder(n *node, dst []byte, depth int) ([]byte, error) 
 	}
 }
 
+// appendDefault appends field f's default, charging the budget for it.
+func (e *encoder) appendDefault(dst []byte, f *field) ([]byte, error) {
+	if !f.hasDefault {
+		return dst, e.fieldErr(f.name, "missing required field (type %s)", f.typ.describe())
+	}
+	b, err := f.defaultBinary()
+	if err != nil {
+		return dst, e.fieldErr(f.name, "cannot encode the schema default: %v", err)
+	}
+	if err := e.bud.Step(1); err != nil {
+		return dst, e.p.budget(err)
+	}
+	if err := e.bud.Output(len(b)); err != nil {
+		return dst, e.p.budget(err)
+	}
+	return append(dst, b...), nil
+}
+
 // defaultsFrom appends the defaults of fields[from:], which were absent.
 func (e *encoder) defaultsFrom(n *node, dst []byte, from int) ([]byte, error) {
 	for _, f := range n.fields[from:] {
-		if !f.hasDefault {
-			return dst, e.fieldErr(f.name, "missing required field (type %s)", f.typ.describe())
+		var err error
+		if dst, err = e.appendDefault(dst, f); err != nil {
+			return dst, err
 		}
-		b, err := f.defaultBinary()
-		if err != nil {
-			return dst, e.fieldErr(f.name, "cannot encode the schema default: %v", err)
-		}
-		dst = append(dst, b...)
 	}
 	return dst, nil
 }
 
-func (e *encoder) recordAnyOrder(n *node, dst []byte, depth int) ([]byte, error) {
-	e.i++ // {
+// recordRest encodes the rest of a record object whose key k (read, the
+// cursor after it) is not fields[next]: fields[:next] are already in dst,
+// in order; the others may come in any order and are collected, then
+// appended in schema order. A key of fields[:next] seen again takes the
+// generic path (errDuplicateKey), where the last value wins.
+func (e *encoder) recordRest(n *node, dst []byte, depth, next int, k []byte) ([]byte, error) {
 	vals := make([][]byte, len(n.fields))
 	have := make([]bool, len(n.fields))
 	var unknown []string
-	e.ws()
-	if e.i < len(e.b) && e.b[e.i] == '}' {
+	for {
+		e.ws()
+		if e.i >= len(e.b) || e.b[e.i] != ':' {
+			return dst, e.syntax(e.colonErr())
+		}
 		e.i++
-	} else {
-	loop:
-		for {
-			e.ws()
-			if e.i >= len(e.b) {
-				return dst, e.syntax(errEOF)
-			}
-			if e.b[e.i] != '"' {
-				return dst, e.syntax(e.errorf("invalid character %q looking for beginning of object key string", e.b[e.i]))
-			}
-			k, err := e.rawString()
-			if err != nil {
+		e.ws()
+		idx, known := n.fieldIndex[string(k)]
+		switch {
+		case !known:
+			unknown = append(unknown, string(k))
+			if err := e.skip(depth + 1); err != nil {
 				return dst, e.syntax(err)
 			}
-			e.ws()
-			if e.i >= len(e.b) || e.b[e.i] != ':' {
-				return dst, e.syntax(e.colonErr())
+		case idx < next:
+			return dst, errDuplicateKey
+		default:
+			f := n.fields[idx]
+			valStart := e.i
+			var err error
+			vals[idx], err = e.enc(f.typ, vals[idx][:0], depth+1)
+			if err != nil {
+				return dst, e.at(e.unlessRepeated(string(k), valStart, err, depth), "."+f.name)
 			}
+			have[idx] = true
+		}
+		e.ws()
+		if e.i >= len(e.b) {
+			return dst, e.syntax(errEOF)
+		}
+		if e.b[e.i] == '}' {
 			e.i++
-			e.ws()
-			idx, known := n.fieldIndex[string(k)]
-			if !known {
-				unknown = append(unknown, string(k))
-				if err := e.skip(depth + 1); err != nil {
-					return dst, e.syntax(err)
-				}
-			} else {
-				f := n.fields[idx]
-				valStart := e.i
-				vals[idx], err = e.enc(f.typ, vals[idx][:0], depth+1)
-				if err != nil {
-					return dst, e.at(e.unlessRepeated(string(k), valStart, err, depth), "."+f.name)
-				}
-				have[idx] = true
-			}
-			e.ws()
-			if e.i >= len(e.b) {
-				return dst, e.syntax(errEOF)
-			}
-			switch e.b[e.i] {
-			case ',':
-				e.i++
-			case '}':
-				e.i++
-				break loop
-			default:
-				return dst, e.syntax(e.errorf("invalid character %q after object key:value pair", e.b[e.i]))
-			}
+			break
+		}
+		if e.b[e.i] != ',' {
+			return dst, e.syntax(e.errorf("invalid character %q after object key:value pair", e.b[e.i]))
+		}
+		e.i++
+		e.ws()
+		if e.i >= len(e.b) {
+			return dst, e.syntax(errEOF)
+		}
+		if e.b[e.i] != '"' {
+			return dst, e.syntax(e.errorf("invalid character %q looking for beginning of object key string", e.b[e.i]))
+		}
+		var err error
+		if k, err = e.rawString(); err != nil {
+			return dst, e.syntax(err)
 		}
 	}
-	for i, f := range n.fields {
-		if have[i] {
-			continue
-		}
-		if !f.hasDefault {
+	for i := next; i < len(n.fields); i++ {
+		if f := n.fields[i]; !have[i] && !f.hasDefault {
 			return dst, e.fieldErr(f.name, "missing required field (type %s)", f.typ.describe())
 		}
 	}
@@ -778,16 +815,15 @@ func (e *encoder) recordAnyOrder(n *node, dst []byte, depth int) ([]byte, error)
 		}
 		return dst, e.fieldErr(first, "unknown field (record %s has no field %q)", n.name, first)
 	}
-	for i, f := range n.fields {
+	for i := next; i < len(n.fields); i++ {
 		if have[i] {
 			dst = append(dst, vals[i]...)
 			continue
 		}
-		b, err := f.defaultBinary()
-		if err != nil {
-			return dst, e.fieldErr(f.name, "cannot encode the schema default: %v", err)
+		var err error
+		if dst, err = e.appendDefault(dst, n.fields[i]); err != nil {
+			return dst, err
 		}
-		dst = append(dst, b...)
 	}
 	return dst, nil
 }
@@ -808,7 +844,9 @@ func (e *encoder) unionWrapped(n *node, dst []byte, depth int) ([]byte, error) {
 		if out, ok, err := e.tryWrapped(n, dst, depth); ok || err != nil {
 			return out, err
 		}
-		e.i = save
+		if err := e.back(save); err != nil {
+			return dst, err
+		}
 	}
 	v, err := e.peek()
 	if err != nil {
@@ -854,7 +892,9 @@ func (e *encoder) tryWrapped(n *node, dst []byte, depth int) ([]byte, bool, erro
 		return dst, false, nil
 	}
 	end := e.i + 1
-	e.i = save
+	if err := e.back(save); err != nil {
+		return dst, true, err
+	}
 	idx := n.branchIndex(b)
 	out := appendLong(dst, int64(idx))
 	out, err = e.enc(b, out, depth+1)
@@ -920,20 +960,25 @@ func (e *encoder) unionPlain(n *node, dst []byte, depth int) ([]byte, error) {
 		if err == nil {
 			return out, nil
 		}
-		if errors.Is(err, errDuplicateKey) {
+		if errors.Is(err, errDuplicateKey) || overBudget(err) {
 			return dst[:start], err
 		}
 		if firstErr == nil {
 			firstErr = err
 		}
-		e.i, dst = save, dst[:start]
+		dst = dst[:start]
+		if err := e.back(save); err != nil {
+			return dst, err
+		}
 	}
 	if c == '{' {
 		out, ok, err := e.tryWrapped(n, dst, depth)
 		if ok || err != nil {
 			return out, err
 		}
-		e.i = save
+		if err := e.back(save); err != nil {
+			return dst, err
+		}
 	}
 	if compatible == 1 {
 		return dst, firstErr

@@ -3,6 +3,7 @@ package avro
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -84,6 +85,12 @@ type node struct {
 	unionKey string
 	// jsonKey is the key the Avro JSON encoding uses ("long", "com.acme.Order").
 	jsonKey string
+
+	// complete is set once a record's fields are all parsed; allDefaults
+	// is then the weight of a record value made only of field defaults
+	// (see defaultWeight), computed once.
+	complete    bool
+	allDefaults int64
 }
 
 type field struct {
@@ -91,6 +98,11 @@ type field struct {
 	typ        *node
 	hasDefault bool
 	def        any // default converted to goavro native form
+	// defSteps is what walking def, expanded into a tree, costs in
+	// budget steps (see defaultWeight): def shares the defaults of nested
+	// fields by reference, so it can stand for a tree far larger than the
+	// schema text.
+	defSteps int64
 	fieldDefault
 }
 
@@ -261,12 +273,16 @@ func (p *parser) parseObject(m map[string]any, ns string) (*node, error) {
 					if ft.kind == kUnion {
 						dt = ft.branches[0]
 					}
+					// Weighed before fromJSON, which fills the nested
+					// defaults into d by reference.
+					fl.defSteps = defaultWeight(dt, d)
 					native, err := fromJSON(dt, d, Options{Mode: AvroJSON}, &pathBuf{})
 					if err != nil {
 						return nil, fmt.Errorf("record %s field %s: invalid default: %w", full, fname, err)
 					}
 					if ft.kind == kUnion {
 						native = wrapUnion(dt, native)
+						fl.defSteps = satAdd(fl.defSteps, 1)
 					}
 					fl.def = native
 				}
@@ -276,6 +292,7 @@ func (p *parser) parseObject(m map[string]any, ns string) (*node, error) {
 				n.fieldIndex[fname] = len(n.fields)
 				n.fields = append(n.fields, fl)
 			}
+			n.complete = true
 		case "enum":
 			n.kind = kEnum
 			syms, _ := m["symbols"].([]any)
@@ -385,4 +402,106 @@ func wrapUnion(b *node, v any) any {
 		return nil
 	}
 	return map[string]any{b.unionKey: v}
+}
+
+// satAdd adds weights, saturating instead of overflowing.
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// defaultWeight is what a budgeted walk of the default v (Avro JSON, as
+// written in the schema) of type n costs once expanded: one step per
+// value, one per 16 bytes of strings, and for every record field the
+// default leaves out, that field's own default weight. It reads v once
+// and each record's fields at most once (allDefaults is memoised), so it
+// is linear in the schema even when the expanded tree is exponential.
+func defaultWeight(n *node, v any) int64 {
+	w := int64(1)
+	switch n.kind {
+	case kString, kBytes, kFixed, kEnum:
+		if s, ok := v.(string); ok {
+			w = satAdd(w, int64(len(s)/outputPerStep))
+		}
+	case kArray:
+		a, _ := v.([]any)
+		for _, item := range a {
+			w = satAdd(w, defaultWeight(n.items, item))
+		}
+	case kMap:
+		m, _ := v.(map[string]any)
+		for k, item := range m {
+			w = satAdd(w, satAdd(1+int64(len(k)/outputPerStep), defaultWeight(n.items, item)))
+		}
+	case kRecord:
+		m, _ := v.(map[string]any)
+		w = recordDefaults(n)
+		for k, item := range m {
+			i, ok := n.fieldIndex[k]
+			if !ok {
+				continue
+			}
+			f := n.fields[i]
+			w = satAdd(w-f.defSteps, defaultWeight(f.typ, item))
+		}
+	case kUnion:
+		if m, ok := v.(map[string]any); ok && len(m) == 1 {
+			for k, inner := range m {
+				if b := n.branchByName(k); b != nil {
+					w = satAdd(w, defaultWeight(b, inner))
+				}
+			}
+		} else {
+			w++ // null
+		}
+	}
+	return w
+}
+
+// recordDefaults is the weight of a value of record n made only of its
+// fields' defaults (fields without one count 0: such a default is refused
+// anyway).
+func recordDefaults(n *node) int64 {
+	if n.complete && n.allDefaults > 0 {
+		return n.allDefaults
+	}
+	w := int64(1)
+	for _, f := range n.fields {
+		w = satAdd(w, f.defSteps)
+	}
+	if n.complete {
+		n.allDefaults = w
+	}
+	return w
+}
+
+// checkDefaults refuses a schema whose field defaults, expanded, weigh
+// more than max in total: goavro expands and encodes each of them when it
+// compiles the schema (T0 {a: T1 = {}, b: T1 = {}}, T1 {...}: 2^depth work
+// for a schema of a few hundred bytes). It visits each named type once.
+func checkDefaults(root *node, max int64) error {
+	seen := map[*node]bool{}
+	total := int64(0)
+	var walk func(n *node)
+	walk = func(n *node) {
+		if n == nil || seen[n] {
+			return
+		}
+		seen[n] = true
+		for _, f := range n.fields {
+			total = satAdd(total, f.defSteps)
+			walk(f.typ)
+		}
+		walk(n.items)
+		for _, b := range n.branches {
+			walk(b)
+		}
+	}
+	walk(root)
+	if total > max {
+		return fmt.Errorf("field defaults expand to %d steps, more than the %d a record the schema's size may take: %w", total, max, ErrBudget)
+	}
+	return nil
 }

@@ -16,24 +16,42 @@ import (
 // order. In PlainJSON mode unions are unwrapped, timestamps are RFC 3339
 // strings in UTC, dates "2006-01-02", decimals strings, bytes base64; in
 // AvroJSON mode the output is the Avro specification's JSON encoding.
-func (c *Codec) AppendJSON(dst []byte, native any, mode Mode) ([]byte, error) {
-	return appendJSON(dst, c.root, native, mode, &pathBuf{})
+// size is the byte size of the record native was decoded from (of the
+// JSON text it was converted from): the walk is bounded by the codec's
+// Limits for a record of that size, counting a step per value and per 16
+// bytes written, and fails with a *BudgetError past them.
+func (c *Codec) AppendJSON(dst []byte, native any, mode Mode, size int) ([]byte, error) {
+	return appendJSON(dst, c.root, native, mode, &pathBuf{bud: c.limits.NewBudget(size), charged: len(dst)})
 }
 
 // JSONFromBinary decodes one Avro binary datum (without framing) and
-// returns its JSON text; trailing bytes are an error.
+// returns its JSON text; trailing bytes are an error. Decoding and
+// rendering are each bounded by the codec's Limits for len(payload).
 func (c *Codec) JSONFromBinary(dst, payload []byte, mode Mode) ([]byte, error) {
-	native, rest, err := c.Codec.NativeFromBinary(payload)
+	native, rest, err := c.NativeFromBinary(payload)
 	if err != nil {
 		return dst, fmt.Errorf("decoding avro binary: %w", err)
 	}
 	if len(rest) != 0 {
 		return dst, fmt.Errorf("decoding avro binary: %d trailing bytes", len(rest))
 	}
-	return c.AppendJSON(dst, native, mode)
+	return c.AppendJSON(dst, native, mode, len(payload))
 }
 
 func appendJSON(dst []byte, n *node, v any, mode Mode, p *pathBuf) ([]byte, error) {
+	// One step per value, plus the output so far beyond what was charged.
+	if err := p.bud.Step(1); err != nil {
+		return dst, p.budget(err)
+	}
+	if err := p.bud.Depth(len(p.segs)); err != nil {
+		return dst, p.budget(err)
+	}
+	if len(dst)-p.charged >= outputPerStep {
+		if err := p.bud.Output(len(dst) - p.charged); err != nil {
+			return dst, p.budget(err)
+		}
+		p.charged = len(dst) - (len(dst)-p.charged)%outputPerStep
+	}
 	bad := func() ([]byte, error) {
 		return dst, p.errorf("native value %T does not fit %s", v, n.describe())
 	}

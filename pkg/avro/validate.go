@@ -6,29 +6,40 @@ import (
 	"fmt"
 )
 
-// maxZeroSizeItems bounds the items of arrays and maps whose items can
-// take no bytes at all (null, empty records): without it a few bytes
-// claiming 2^62 nulls would keep ValidateBinary busy for years. Items
-// that take at least a byte are bounded by the datum's length.
-const maxZeroSizeItems = MaxBlockCount
-
 // ValidateBinary checks that data starts with one Avro binary datum of the
 // codec's schema and returns what follows it, without building the datum:
 // the gateway validates producers' Avro payloads with it on the hot path.
 // It accepts what goavro's NativeFromBinary accepts (FuzzValidateBinary
 // holds it to that), except that varints longer than 5 (int) or 10 (long)
-// bytes are refused.
+// bytes are refused, and that the walk is bounded by the codec's Limits
+// for a record of len(data) bytes: one step per value (a record, each
+// field, array item, map key and value, union branch, scalar). Past them
+// it fails with a *BudgetError.
 func (c *Codec) ValidateBinary(data []byte) (rest []byte, err error) {
-	v := validator{b: data}
+	v := validator{b: data, bud: c.limits.NewBudget(len(data))}
 	if err := v.datum(c.root, 0); err != nil {
 		return nil, err
 	}
 	return data[v.i:], nil
 }
 
+// NativeFromBinary decodes one datum as goavro's NativeFromBinary does,
+// after ValidateBinary's walk has checked that it is well formed and fits
+// the codec's Limits: goavro itself builds whatever tree the schema
+// describes (2^22 maps for 0 bytes of a schema of shared types), so it
+// only ever sees data whose tree is bounded by its size. Errors are
+// ValidateBinary's (a *BudgetError past the limits).
+func (c *Codec) NativeFromBinary(data []byte) (native any, rest []byte, err error) {
+	if _, err := c.ValidateBinary(data); err != nil {
+		return nil, data, err
+	}
+	return c.Codec.NativeFromBinary(data)
+}
+
 type validator struct {
-	b []byte
-	i int
+	b   []byte
+	i   int
+	bud *Budget
 }
 
 var errShort = errors.New("short buffer")
@@ -57,8 +68,11 @@ func (v *validator) skip(n int64, what string) error {
 }
 
 func (v *validator) datum(n *node, depth int) error {
-	if depth > maxDepth {
-		return errors.New("exceeded max depth")
+	if err := v.bud.Depth(depth); err != nil {
+		return err
+	}
+	if err := v.bud.Step(1); err != nil {
+		return err
 	}
 	switch n.kind {
 	case kNull:
@@ -102,6 +116,9 @@ func (v *validator) datum(n *node, depth int) error {
 	case kRecord:
 		for _, f := range n.fields {
 			if err := v.datum(f.typ, depth+1); err != nil {
+				if errors.Is(err, ErrBudget) {
+					return err // the record as a whole: no path (it could be as deep as the limit)
+				}
 				return fmt.Errorf("%s: %w", f.name, err)
 			}
 		}
@@ -116,7 +133,6 @@ func (v *validator) datum(n *node, depth int) error {
 		}
 		return v.datum(n.branches[idx], depth+1)
 	case kArray, kMap:
-		total := int64(0)
 		for {
 			count, err := v.varint(binary.MaxVarintLen64)
 			if err != nil {
@@ -137,8 +153,16 @@ func (v *validator) datum(n *node, depth int) error {
 			if count > MaxBlockCount {
 				return fmt.Errorf("block count %d over the limit of %d", count, MaxBlockCount)
 			}
-			if total += count; total > maxZeroSizeItems && total > int64(len(v.b)) {
-				return fmt.Errorf("%d items cannot fit in %d bytes", total, len(v.b))
+			// Items that take no bytes (null, empty records) are bounded
+			// by the budget alone: refuse a block that cannot fit at once
+			// (map keys are charged here, items as they are walked).
+			if err := v.bud.Need(count); err != nil {
+				return err
+			}
+			if n.kind == kMap {
+				if err := v.bud.Step(count); err != nil {
+					return err
+				}
 			}
 			for k := int64(0); k < count; k++ {
 				if n.kind == kMap {
