@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluicehq/sluice/pkg/service"
 )
 
@@ -37,10 +39,10 @@ const (
 	DefaultMaxDepth     = 256
 )
 
-// Names of the limits in errors, metrics and READMEs.
+// The limits a BudgetError names (and the limit label of BudgetCounter).
 const (
-	LimitSteps = "AVRO_DECODE_BASE_STEPS+AVRO_DECODE_STEPS_PER_BYTE"
-	LimitDepth = "AVRO_MAX_DEPTH"
+	LimitSteps = "steps" // AVRO_DECODE_BASE_STEPS + AVRO_DECODE_STEPS_PER_BYTE × size
+	LimitDepth = "depth" // AVRO_MAX_DEPTH
 )
 
 // outputPerStep is how many bytes of output (or of text scanned again)
@@ -193,4 +195,32 @@ func (b *Budget) Used() int64 {
 
 func (b *Budget) exceeded() error {
 	return &BudgetError{Limit: LimitSteps, RecordBytes: b.size, Max: b.max, Base: b.l.BaseSteps, PerByte: b.l.StepsPerByte}
+}
+
+// BudgetCounter counts records refused for exceeding the decode budget,
+// by topic and limit (LimitSteps or LimitDepth): sluice_<service>_avro_budget_exceeded_total.
+type BudgetCounter struct{ v *prometheus.CounterVec }
+
+// NewBudgetCounter registers sluice_<service>_avro_budget_exceeded_total
+// on reg; service is the metric prefix of the service ("s3sink").
+func NewBudgetCounter(reg prometheus.Registerer, service string) *BudgetCounter {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_" + service + "_avro_budget_exceeded_total",
+		Help: "Records refused because decoding them took more steps than their size allows or nested deeper than AVRO_MAX_DEPTH, by topic and limit.",
+	}, []string{"topic", "limit"})
+	reg.MustRegister(v)
+	return &BudgetCounter{v: v}
+}
+
+// Observe counts err if it is a *BudgetError and reports whether it was.
+// A nil counter only reports.
+func (c *BudgetCounter) Observe(topic string, err error) bool {
+	var be *BudgetError
+	if !errors.As(err, &be) {
+		return false
+	}
+	if c != nil {
+		c.v.WithLabelValues(topic, be.Limit).Inc()
+	}
+	return true
 }

@@ -253,6 +253,8 @@ func FuzzValidateBinary(f *testing.F) {
 	schemas := []string{pageViewSchema,
 		`{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"array","items":"null"}},{"name":"m","type":{"type":"map","values":["null","boolean","int"]}}]}`,
 		`{"type":"record","name":"S","fields":[{"name":"f","type":{"type":"fixed","name":"F","size":3}},{"name":"d","type":{"type":"bytes","logicalType":"decimal","precision":9,"scale":2}},{"name":"x","type":["null",{"type":"array","items":"double"}]},{"name":"y","type":"float"},{"name":"l","type":"long"}]}`,
+		everythingSchema, // 3 and 4: the s3-sink's avrocheck cases (its corpus is testdata/fuzz/FuzzValidateBinary/avrocheck-*)
+		linkedSchema,
 	}
 	codecs := make([]*Codec, len(schemas))
 	for i, s := range schemas {

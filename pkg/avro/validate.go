@@ -1,9 +1,11 @@
 package avro
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // ValidateBinary checks that data starts with one Avro binary datum of the
@@ -87,7 +89,11 @@ func (v *validator) datum(n *node, depth int) error {
 		v.i++
 		return nil
 	case kInt:
-		_, err := v.varint(binary.MaxVarintLen32)
+		at := v.i
+		x, err := v.varint(binary.MaxVarintLen32)
+		if err == nil && (x < math.MinInt32 || x > math.MaxInt32) {
+			return fmt.Errorf("offset %d: int %d out of range", at, x)
+		}
 		return err
 	case kLong:
 		_, err := v.varint(binary.MaxVarintLen64)
@@ -133,6 +139,7 @@ func (v *validator) datum(n *node, depth int) error {
 		}
 		return v.datum(n.branches[idx], depth+1)
 	case kArray, kMap:
+		var keys mapKeys
 		for {
 			count, err := v.varint(binary.MaxVarintLen64)
 			if err != nil {
@@ -170,8 +177,12 @@ func (v *validator) datum(n *node, depth int) error {
 					if err != nil {
 						return err
 					}
+					start := v.i
 					if err := v.skip(l, "map key"); err != nil {
 						return err
+					}
+					if keys.seen(v.b[start:v.i]) {
+						return fmt.Errorf("offset %d: duplicate map key %q", start, v.b[start:v.i])
 					}
 				}
 				if err := v.datum(n.items, depth+1); err != nil {
@@ -181,4 +192,36 @@ func (v *validator) datum(n *node, depth int) error {
 		}
 	}
 	return fmt.Errorf("internal: unknown kind %d", n.kind)
+}
+
+// mapKeys finds a key repeated in one map, which goavro refuses: the first
+// keys are compared in place, a set takes over past them.
+type mapKeys struct {
+	few [8][]byte
+	n   int
+	set map[string]struct{}
+}
+
+func (k *mapKeys) seen(key []byte) bool {
+	if k.set == nil {
+		for _, f := range k.few[:k.n] {
+			if bytes.Equal(f, key) {
+				return true
+			}
+		}
+		if k.n < len(k.few) {
+			k.few[k.n] = key
+			k.n++
+			return false
+		}
+		k.set = make(map[string]struct{}, 2*len(k.few))
+		for _, f := range k.few {
+			k.set[string(f)] = struct{}{}
+		}
+	}
+	if _, ok := k.set[string(key)]; ok {
+		return true
+	}
+	k.set[string(key)] = struct{}{}
+	return false
 }

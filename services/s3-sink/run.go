@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string) error {
 		Brokers:     kc.Brokers(),
 		Dialer:      kc.Dialer,
 		Admin:       newKafkaAdmin(kc, cfg.Sink.TopicRefresh),
-		Codecs:      avro.NewCodecs(reg),
+		Codecs:      avro.NewCodecs(reg, avro.WithLimits(cfg.Avro)),
 		Subjects:    reg,
 		DLQ:         dlq,
 		Partitioner: part,

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/service"
@@ -279,6 +280,7 @@ type Config struct {
 	S3        S3
 	Sink      Sink
 	Lifecycle Lifecycle
+	Avro      avro.Limits
 	AdminAddr string `env:"S3_SINK_ADMIN_ADDR" default:":9102" help:"listen address for /metrics, /healthz and /readyz"`
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/service"
 )
 
@@ -38,6 +39,7 @@ type Metrics struct {
 	droppedFiles   prometheus.Counter
 	replays        prometheus.Counter
 	adopted        prometheus.Counter
+	budget         *avro.BudgetCounter
 
 	mu    sync.Mutex
 	parts map[partKey]*partState
@@ -78,6 +80,7 @@ func NewMetrics(reg prometheus.Registerer, topicLabels int) *Metrics {
 		droppedFiles:  prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_dropped_files_total", Help: "Open files dropped without upload because their partition was revoked."}),
 		replays:       prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_partition_replays_total", Help: "Partitions replayed from the committed offset after an S3 or Kafka error."}),
 		adopted:       prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3sink_adopted_objects_total", Help: "Objects a previous run completed that a replay adopted instead of rewriting (wall-clock rotation)."}),
+		budget:        avro.NewBudgetCounter(reg, "s3sink"),
 		parts:         map[partKey]*partState{},
 		now:           time.Now,
 	}

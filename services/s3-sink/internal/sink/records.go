@@ -87,14 +87,15 @@ func (w *worker) decode(ctx context.Context, m kafkago.Message) (native any, id 
 		return nil, id, nil, reason, err
 	}
 	if !w.s.needValue {
-		// Nothing looks inside the record: validate without decoding.
-		val, err := w.s.validator(codec)
+		// Nothing looks inside the record: validate without decoding
+		// (within the decode budget, AVRO_DECODE_*).
+		rest, err := codec.ValidateBinary(body)
 		if err != nil {
-			reason, err := w.schemaProblem(ctx, id, "schema: ", fmt.Errorf("schema id %d: %w", id, err))
-			return nil, id, nil, reason, err
-		}
-		if err := val.Validate(body); err != nil {
+			w.s.o.Metrics.budget.Observe(w.s.o.Metrics.TopicLabel(w.topic), err)
 			return nil, id, nil, fmt.Sprintf("avro: schema id %d: %v", id, err), nil
+		}
+		if len(rest) != 0 {
+			return nil, id, nil, fmt.Sprintf("avro: schema id %d: %d trailing bytes after the record", id, len(rest)), nil
 		}
 		return nil, id, body, "", nil
 	}
@@ -102,8 +103,11 @@ func (w *worker) decode(ctx context.Context, m kafkago.Message) (native any, id 
 		reason, err := w.schemaProblem(ctx, id, "partitioning: ", fmt.Errorf("schema id %d: %w", id, perr))
 		return nil, id, nil, reason, err
 	}
+	// pkg/avro's NativeFromBinary walks the record within the decode
+	// budget before goavro builds it.
 	v, rest, derr := codec.NativeFromBinary(body)
 	if derr != nil {
+		w.s.o.Metrics.budget.Observe(w.s.o.Metrics.TopicLabel(w.topic), derr)
 		return nil, id, nil, fmt.Sprintf("avro: schema id %d: %v", id, derr), nil
 	}
 	if len(rest) != 0 {

@@ -20,7 +20,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/avro"
 	skafka "github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
-	"github.com/sluicehq/sluice/services/s3-sink/internal/avrocheck"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/config"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/objkey"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/ocf"
@@ -106,7 +105,6 @@ type Sink struct {
 	needValue      bool
 	tombstoneCodec *goavro.Codec
 	valMu          sync.RWMutex
-	validators     map[int]*avrocheck.Validator
 	fieldChecks    map[int]error     // per schema id: are the partition and timestamp fields in it
 	unknownSince   map[int]time.Time // when a schema id was first answered 404 (bounded)
 }
@@ -161,24 +159,6 @@ func (s *Sink) unknownYoung(id int, err error) bool {
 	return now.Sub(first) < s.cfg.UnknownSchemaGrace
 }
 
-// validator returns the cached validator for a codec's schema.
-func (s *Sink) validator(c *avro.Codec) (*avrocheck.Validator, error) {
-	s.valMu.RLock()
-	v, ok := s.validators[c.ID]
-	s.valMu.RUnlock()
-	if ok {
-		return v, nil
-	}
-	v, err := avrocheck.New(c.Schema.Schema)
-	if err != nil {
-		return nil, err
-	}
-	s.valMu.Lock()
-	s.validators[c.ID] = v
-	s.valMu.Unlock()
-	return v, nil
-}
-
 // fieldsUsable reports (partition.ErrNotInSchema) whether the codec's
 // schema lacks the field partitioner's field or the timestamp field, so
 // that no record of it can be partitioned; cached per schema id.
@@ -218,7 +198,6 @@ func New(o Options) (*Sink, error) {
 	s := &Sink{
 		o: o, cfg: o.Config, log: o.Log, stopCh: make(chan struct{}), done: make(chan struct{}), dlqTopics: map[string]bool{},
 		needValue:    o.Config.Partitioner == "field" || o.Config.TimestampSource == "field",
-		validators:   map[int]*avrocheck.Validator{},
 		fieldChecks:  map[int]error{},
 		unknownSince: map[int]time.Time{},
 		pol:          newPolicies(o.Config.RetryAttempts, o.Config.RetryMaxDelay, o.Config.ParkRetryMin, o.Config.ParkRetryMax),
