@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/pkg/service"
 )
 
 // sharedSchema is the schema of issue 13: T0 {a: T1, b: T1}, T1 {a: T2,
@@ -346,5 +348,40 @@ func TestSchemaDefaultsBounded(t *testing.T) {
 	}
 	if !bytes.Equal(bin, bytes.Repeat([]byte{14}, 64)) {
 		t.Fatalf("encoded %x, want 64 times the default 7", bin)
+	}
+}
+
+// Services embed Limits in their configuration: defaults, overrides and
+// bad values naming the variable.
+func TestLimitsConfig(t *testing.T) {
+	t.Parallel()
+	type cfg struct{ Avro Limits }
+	cases := map[string]struct {
+		env    map[string]string
+		want   Limits
+		badVar string
+	}{
+		"defaults":  {env: nil, want: DefaultLimits()},
+		"overrides": {env: map[string]string{"AVRO_DECODE_BASE_STEPS": "1000", "AVRO_DECODE_STEPS_PER_BYTE": "4", "AVRO_MAX_DEPTH": "32"}, want: Limits{1000, 4, 32}},
+		"zero base": {env: map[string]string{"AVRO_DECODE_BASE_STEPS": "0"}, badVar: "AVRO_DECODE_BASE_STEPS"},
+		"negative":  {env: map[string]string{"AVRO_DECODE_STEPS_PER_BYTE": "-1"}, badVar: "AVRO_DECODE_STEPS_PER_BYTE"},
+		"too deep":  {env: map[string]string{"AVRO_MAX_DEPTH": "20000"}, badVar: "AVRO_MAX_DEPTH"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var c cfg
+			err := service.LoadConfig(&c, nil, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if tc.badVar != "" {
+				var ce *service.ConfigError
+				if !errors.As(err, &ce) || ce.Var != tc.badVar {
+					t.Fatalf("error = %v, want one naming %s", err, tc.badVar)
+				}
+				return
+			}
+			if err != nil || c.Avro != tc.want {
+				t.Fatalf("loaded %+v, %v; want %+v", c.Avro, err, tc.want)
+			}
+		})
 	}
 }
