@@ -38,7 +38,7 @@ func (s codecSource) Codec(ctx context.Context, id int) (*document.Codec, error)
 	if err != nil {
 		return nil, err
 	}
-	return &document.Codec{ID: c.ID, Schema: c.Schema.Schema, Codec: c.Codec}, nil
+	return &document.Codec{ID: c.ID, Schema: c.Schema.Schema, Codec: c}, nil
 }
 
 // run wires the service explicitly and blocks until shutdown.
@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string) error {
 	app.ReadyCheck("kafka", func(ctx context.Context) error { return kc.Ping(ctx, 2*time.Second) })
 
 	reg := registry.New(cfg.Registry)
-	codecs := avro.NewCodecs(reg)
+	codecs := avro.NewCodecs(reg, avro.WithLimits(cfg.Avro))
 	app.ReadyCheck("registry", func(ctx context.Context) error { return reg.Ping(ctx) })
 
 	esc, err := connectES(ctx, cfg)
@@ -102,11 +102,16 @@ func run(ctx context.Context, args []string) error {
 	if cfg.Decimals == "number" {
 		decimals = document.DecimalNumber
 	}
-	mopt := mapping.Options{Strings: mapping.StringMode(cfg.Strings), Decimal: decimals, OpenSearch: esc.Flavor == es.OpenSearch}
 	metaName := ""
 	if cfg.KafkaMeta {
 		metaName = cfg.KafkaMetaName
 	}
+	reserved := 1 // @timestamp
+	if metaName != "" {
+		reserved += 5 // the metadata object and its four fields
+	}
+	mopt := mapping.Options{Strings: mapping.StringMode(cfg.Strings), Decimal: decimals, OpenSearch: esc.Flavor == es.OpenSearch, Limits: cfg.Mapping, Reserved: reserved}
+	mmetrics := mapping.NewMetrics(app.Metrics())
 	prepare := func(ctx context.Context, topic string) error {
 		name, err := namer.Template(topic)
 		if err != nil {
@@ -121,7 +126,13 @@ func run(ctx context.Context, args []string) error {
 		switch {
 		case err == nil:
 			if n, perr := document.ParseSchema(s.Schema); perr == nil {
-				props = mapping.Properties(n, mopt)
+				var st mapping.Stats
+				props, st = mapping.Properties(n, mopt)
+				if len(st.Truncated) > 0 {
+					mmetrics.Observe(topic, st)
+					log.Warn("schema too large to map in full: subtrees mapped as disabled objects (kept in _source, not indexed)",
+						"topic", topic, "schema_id", s.ID, "fields", st.Fields, "truncated", len(st.Truncated), "paths", st.Paths(10))
+				}
 			} else {
 				log.Warn("schema not usable for mappings; relying on dynamic mapping", "topic", topic, "err", perr)
 			}
@@ -195,7 +206,8 @@ func run(ctx context.Context, args []string) error {
 	app.OnClose("bulk-indexer", func(ctx context.Context) error { return pl.Close(ctx) })
 	// Records are transcoded straight from Avro binary to JSON unless the
 	// rules need the decoded fields.
-	builder := document.NewBuilder(codecSource{codecs}, document.Options{Namer: docNamer, IDMode: document.IDMode(cfg.IDMode), Decimal: decimals, MetaField: metaName, Fields: ruleFile != nil})
+	builder := document.NewBuilder(codecSource{codecs}, document.Options{Namer: docNamer, IDMode: document.IDMode(cfg.IDMode), Decimal: decimals, MetaField: metaName, Fields: ruleFile != nil,
+		Budget: avro.NewBudgetCounter(app.Metrics(), "searchsink"), TopicLabel: m.TopicLabel})
 
 	var observe sink.Observer
 	if ruleFile != nil {

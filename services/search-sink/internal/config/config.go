@@ -9,10 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/service"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
+	"github.com/sluicehq/sluice/services/search-sink/internal/mapping"
 )
 
 // ES is the shared ES_* configuration.
@@ -86,6 +88,8 @@ type Config struct {
 	Kafka    kafka.Config
 	Registry registry.Config
 	ES       ES
+	Avro     avro.Limits
+	Mapping  mapping.Limits
 
 	AdminAddr     string        `env:"SEARCH_SINK_ADMIN_ADDR" default:":9103" help:"listen address for /metrics, /healthz and /readyz"`
 	GroupID       string        `env:"SEARCH_SINK_GROUP_ID" default:"sluice-search-sink" help:"Kafka consumer group"`

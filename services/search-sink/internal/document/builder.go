@@ -15,8 +15,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/linkedin/goavro/v2"
-
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/wire"
@@ -31,11 +30,13 @@ const (
 	IDKey    IDMode = "key"    // the record key, external version = offset
 )
 
-// Codec is a compiled schema with the schema text it came from.
+// Codec is a compiled schema with the schema text it came from. Its
+// NativeFromBinary (pkg/avro's) and the transcoder are bounded by the
+// codec's Limits (AVRO_DECODE_*, AVRO_MAX_DEPTH).
 type Codec struct {
 	ID     int
 	Schema string
-	*goavro.Codec
+	*avro.Codec
 }
 
 // CodecSource resolves schema ids to compiled codecs; run.go adapts
@@ -55,6 +56,12 @@ type Options struct {
 	// (the anomaly rules need them); without it records are transcoded
 	// straight from Avro binary to JSON, which is faster.
 	Fields bool
+	// Budget counts records refused for exceeding the decode budget (nil:
+	// not counted).
+	Budget *avro.BudgetCounter
+	// TopicLabel bounds the topic label of Budget's series (nil: the
+	// topic as it is).
+	TopicLabel func(topic string) string
 }
 
 // Builder decodes records into documents. Safe for concurrent use.
@@ -164,6 +171,7 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 	if b.opt.Fields {
 		native, rest, err := codec.NativeFromBinary(payload)
 		if err != nil {
+			b.opt.Budget.Observe(b.topicLabel(m.Topic), err)
 			return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %w", id, err)}
 		}
 		if len(rest) != 0 {
@@ -178,7 +186,7 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 			buf = appendValue(buf, node, v, 0)
 		}
 	} else {
-		t := transcoder{b: payload, mode: b.opt.Decimal}
+		t := transcoder{b: payload, mode: b.opt.Decimal, bud: codec.Limits().NewBudget(len(payload))}
 		top := node
 		if rec := TopRecord(node); rec != nil && node.Type == "union" {
 			// ["null", Record] at the top: the record is the document.
@@ -200,6 +208,7 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 			buf, err = t.value(buf, top, false, 0)
 		}
 		if err != nil {
+			b.opt.Budget.Observe(b.topicLabel(m.Topic), err)
 			return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %w", id, err)}
 		}
 		if len(t.b) != 0 {
@@ -234,7 +243,8 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 }
 
 func isCompileError(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "compiling schema") || strings.Contains(err.Error(), "not AVRO"))
+	return errors.Is(err, avro.ErrUnusableSchema) ||
+		err != nil && (strings.Contains(err.Error(), "compiling schema") || strings.Contains(err.Error(), "not AVRO"))
 }
 
 func (b *Builder) node(c *Codec) (*Node, error) {
@@ -283,4 +293,11 @@ func KeyID(k []byte) string {
 	}
 	h := sha256.Sum256(k)
 	return "sha256:" + hex.EncodeToString(h[:])
+}
+
+func (b *Builder) topicLabel(topic string) string {
+	if b.opt.TopicLabel == nil {
+		return topic
+	}
+	return b.opt.TopicLabel(topic)
 }

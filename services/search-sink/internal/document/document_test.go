@@ -12,6 +12,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/wire"
 )
@@ -58,15 +59,16 @@ func newBuilder(t testing.TB, mode IndexMode, id IDMode, dec DecimalMode) (*Buil
 
 func newBuilderFields(t testing.TB, mode IndexMode, id IDMode, dec DecimalMode, fields bool) (*Builder, *goavro.Codec) {
 	t.Helper()
-	gc, err := goavro.NewCodec(richSchema)
+	ac, err := avro.NewCodec(0, richSchema)
 	if err != nil {
 		t.Fatal(err)
 	}
+	gc := ac.Codec
 	namer, err := NewNamer(mode, "<topic>-{yyyy.MM.dd}", "logs", "default")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewBuilder(fakeCodecs{7: {ID: 7, Schema: richSchema, Codec: gc}}, Options{Namer: namer, IDMode: id, Decimal: dec, MetaField: "_kafka", Fields: fields}), gc
+	return NewBuilder(fakeCodecs{7: {ID: 7, Schema: richSchema, Codec: ac}}, Options{Namer: namer, IDMode: id, Decimal: dec, MetaField: "_kafka", Fields: fields}), gc
 }
 
 func richRecord() map[string]any {
@@ -239,16 +241,17 @@ func TestNamer(t *testing.T) {
 
 func FuzzBuild(f *testing.F) {
 	limitGoavro(f)
-	gc, err := goavro.NewCodec(richSchema)
+	ac, err := avro.NewCodec(0, richSchema)
 	if err != nil {
 		f.Fatal(err)
 	}
+	gc := ac.Codec
 	bin, _ := gc.BinaryFromNative(nil, richRecord())
 	f.Add(wire.Encode(7, bin))
 	f.Add([]byte{0, 0, 0, 0, 7})
 	f.Add([]byte{})
 	namer, _ := NewNamer(ModeIndex, "<topic>-{yyyy.MM.dd}", "", "")
-	b := NewBuilder(fakeCodecs{7: {ID: 7, Schema: richSchema, Codec: gc}}, Options{Namer: namer, MetaField: "_kafka"})
+	b := NewBuilder(fakeCodecs{7: {ID: 7, Schema: richSchema, Codec: ac}}, Options{Namer: namer, MetaField: "_kafka"})
 	f.Fuzz(func(t *testing.T, v []byte) {
 		d, err := b.Build(context.Background(), &kafkago.Message{Topic: "t", Value: v})
 		if err != nil {

@@ -124,18 +124,12 @@ func unionBranchFor(n *Node, _ any) *Node {
 	return soleBranch(n)
 }
 
-func soleBranch(n *Node) *Node {
-	var nonNull *Node
-	for _, b := range n.Branches {
-		if b.Type != "null" {
-			if nonNull != nil {
-				return nil
-			}
-			nonNull = b
-		}
-	}
-	return nonNull
-}
+// soleBranch is the only non-null branch of union n, or nil.
+func soleBranch(n *Node) *Node { return n.sole }
+
+// SoleBranch returns the only non-null branch of a union, or nil (also
+// for other types).
+func (n *Node) SoleBranch() *Node { return n.sole }
 
 func appendFloat(dst []byte, f float64, bits int) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {

@@ -40,10 +40,8 @@ func normalize(n *Node, v any, mode DecimalMode, depth int) any {
 			return normalizeGeneric(v, mode)
 		}
 		for k, inner := range m {
-			for _, b := range n.Branches {
-				if b.UnionName() == k || b.Type == k {
-					return normalize(b, inner, mode, depth+1)
-				}
+			if b := n.byName[k]; b != nil {
+				return normalize(b, inner, mode, depth+1)
 			}
 			return normalizeGeneric(inner, mode)
 		}

@@ -19,6 +19,14 @@ type Node struct {
 	Branches []*Node  // union
 	Symbols  []string // enum
 	Size     int      // fixed
+
+	// Computed once by ParseSchema, so that walking values costs the same
+	// per value whatever the schema: the only non-null branch of a union
+	// (nil if several), its branches by goavro name and type name, and a
+	// lower bound on the encoded size of a value.
+	sole     *Node
+	byName   map[string]*Node
+	minBytes int
 }
 
 // Field is one field of a record.
@@ -40,14 +48,66 @@ func (n *Node) UnionName() string {
 }
 
 // ParseSchema parses Avro schema JSON into a Node tree. Named types may be
-// referenced (and recursion is allowed: references share the named Node).
+// referenced (and recursion is allowed: references share the named Node),
+// so the graph is linear in the schema text even when the trees its values
+// form are not; everything here visits each node once.
 func ParseSchema(schema string) (*Node, error) {
 	var raw any
 	if err := json.Unmarshal([]byte(schema), &raw); err != nil {
 		return nil, fmt.Errorf("parsing avro schema: %w", err)
 	}
 	p := parser{named: map[string]*Node{}}
-	return p.parse(raw, "")
+	n, err := p.parse(raw, "")
+	if err != nil {
+		return nil, err
+	}
+	setMinBytes(n, map[*Node]bool{})
+	return n, nil
+}
+
+// maxMinBytes caps the size bounds (a fixed of 2^30 bytes in every field
+// of a wide record would overflow).
+const maxMinBytes = 1 << 40
+
+// setMinBytes fills minBytes for n and every node under it, each once; a
+// record met again while its fields are being summed (a recursive type)
+// counts 0 there, which keeps every result a lower bound.
+func setMinBytes(n *Node, state map[*Node]bool) int {
+	if n == nil {
+		return 0
+	}
+	if done, seen := state[n]; seen {
+		if done {
+			return n.minBytes
+		}
+		return 0
+	}
+	state[n] = false
+	m := 0
+	switch n.Type {
+	case "boolean", "int", "long", "bytes", "string", "enum", "union":
+		m = 1
+	case "float":
+		m = 4
+	case "double":
+		m = 8
+	case "fixed":
+		m = max(n.Size, 0)
+	case "array", "map":
+		m = 1 // an empty one is a 0 count
+	case "record":
+		for _, f := range n.Fields {
+			m = min(m+setMinBytes(f.Node, state), maxMinBytes)
+		}
+	}
+	setMinBytes(n.Items, state)
+	setMinBytes(n.Values, state)
+	for _, b := range n.Branches {
+		setMinBytes(b, state)
+	}
+	n.minBytes = m
+	state[n] = true
+	return m
 }
 
 type parser struct{ named map[string]*Node }
@@ -74,13 +134,27 @@ func (p *parser) parse(raw any, ns string) (*Node, error) {
 		}
 		return nil, fmt.Errorf("unknown avro type %q", v)
 	case []any:
-		u := &Node{Type: "union"}
+		u := &Node{Type: "union", byName: map[string]*Node{}}
+		nonNull := 0
 		for _, b := range v {
 			bn, err := p.parse(b, ns)
 			if err != nil {
 				return nil, err
 			}
 			u.Branches = append(u.Branches, bn)
+			// The first branch whose goavro name or type is the key wins.
+			for _, k := range [2]string{bn.UnionName(), bn.Type} {
+				if _, dup := u.byName[k]; !dup {
+					u.byName[k] = bn
+				}
+			}
+			if bn.Type != "null" {
+				nonNull++
+				u.sole = bn
+			}
+		}
+		if nonNull != 1 {
+			u.sole = nil
 		}
 		return u, nil
 	case map[string]any:

@@ -10,12 +10,19 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/sluicehq/sluice/pkg/avro"
 )
 
 // Transcoding writes Avro binary straight to the JSON document, without
 // goavro's native maps: the indexing path when no rule needs the fields.
 // Its output is byte-for-byte what Normalize + appendValue produce from
 // goavro's decoding (TestTranscodeMatchesGoavro and FuzzTranscode check).
+//
+// It is bounded like every decoder of pkg/avro (the codec's Limits): a
+// step per value and per 16 bytes of names taken from the schema (field
+// names, enum symbols); everything else it writes is at most a few times
+// the input bytes it reads, and it reads each once.
 
 var errShort = errors.New("avro: unexpected end of data")
 
@@ -23,6 +30,7 @@ type transcoder struct {
 	b    []byte // remaining input
 	mode DecimalMode
 	tmp  []byte
+	bud  *avro.Budget
 }
 
 func (t *transcoder) long() (int64, error) {
@@ -89,37 +97,25 @@ func (t *transcoder) blockCount(minItem int) (int64, error) {
 			return 0, err
 		}
 	}
-	// Bound the work a hostile count can cause.
+	// Bound the work a hostile count can cause: items that take bytes
+	// cannot outnumber them, items that take none are bounded by the
+	// budget.
 	if minItem > 0 && c > int64(len(t.b)/minItem)+1 || c > 1<<24 {
 		return 0, fmt.Errorf("avro: block count %d exceeds the data", c)
+	}
+	if err := t.bud.Need(c); err != nil {
+		return 0, err
 	}
 	return c, nil
 }
 
-// minSize is a lower bound on the encoded size of a value of n.
-func minSize(n *Node, depth int) int {
-	if n == nil || depth > 8 {
+// minSize is a lower bound on the encoded size of a value of n (computed
+// once by ParseSchema).
+func minSize(n *Node) int {
+	if n == nil {
 		return 0
 	}
-	switch n.Type {
-	case "null":
-		return 0
-	case "boolean", "int", "long", "bytes", "string", "enum", "array", "map", "union":
-		return 1
-	case "float":
-		return 4
-	case "double":
-		return 8
-	case "fixed":
-		return n.Size
-	case "record":
-		s := 0
-		for _, f := range n.Fields {
-			s += minSize(f.Node, depth+1)
-		}
-		return s
-	}
-	return 0
+	return n.minBytes
 }
 
 // value transcodes one value of n. generic writes records with sorted keys
@@ -127,6 +123,12 @@ func minSize(n *Node, depth int) int {
 func (t *transcoder) value(dst []byte, n *Node, generic bool, depth int) ([]byte, error) {
 	if depth > maxDepth {
 		return nil, errors.New("avro: value nested too deeply")
+	}
+	if err := t.bud.Depth(depth); err != nil {
+		return nil, err
+	}
+	if err := t.bud.Step(1); err != nil {
+		return nil, err
 	}
 	switch n.Type {
 	case "null":
@@ -222,6 +224,9 @@ func (t *transcoder) value(dst []byte, n *Node, generic bool, depth int) ([]byte
 		if i < 0 || int(i) >= len(n.Symbols) {
 			return nil, fmt.Errorf("avro: enum index %d out of range", i)
 		}
+		if err := t.bud.Output(len(n.Symbols[i])); err != nil {
+			return nil, err
+		}
 		return appendString(dst, n.Symbols[i]), nil
 	case "union":
 		i, err := t.long()
@@ -235,7 +240,7 @@ func (t *transcoder) value(dst []byte, n *Node, generic bool, depth int) ([]byte
 	case "array":
 		dst = append(dst, '[')
 		first := true
-		minItem := minSize(n.Items, 0)
+		minItem := minSize(n.Items)
 		for {
 			c, err := t.blockCount(minItem)
 			if err != nil {
@@ -276,6 +281,16 @@ func (t *transcoder) decimal(dst, v []byte, scale int) []byte {
 	return appendString(dst, s)
 }
 
+// fieldErr names the field a decoding error is in, except for a budget
+// error, which is about the record as a whole (and could be as deep as
+// the depth limit).
+func fieldErr(name string, err error) error {
+	if errors.Is(err, avro.ErrBudget) {
+		return err
+	}
+	return fmt.Errorf("field %s: %w", name, err)
+}
+
 type kv struct {
 	key string
 	val []byte
@@ -283,7 +298,7 @@ type kv struct {
 
 func (t *transcoder) mapValue(dst []byte, n *Node, generic bool, depth int) ([]byte, error) {
 	var entries []kv
-	minItem := 1 + minSize(n.Values, 0)
+	minItem := 1 + minSize(n.Values)
 	for {
 		c, err := t.blockCount(minItem)
 		if err != nil {
@@ -337,9 +352,12 @@ func (t *transcoder) record(dst []byte, n *Node, generic bool, depth int, skip [
 	if generic {
 		entries := make([]kv, 0, len(n.Fields))
 		for _, f := range n.Fields {
+			if err := t.bud.Output(len(f.Name)); err != nil {
+				return nil, err
+			}
 			v, err := t.value(nil, f.Node, true, depth+1)
 			if err != nil {
-				return nil, fmt.Errorf("field %s: %w", f.Name, err)
+				return nil, fieldErr(f.Name, err)
 			}
 			entries = append(entries, kv{f.Name, v})
 		}
@@ -366,6 +384,9 @@ func (t *transcoder) record(dst []byte, n *Node, generic bool, depth int, skip [
 	dst = append(dst, '{')
 	first := true
 	for _, f := range n.Fields {
+		if err := t.bud.Output(len(f.Name)); err != nil {
+			return nil, err
+		}
 		mark := len(dst)
 		if !first {
 			dst = append(dst, ',')
@@ -374,7 +395,7 @@ func (t *transcoder) record(dst []byte, n *Node, generic bool, depth int, skip [
 		dst = append(dst, ':')
 		var err error
 		if dst, err = t.value(dst, f.Node, false, depth+1); err != nil {
-			return nil, fmt.Errorf("field %s: %w", f.Name, err)
+			return nil, fieldErr(f.Name, err)
 		}
 		if slices.Contains(skip, f.Name) {
 			dst = dst[:mark] // decoded, not written

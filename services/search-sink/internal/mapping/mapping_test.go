@@ -2,7 +2,12 @@ package mapping
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
 )
@@ -25,7 +30,10 @@ func TestPropertiesFromAvro(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := Properties(n, Options{Strings: StringKeyword})
+	got, st := Properties(n, Options{Strings: StringKeyword})
+	if len(st.Truncated) != 0 || st.Fields != 19 {
+		t.Fatalf("stats %+v, want 19 fields and nothing truncated", st)
+	}
 	want := `{"arr":{"type":"long"},"b":{"type":"boolean"},"d":{"type":"double"},"day":{"format":"strict_date","type":"date"},` +
 		`"dec":{"type":"keyword"},"e":{"type":"keyword"},"f":{"type":"float"},"i":{"type":"integer"},"l":{"type":"long"},` +
 		`"m":{"type":"flattened"},"num":{"type":"double"},"raw":{"type":"binary"},` +
@@ -35,7 +43,7 @@ func TestPropertiesFromAvro(t *testing.T) {
 	if string(b) != want {
 		t.Fatalf("properties =\n%s\nwant\n%s", b, want)
 	}
-	text := Properties(n, Options{Strings: StringTextKeyword, Decimal: document.DecimalNumber, OpenSearch: true})
+	text, _ := Properties(n, Options{Strings: StringTextKeyword, Decimal: document.DecimalNumber, OpenSearch: true})
 	if b, _ := json.Marshal(text["s"]); string(b) != `{"fields":{"keyword":{"ignore_above":256,"type":"keyword"}},"type":"text"}` {
 		t.Fatalf("text+keyword string = %s", b)
 	}
@@ -43,11 +51,188 @@ func TestPropertiesFromAvro(t *testing.T) {
 		t.Fatalf("number decimals / opensearch maps: %v %v", text["dec"], text["m"])
 	}
 	nullable, _ := document.ParseSchema(`["null",` + schema + `]`)
-	if b2, _ := json.Marshal(Properties(nullable, Options{Strings: StringKeyword})); string(b2) != want {
+	np, _ := Properties(nullable, Options{Strings: StringKeyword})
+	if b2, _ := json.Marshal(np); string(b2) != want {
 		t.Fatalf("[null, record] properties = %s", b2)
 	}
 	prim, _ := document.ParseSchema(`"string"`)
-	if p := Properties(prim, Options{Strings: StringText}); p["value"].(map[string]any)["type"] != "text" {
+	if p, _ := Properties(prim, Options{Strings: StringText}); p["value"].(map[string]any)["type"] != "text" {
 		t.Fatalf("non-record schema = %v", p)
+	}
+}
+
+// sharedSchema is issue 13's schema: T0 {a: T1, b: T1}, ..., T<depth>
+// with leaf fields; fully expanded it maps 2^(depth+1) objects.
+func sharedSchema(depth int, leaf string) string {
+	var b strings.Builder
+	b.WriteString(`{"type":"record","name":"T0","fields":[`)
+	for i := 1; i <= depth; i++ {
+		fmt.Fprintf(&b, `{"name":"a","type":{"type":"record","name":"T%d","fields":[`, i)
+	}
+	b.WriteString(leaf)
+	for i := depth; i >= 1; i-- {
+		fmt.Fprintf(&b, `]}},{"name":"b","type":"T%d"}`, i)
+	}
+	b.WriteString(`]}`)
+	return b.String()
+}
+
+// objectDepth is the object nesting of a properties map as Elasticsearch
+// measures it (the root is 1).
+func objectDepth(props map[string]any) int {
+	d := 1
+	for _, v := range props {
+		m, _ := v.(map[string]any)
+		if inner, ok := m["properties"].(map[string]any); ok {
+			d = max(d, 1+objectDepth(inner))
+		} else if m["type"] == "object" {
+			d = max(d, 2)
+		}
+	}
+	return d
+}
+
+// countFields counts mapped fields as Elasticsearch does.
+func countFields(props map[string]any) int {
+	n := 0
+	for _, v := range props {
+		m, _ := v.(map[string]any)
+		n++
+		if inner, ok := m["properties"].(map[string]any); ok {
+			n += countFields(inner)
+		}
+		if sub, ok := m["fields"].(map[string]any); ok {
+			n += len(sub)
+		}
+	}
+	return n
+}
+
+// The mapping of a schema of shared types, deep or recursive, is built in
+// work linear in the schema and stays within the field and depth limits;
+// what does not fit is mapped as disabled objects and reported.
+func TestPropertiesBounded(t *testing.T) {
+	t.Parallel()
+	wide := `{"type":"record","name":"W","fields":[`
+	for i := range 30 {
+		if i > 0 {
+			wide += ","
+		}
+		wide += fmt.Sprintf(`{"name":"r%d","type":{"type":"record","name":"R%d","fields":[`, i, i)
+		for j := range 50 {
+			if j > 0 {
+				wide += ","
+			}
+			wide += fmt.Sprintf(`{"name":"f%d","type":"long"}`, j)
+		}
+		wide += `]}}`
+	}
+	wide += `]}`
+	chain := `"long"`
+	for i := 40; i >= 1; i-- {
+		chain = fmt.Sprintf(`{"type":"record","name":"C%d","fields":[{"name":"x","type":"int"},{"name":"c","type":%s}]}`, i, chain)
+	}
+	manyLeaves := `{"type":"record","name":"M","fields":[`
+	for i := range 1500 {
+		if i > 0 {
+			manyLeaves += ","
+		}
+		manyLeaves += fmt.Sprintf(`{"name":"f%04d","type":"long"}`, i)
+	}
+	manyLeaves += `]}`
+	cases := map[string]struct {
+		schema    string
+		limits    Limits
+		reserved  int
+		wantLimit string // a truncation expected for this limit
+		wantPaths []string
+		maxSteps  int
+	}{
+		// The work is about two steps per field mapped plus one per schema
+		// node, far from the 2^depth objects the schema describes.
+		"shared types, depth 22": {schema: sharedSchema(22, `{"name":"x","type":"long"}`), reserved: 6, wantLimit: LimitFields,
+			wantPaths: []string{strings.Repeat("a.", 18) + "a", "b"}, maxSteps: 2100},
+		"shared types, depth 30":               {schema: sharedSchema(30, `{"name":"x","type":"long"}`), reserved: 6, wantLimit: LimitDepth, maxSteps: 2100},
+		"shared types, empty leaves, depth 60": {schema: sharedSchema(60, ""), wantLimit: LimitFields, maxSteps: 2200},
+		"shared types under the limits":        {schema: sharedSchema(5, `{"name":"x","type":"long"}`), maxSteps: 400},
+		"wide records past the field limit": {schema: wide, limits: Limits{TotalFields: 500, Depth: 20}, reserved: 6, wantLimit: LimitFields,
+			wantPaths: []string{"r9", "r10"}, maxSteps: 3000},
+		"a chain of records past the depth limit": {schema: chain, wantLimit: LimitDepth,
+			wantPaths: []string{strings.Repeat("c.", 18) + "c"}, maxSteps: 200},
+		"more top-level fields than the limit": {schema: manyLeaves, wantLimit: LimitFields, reserved: 6, maxSteps: 4000},
+		"recursive type":                       {schema: `{"type":"record","name":"N","fields":[{"name":"v","type":"long"},{"name":"l","type":["null","N"]},{"name":"r","type":{"type":"array","items":"N"}}]}`, maxSteps: 50},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			n, err := document.ParseSchema(tc.schema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := Options{Strings: StringKeyword, Limits: tc.limits, Reserved: tc.reserved}
+			props, st, steps := properties(n, o)
+			if steps > tc.maxSteps {
+				t.Fatalf("%d steps, want at most %d", steps, tc.maxSteps)
+			}
+			total, depth := tc.limits.TotalFields, tc.limits.Depth
+			if total == 0 {
+				total, depth = DefaultTotalFields, DefaultDepth
+			}
+			if got := countFields(props); got != st.Fields || got > total-tc.reserved {
+				t.Fatalf("%d fields mapped (stats say %d), limit %d - %d reserved", got, st.Fields, total, tc.reserved)
+			}
+			if d := objectDepth(props); d > depth {
+				t.Fatalf("object depth %d, limit %d", d, depth)
+			}
+			if tc.wantLimit == "" {
+				if len(st.Truncated) != 0 {
+					t.Fatalf("truncated %v, want nothing", st.Truncated)
+				}
+				return
+			}
+			limits := map[string]bool{}
+			paths := map[string]bool{}
+			for _, tr := range st.Truncated {
+				limits[tr.Limit], paths[tr.Path] = true, true
+			}
+			if !limits[tc.wantLimit] {
+				t.Fatalf("truncations %v, want one for %s", st.Truncated, tc.wantLimit)
+			}
+			for _, p := range tc.wantPaths {
+				if !paths[p] {
+					t.Fatalf("truncations %v, want one at %s", st.Truncated, p)
+				}
+			}
+		})
+	}
+}
+
+// A subtree cut by a limit is mapped as a disabled object: kept in
+// _source, not indexed.
+func TestTruncatedSubtreeDisabled(t *testing.T) {
+	t.Parallel()
+	n, err := document.ParseSchema(sharedSchema(22, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	props, st := Properties(n, Options{Strings: StringKeyword, Reserved: 6})
+	b, _ := json.Marshal(props["b"])
+	if string(b) != `{"enabled":false,"type":"object"}` {
+		t.Fatalf("b = %s, want a disabled object", b)
+	}
+	if st.Paths(1) != strings.Repeat("a.", 18)+"a (depth), ..." {
+		t.Fatalf("paths %q", st.Paths(1))
+	}
+	reg := prometheus.NewPedanticRegistry()
+	m := NewMetrics(reg)
+	m.Observe("orders", st)
+	want := map[string]float64{}
+	for _, tr := range st.Truncated {
+		want[tr.Limit]++
+	}
+	for _, l := range []string{LimitFields, LimitDepth} {
+		if got := testutil.ToFloat64(m.truncated.WithLabelValues("orders", l)); got != want[l] || got == 0 {
+			t.Fatalf("metric for %s = %v, want %v (and some)", l, got, want[l])
+		}
 	}
 }

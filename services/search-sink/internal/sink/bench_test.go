@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/testkit/estest"
 	"github.com/sluicehq/sluice/pkg/wire"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
@@ -34,10 +35,11 @@ type oneCodec struct{ c *document.Codec }
 func (o oneCodec) Codec(context.Context, int) (*document.Codec, error) { return o.c, nil }
 
 func benchMessages(b *testing.B, n int) ([]kafkago.Message, *document.Codec) {
-	gc, err := goavro.NewCodec(benchSchema)
+	ac, err := avro.NewCodec(1, benchSchema)
 	if err != nil {
 		b.Fatal(err)
 	}
+	gc := ac.Codec
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	msgs := make([]kafkago.Message, n)
 	for i := range msgs {
@@ -51,7 +53,7 @@ func benchMessages(b *testing.B, n int) ([]kafkago.Message, *document.Codec) {
 		}
 		msgs[i] = kafkago.Message{Topic: "orders", Partition: i % 4, Offset: int64(i / 4), Value: wire.Encode(1, bin), Time: base.Add(time.Duration(i) * time.Second)}
 	}
-	return msgs, &document.Codec{ID: 1, Schema: benchSchema, Codec: gc}
+	return msgs, &document.Codec{ID: 1, Schema: benchSchema, Codec: ac}
 }
 
 // BenchmarkIndexing measures documents/s into the Elasticsearch double
