@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string) error {
 		BatchTimeout:     cfg.BatchTimeout,
 		BatchSize:        cfg.BatchSize,
 		BatchBytes:       cfg.BatchBytes,
+		Avro:             cfg.Avro,
 	}, log, kc, reg, app.Metrics())
 
 	app.ReadyCheck("kafka", func(ctx context.Context) error { return kc.Ping(ctx, 2*time.Second) })

@@ -7,6 +7,7 @@ import (
 	"path"
 	"time"
 
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/service"
@@ -17,6 +18,7 @@ type Config struct {
 	Service  service.Options
 	Kafka    kafka.Config
 	Registry registry.Config
+	Avro     avro.Limits
 
 	HTTPAddr  string `env:"GATEWAY_HTTP_ADDR" default:":8080" help:"listen address of the HTTP API (also /metrics, /healthz and /readyz unless GATEWAY_ADMIN_ADDR is set)"`
 	AdminAddr string `env:"GATEWAY_ADMIN_ADDR" help:"listen address (plain HTTP) for /metrics, /healthz and /readyz on a port of their own; the API port then serves none of them (the Helm chart sets it); empty serves them on the API port"`

@@ -225,6 +225,7 @@ type Config struct {
 	BatchTimeout   time.Duration
 	BatchSize      int
 	BatchBytes     int64
+	Avro           avro.Limits // the per-record decode budget of every codec (zero: the defaults)
 }
 
 // Engine validates, encodes and produces records. Safe for concurrent use.
@@ -257,7 +258,7 @@ func New(cfg Config, log *slog.Logger, kc *kafka.Clients, reg Registry, metrics 
 		log:    log,
 		kc:     kc,
 		reg:    reg,
-		codecs: avro.NewCodecs(reg),
+		codecs: avro.NewCodecs(reg, avro.WithLimits(cfg.Avro)),
 		topics: &topicCache{kc: kc, autoCreate: cfg.AutoCreate, partitions: cfg.Partitions, max: cfg.TopicCacheSize, m: map[string]topicEntry{}},
 		noKey:  map[string]time.Time{},
 		inline: map[string]int{},
