@@ -25,17 +25,20 @@ import (
 // dead-letter such records, the gateway refuses them.
 //
 // Services embed Limits in their configuration; the zero value means the
-// defaults.
+// defaults. Realistic records take well under 3 steps per byte (0.3 for an
+// order of 2,000 items, 2 for optional fields all null); goavro builds at
+// worst about 150 bytes of values per step. The services' READMEs give the
+// reasoning for the defaults.
 type Limits struct {
 	BaseSteps    int `env:"AVRO_DECODE_BASE_STEPS" default:"65536" help:"steps (values visited, or 16 bytes of output) every Avro record may take whatever its size; covers values that take no bytes (null, empty records)"`
-	StepsPerByte int `env:"AVRO_DECODE_STEPS_PER_BYTE" default:"16" help:"steps an Avro record may take per byte of its encoding (per byte of JSON text when encoding from JSON), on top of AVRO_DECODE_BASE_STEPS"`
+	StepsPerByte int `env:"AVRO_DECODE_STEPS_PER_BYTE" default:"8" help:"steps an Avro record may take per byte of its encoding (per byte of JSON text when encoding from JSON), on top of AVRO_DECODE_BASE_STEPS"`
 	MaxDepth     int `env:"AVRO_MAX_DEPTH" default:"256" help:"deepest nesting of values in an Avro record (each record field, array item, map value and union branch is a level)"`
 }
 
 // Default limits; see Limits and the services' READMEs for the reasoning.
 const (
 	DefaultBaseSteps    = 65536
-	DefaultStepsPerByte = 16
+	DefaultStepsPerByte = 8
 	DefaultMaxDepth     = 256
 )
 
@@ -112,7 +115,7 @@ type BudgetError struct {
 
 // Error names the limit and the record size, e.g. "decode budget exceeded:
 // a record of 0 bytes needs more than 65536 steps (AVRO_DECODE_BASE_STEPS
-// 65536 + AVRO_DECODE_STEPS_PER_BYTE 16 per byte)".
+// 65536 + AVRO_DECODE_STEPS_PER_BYTE 8 per byte)".
 func (e *BudgetError) Error() string {
 	if e.Limit == LimitDepth {
 		return fmt.Sprintf("%v: a record of %d bytes nests deeper than AVRO_MAX_DEPTH %d", ErrBudget, e.RecordBytes, e.Max)

@@ -64,6 +64,9 @@ func TestBudgetHostileBinary(t *testing.T) {
 		schema string
 		data   []byte
 		limit  string
+		// malformed: refused (cheaply) as data that cannot hold what it
+		// claims, not for the budget.
+		malformed string
 	}{
 		"array of null, 2^20 items in one block": {
 			schema: `{"type":"array","items":"null"}`,
@@ -116,9 +119,14 @@ func TestBudgetHostileBinary(t *testing.T) {
 			limit:  LimitDepth,
 		},
 		"map of null with a huge claimed block count": {
-			schema: `{"type":"map","values":"null"}`,
-			data:   cat(zz(1<<20), zz(0)),
-			limit:  LimitSteps,
+			schema:    `{"type":"map","values":"null"}`,
+			data:      cat(zz(1<<20), zz(0)),
+			malformed: "block count 1048576 exceeds the remaining 1 bytes",
+		},
+		"array of longs with a huge claimed block count": {
+			schema:    `{"type":"array","items":"long"}`,
+			data:      cat(zz(1<<20), zz(0)),
+			malformed: "block count 1048576 exceeds the remaining 1 bytes",
 		},
 		"map whose values are trees of shared types": {
 			schema: `{"type":"map","values":` + sharedSchema(10, "") + `}`,
@@ -131,6 +139,12 @@ func TestBudgetHostileBinary(t *testing.T) {
 			t.Parallel()
 			c := mustCodec(t, tc.schema)
 			err, steps := validateSteps(c, tc.data)
+			if tc.malformed != "" {
+				if err == nil || errors.Is(err, ErrBudget) || !strings.Contains(err.Error(), tc.malformed) || steps > 10 {
+					t.Fatalf("error = %v after %d steps, want %q at once", err, steps, tc.malformed)
+				}
+				return
+			}
 			var be *BudgetError
 			if !errors.As(err, &be) || !errors.Is(err, ErrBudget) || be.Limit != tc.limit {
 				t.Fatalf("validation error = %v, want a *BudgetError for %s", err, tc.limit)

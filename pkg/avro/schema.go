@@ -91,6 +91,10 @@ type node struct {
 	// (see defaultWeight), computed once.
 	complete    bool
 	allDefaults int64
+
+	// minSize is a lower bound on the encoded size of a value (see
+	// setMinSize).
+	minSize int
 }
 
 type field struct {
@@ -148,7 +152,52 @@ func parseSchema(text string) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
+	setMinSize(n, map[*node]bool{})
 	return n, nil
+}
+
+// maxMinSize caps size bounds (a fixed of 2^30 bytes in every field of a
+// wide record would overflow).
+const maxMinSize = 1 << 40
+
+// setMinSize fills minSize for n and every node under it, each once: the
+// fewest bytes a value can take. A record met again while its fields are
+// being summed (a recursive type) counts 0 there, which keeps every result
+// a lower bound. Block counts are checked against it, so that a count the
+// data cannot hold is reported as such rather than as over budget.
+func setMinSize(n *node, state map[*node]bool) int {
+	if n == nil {
+		return 0
+	}
+	if done, seen := state[n]; seen {
+		if done {
+			return n.minSize
+		}
+		return 0
+	}
+	state[n] = false
+	m := 0
+	switch n.kind {
+	case kBoolean, kInt, kLong, kBytes, kString, kEnum, kUnion, kArray, kMap:
+		m = 1
+	case kFloat:
+		m = 4
+	case kDouble:
+		m = 8
+	case kFixed:
+		m = n.size
+	case kRecord:
+		for _, f := range n.fields {
+			m = min(m+setMinSize(f.typ, state), maxMinSize)
+		}
+	}
+	setMinSize(n.items, state)
+	for _, b := range n.branches {
+		setMinSize(b, state)
+	}
+	n.minSize = m
+	state[n] = true
+	return m
 }
 
 var primitives = map[string]kind{

@@ -160,9 +160,17 @@ func (v *validator) datum(n *node, depth int) error {
 			if count > MaxBlockCount {
 				return fmt.Errorf("block count %d over the limit of %d", count, MaxBlockCount)
 			}
-			// Items that take no bytes (null, empty records) are bounded
-			// by the budget alone: refuse a block that cannot fit at once
-			// (map keys are charged here, items as they are walked).
+			// A count the rest of the data cannot hold is malformed data;
+			// items that take no bytes (null, empty records) are bounded
+			// by the budget alone: refuse a block that cannot fit it at
+			// once (map keys are charged here, items as they are walked).
+			itemMin := int64(n.items.minSize)
+			if n.kind == kMap {
+				itemMin++ // the key's length
+			}
+			if left := int64(len(v.b) - v.i); itemMin > 0 && count > left/itemMin {
+				return fmt.Errorf("offset %d: block count %d exceeds the remaining %d bytes", v.i, count, left)
+			}
 			if err := v.bud.Need(count); err != nil {
 				return err
 			}

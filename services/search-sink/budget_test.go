@@ -121,7 +121,7 @@ func TestHostileSchemaDeadLettered(t *testing.T) {
 	if err := os.WriteFile(rules, []byte("rules:\n  - name: slow\n    topic: orders\n    type: threshold\n    field: latency_ms\n    op: \">\"\n    value: 1000\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	wantReason := fmt.Sprintf("decoding avro (schema id %d): decode budget exceeded: a record of 0 bytes needs more than 65536 steps (AVRO_DECODE_BASE_STEPS 65536 + AVRO_DECODE_STEPS_PER_BYTE 16 per byte)", emptyID)
+	wantReason := fmt.Sprintf("decoding avro (schema id %d): decode budget exceeded: a record of 0 bytes needs more than 65536 steps (AVRO_DECODE_BASE_STEPS 65536 + AVRO_DECODE_STEPS_PER_BYTE 8 per byte)", emptyID)
 
 	dlq := kafkago.NewReader(kafkago.ReaderConfig{Brokers: e.kc.Brokers(), Topic: "hostile.dlq", Partition: 0, MaxWait: 100 * time.Millisecond})
 	defer dlq.Close()
