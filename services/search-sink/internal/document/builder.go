@@ -178,12 +178,17 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 			return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %d trailing bytes", id, len(rest))}
 		}
 		v := Normalize(node, native, b.opt.Decimal)
+		w := &docWriter{bud: codec.Limits().NewBudget(len(payload))}
 		if fields, ok := v.(map[string]any); ok && TopRecord(node) != nil {
 			d.Fields = fields
-			buf = appendRecord(buf, TopRecord(node), fields, 0, skip)
+			buf = w.record(buf, TopRecord(node), fields, 0, skip)
 		} else {
 			buf = append(buf, `{"value":`...)
-			buf = appendValue(buf, node, v, 0)
+			buf = w.value(buf, node, v, 0)
+		}
+		if w.err != nil {
+			b.opt.Budget.Observe(m.Topic, w.err)
+			return nil, &PermanentError{fmt.Errorf("decoding avro (schema id %d): %w", id, w.err)}
 		}
 	} else {
 		t := transcoder{b: payload, mode: b.opt.Decimal, bud: codec.Limits().NewBudget(len(payload))}

@@ -8,12 +8,45 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/pkg/avro"
 )
 
-// appendValue appends v (a normalised value) as JSON. Records are written
+// docWriter writes normalised values as JSON within a decode budget: the
+// values were counted when pkg/avro decoded them, the field names taken
+// from the schema are counted here (a name of 4,000 bytes in each of
+// 65,536 records of 0 bytes would make a 256 MB document). A nil
+// *docWriter has no budget.
+type docWriter struct {
+	bud *avro.Budget
+	err error // the budget error; writing stopped there
+}
+
+// charge counts n bytes of names; false when over budget.
+func (w *docWriter) charge(n int) bool {
+	if w == nil {
+		return true
+	}
+	if w.err == nil {
+		w.err = w.bud.Output(n)
+	}
+	return w.err == nil
+}
+
+// appendValue appends v (a normalised value) as JSON without a budget.
+func appendValue(dst []byte, n *Node, v any, depth int) []byte {
+	return (*docWriter)(nil).value(dst, n, v, depth)
+}
+
+// appendRecord appends a record without a budget (see docWriter.record).
+func appendRecord(dst []byte, n *Node, m map[string]any, depth int, skip []string) []byte {
+	return (*docWriter)(nil).record(dst, n, m, depth, skip)
+}
+
+// value appends v (a normalised value) as JSON. Records are written
 // in schema field order (deterministic bytes without sorting); other maps
 // with sorted keys.
-func appendValue(dst []byte, n *Node, v any, depth int) []byte {
+func (w *docWriter) value(dst []byte, n *Node, v any, depth int) []byte {
 	if depth > maxDepth {
 		return append(dst, "null"...)
 	}
@@ -57,12 +90,12 @@ func appendValue(dst []byte, n *Node, v any, depth int) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendValue(dst, items, e, depth+1)
+			dst = w.value(dst, items, e, depth+1)
 		}
 		return append(dst, ']')
 	case map[string]any:
 		if n != nil && n.Type == "record" {
-			return appendRecord(dst, n, x, depth, nil)
+			return w.record(dst, n, x, depth, nil)
 		}
 		var vals *Node
 		if n != nil && n.Type == "map" {
@@ -80,7 +113,7 @@ func appendValue(dst []byte, n *Node, v any, depth int) []byte {
 			}
 			dst = appendString(dst, k)
 			dst = append(dst, ':')
-			dst = appendValue(dst, vals, x[k], depth+1)
+			dst = w.value(dst, vals, x[k], depth+1)
 		}
 		return append(dst, '}')
 	}
@@ -92,10 +125,10 @@ func appendValue(dst []byte, n *Node, v any, depth int) []byte {
 	return append(dst, b...)
 }
 
-// appendRecord writes the record's fields in schema order, skipping the
+// record writes the record's fields in schema order, skipping the
 // names in skip (the document's own @timestamp and metadata fields), and
 // leaves the object open when skip is non-nil so the caller can add more.
-func appendRecord(dst []byte, n *Node, m map[string]any, depth int, skip []string) []byte {
+func (w *docWriter) record(dst []byte, n *Node, m map[string]any, depth int, skip []string) []byte {
 	dst = append(dst, '{')
 	first := true
 	for _, f := range n.Fields {
@@ -103,13 +136,16 @@ func appendRecord(dst []byte, n *Node, m map[string]any, depth int, skip []strin
 		if !ok || slices.Contains(skip, f.Name) {
 			continue
 		}
+		if !w.charge(len(f.Name)) {
+			return dst
+		}
 		if !first {
 			dst = append(dst, ',')
 		}
 		first = false
 		dst = appendString(dst, f.Name)
 		dst = append(dst, ':')
-		dst = appendValue(dst, f.Node, v, depth+1)
+		dst = w.value(dst, f.Node, v, depth+1)
 	}
 	if skip != nil {
 		return dst

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/sluicehq/sluice/pkg/avro/avrogen"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
 )
 
@@ -235,4 +236,51 @@ func TestTruncatedSubtreeDisabled(t *testing.T) {
 			t.Fatalf("metric for %s = %v, want %v (and some)", l, got, want[l])
 		}
 	}
+}
+
+// nodes counts the distinct nodes of a schema graph.
+func nodes(n *document.Node, seen map[*document.Node]bool) int {
+	if n == nil || seen[n] {
+		return 0
+	}
+	seen[n] = true
+	c := 1 + nodes(n.Items, seen) + nodes(n.Values, seen)
+	for _, f := range n.Fields {
+		c += nodes(f.Node, seen)
+	}
+	for _, b := range n.Branches {
+		c += nodes(b, seen)
+	}
+	return c
+}
+
+// FuzzPropertiesGenerated: over avrogen's schemas (shared named types,
+// issue 13's chains, deep unions, recursive types) and random limits, the
+// mapping stays within the field and depth limits, its stats match it,
+// and its work is linear in the schema's nodes plus the fields mapped.
+func FuzzPropertiesGenerated(f *testing.F) {
+	f.Add([]byte{0, 29}, uint16(1000), uint8(20), uint8(6))
+	f.Add([]byte{2, 5, 5, 5, 11, 3}, uint16(10), uint8(3), uint8(0))
+	f.Add([]byte{3, 3, 6, 2, 6, 1, 9, 11, 6, 6, 6, 6}, uint16(50), uint8(5), uint8(1))
+	f.Fuzz(func(t *testing.T, seed []byte, total uint16, depth, reserved uint8) {
+		_, text := avrogen.Schema(avrogen.NewSource(seed), avrogen.DefaultOptions)
+		n, err := document.ParseSchema(text)
+		if err != nil {
+			t.Fatalf("generated schema refused: %v\n%s", err, text)
+		}
+		l := Limits{TotalFields: 1 + int(total)%2000, Depth: 2 + int(depth)%30}
+		res := int(reserved) % 8
+		for _, sm := range []StringMode{StringKeyword, StringTextKeyword} {
+			props, st, steps := properties(n, Options{Strings: sm, Limits: l, Reserved: res})
+			if got := countFields(props); got != st.Fields || got > max(0, l.TotalFields-res) {
+				t.Fatalf("%d fields mapped (stats %d), limit %d - %d\n%s", got, st.Fields, l.TotalFields, res, text)
+			}
+			if d := objectDepth(props); d > l.Depth {
+				t.Fatalf("object depth %d, limit %d\n%s", d, l.Depth, text)
+			}
+			if max := 4*(nodes(n, map[*document.Node]bool{})+l.TotalFields) + 10; steps > max {
+				t.Fatalf("%d steps, more than %d\n%s", steps, max, text)
+			}
+		}
+	})
 }
