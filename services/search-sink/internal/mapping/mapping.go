@@ -109,10 +109,10 @@ func properties(root *document.Node, o Options) (map[string]any, Stats, int) {
 	if l.Depth <= 0 {
 		l.Depth = DefaultDepth
 	}
-	g := &gen{o: o, max: l.TotalFields - o.Reserved, maxDepth: l.Depth, seen: map[*document.Node]bool{}, counts: map[*document.Node]int{}, counting: map[*document.Node]bool{}}
+	g := &gen{o: o, max: l.TotalFields - o.Reserved, maxDepth: l.Depth, seen: map[*document.Node]bool{}, counts: map[*document.Node]int{}, counting: map[*document.Node]bool{}, mapped: map[*document.Node][]document.Field{}}
 	var fields []document.Field
 	if rec := document.TopRecord(root); rec != nil {
-		fields = rec.Fields
+		fields = g.mappable(rec)
 		g.seen[rec] = true
 	} else {
 		fields = []document.Field{{Name: "value", Node: root}}
@@ -131,6 +131,24 @@ type gen struct {
 	seen     map[*document.Node]bool // records being expanded: a recursive type stops there
 	counts   map[*document.Node]int  // fields a node takes fully expanded (memo)
 	counting map[*document.Node]bool
+	mapped   map[*document.Node][]document.Field // a record's fields that map to something (memo)
+}
+
+// mappable returns the fields of record n that map to something (not
+// null, not a mixed union): visiting only those, every record expanded
+// costs what it adds to the mapping, whatever else the schema holds.
+func (g *gen) mappable(n *document.Node) []document.Field {
+	if fs, ok := g.mapped[n]; ok {
+		return fs
+	}
+	var fs []document.Field
+	for _, f := range n.Fields {
+		if g.count(f.Node) > 0 {
+			fs = append(fs, f)
+		}
+	}
+	g.mapped[n] = fs
+	return fs
 }
 
 // fields maps the fields of an object at level (the root is 1) within
@@ -253,12 +271,13 @@ func (g *gen) field(n *document.Node, level int, path string, avail int) map[str
 	// Expanded when all of it fits, or when each of its fields can at
 	// least be cut to a disabled object (they decide in turn); otherwise
 	// cut here.
-	if g.count(n) > avail && avail < 1+len(n.Fields) {
+	fs := g.mappable(n)
+	if g.count(n) > avail && avail < 1+len(fs) {
 		return g.truncate(path, LimitFields, avail)
 	}
 	g.seen[n] = true
 	g.used++ // the object itself
-	props := g.fields(n.Fields, level+1, path+".", avail-1)
+	props := g.fields(fs, level+1, path+".", avail-1)
 	delete(g.seen, n)
 	return map[string]any{"properties": props}
 }
