@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/avro/avrogen"
+	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/wire"
 )
 
@@ -146,4 +147,46 @@ func FuzzTranscodeGenerated(f *testing.F) {
 			}
 		}
 	})
+}
+
+// schemaSource serves one schema text for every id.
+type schemaSource string
+
+func (s schemaSource) SchemaByID(_ context.Context, id int) (*registry.Schema, error) {
+	return &registry.Schema{ID: id, Schema: string(s)}, nil
+}
+
+// codecsSource adapts pkg/avro's cache as run.go does.
+type codecsSource struct{ c *avro.Codecs }
+
+func (s codecsSource) Codec(ctx context.Context, id int) (*Codec, error) {
+	c, err := s.c.ByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &Codec{ID: c.ID, Schema: c.Schema.Schema, Codec: c}, nil
+}
+
+// A schema pkg/avro refuses to compile (here: field defaults that expand
+// into 2^40 values, which goavro would expand at compile time) makes its
+// records permanent failures, dead-lettered, instead of holding the
+// partition forever as if the registry were down.
+func TestUnusableSchemaIsPermanent(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString(`{"type":"record","name":"T0","fields":[`)
+	for i := 1; i <= 40; i++ {
+		fmt.Fprintf(&b, `{"name":"a","default":{},"type":{"type":"record","name":"T%d","fields":[`, i)
+	}
+	b.WriteString(`{"name":"x","type":"int","default":0}`)
+	for i := 40; i >= 1; i-- {
+		fmt.Fprintf(&b, `]}},{"name":"b","default":{},"type":"T%d"}`, i)
+	}
+	b.WriteString(`]}`)
+	namer, _ := NewNamer(ModeIndex, "<topic>-{yyyy.MM.dd}", "", "")
+	bl := NewBuilder(codecsSource{avro.NewCodecs(schemaSource(b.String()))}, Options{Namer: namer})
+	_, err := bl.Build(context.Background(), &kafkago.Message{Topic: "t", Value: wire.Encode(3, nil), Time: time.Unix(1, 0)})
+	if !IsPermanent(err) || !errors.Is(err, avro.ErrUnusableSchema) {
+		t.Fatalf("Build: %v, want a permanent unusable-schema error", err)
+	}
 }
