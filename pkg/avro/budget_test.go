@@ -399,3 +399,49 @@ func TestLimitsConfig(t *testing.T) {
 		})
 	}
 }
+
+// EncodeAt (the gateway's single pass over a request) refuses a value over
+// the budget of its own length, as BinaryFromJSON on it would, even when
+// the rest of the request is long enough to pay for it, and the walk goes
+// on with the next record.
+func TestEncodeAtBudget(t *testing.T) {
+	t.Parallel()
+	c := mustCodec(t, `{"type":"record","name":"W","fields":[{"name":"v","type":[
+		{"type":"record","name":"A","fields":[{"name":"v","type":["null","W"]},{"name":"a","type":"int"}]},
+		{"type":"record","name":"B","fields":[{"name":"v","type":["null","W"]},{"name":"b","type":"int"}]}]}]}`)
+	hostile := `null`
+	for range 18 { // 2^18 tries: over the budget of its ~430 bytes, not of the megabyte after it
+		hostile = `{"v":{"v":` + hostile + `,"b":1}}`
+	}
+	good := `{"v":{"v":null,"b":1}}`
+	doc := `{"records":[{"value":` + hostile + `},{"value":` + good + `,"pad":"` + strings.Repeat("x", 1<<20) + `"}]}`
+	cur := NewCursor([]byte(doc))
+	var verrs []error
+	var outs [][]byte
+	err := cur.Object(func(string) error {
+		return cur.Array(func(int) error {
+			return cur.Object(func(k string) error {
+				if k != "value" {
+					_, err := cur.Value()
+					return err
+				}
+				out, _, verr, serr := c.EncodeAt(nil, cur, Options{Root: "value"})
+				verrs, outs = append(verrs, verr), append(outs, out)
+				return serr
+			})
+		})
+	})
+	if err != nil || len(verrs) != 2 {
+		t.Fatalf("walk: %v, %d values", err, len(verrs))
+	}
+	var fe *FieldError
+	if !errors.As(verrs[0], &fe) || !errors.Is(verrs[0], ErrBudget) || fe.Path != "value" {
+		t.Fatalf("hostile value: %v, want a budget FieldError at value", verrs[0])
+	}
+	if _, want := c.BinaryFromJSON(nil, []byte(hostile), Options{Root: "value"}); want == nil || want.Error() != verrs[0].Error() {
+		t.Fatalf("EncodeAt %v, BinaryFromJSON %v", verrs[0], want)
+	}
+	if verrs[1] != nil || len(outs[1]) == 0 {
+		t.Fatalf("the next value: %v", verrs[1])
+	}
+}
