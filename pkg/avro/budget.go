@@ -141,9 +141,22 @@ type Budget struct {
 
 // NewBudget starts the budget of one pass over a record of size bytes.
 func (l Limits) NewBudget(size int) *Budget {
+	b := l.budget(size)
+	return &b
+}
+
+// unlimited is the budget of schema-time work (encoding a field default
+// once), which checkDefaults bounded when the codec was compiled.
+func unlimited() Budget {
+	return Budget{left: math.MaxInt64, max: math.MaxInt64, maxDepth: maxDepth}
+}
+
+// budget is NewBudget by value, for walkers that hold it in place (no
+// allocation on the gateway's hot path).
+func (l Limits) budget(size int) Budget {
 	l = l.orDefaults()
 	s := l.Steps(size)
-	return &Budget{left: s, max: s, size: size, maxDepth: l.MaxDepth, l: l}
+	return Budget{left: s, max: s, size: size, maxDepth: l.MaxDepth, l: l}
 }
 
 // Step charges n steps.
@@ -182,6 +195,10 @@ func (b *Budget) Depth(d int) error {
 	if b == nil || d <= b.maxDepth {
 		return nil
 	}
+	return b.tooDeep()
+}
+
+func (b *Budget) tooDeep() error {
 	return &BudgetError{Limit: LimitDepth, RecordBytes: b.size, Max: int64(b.maxDepth), Base: b.l.BaseSteps, PerByte: b.l.StepsPerByte}
 }
 

@@ -49,7 +49,7 @@ func distinctKeys(n int) []byte {
 // validateSteps runs ValidateBinary's walk and returns its error and the
 // steps it took.
 func validateSteps(c *Codec, data []byte) (error, int64) {
-	v := validator{b: data, bud: c.limits.NewBudget(len(data))}
+	v := validator{b: data, bud: c.limits.budget(len(data))}
 	err := v.datum(c.root, 0)
 	return err, v.bud.Used()
 }
@@ -242,7 +242,7 @@ func TestBudgetDepthBoundary(t *testing.T) {
 // encodeSteps runs BinaryFromJSON's single pass and returns its error
 // and steps.
 func encodeSteps(c *Codec, js string, mode Mode) ([]byte, error, int64) {
-	e := encoder{jsonParser: jsonParser{b: []byte(js)}, mode: mode, p: pathBuf{root: "value"}, bud: c.limits.NewBudget(len(js))}
+	e := encoder{jsonParser: jsonParser{b: []byte(js)}, mode: mode, p: pathBuf{root: "value"}, bud: c.limits.budget(len(js))}
 	e.ws()
 	out, err := e.enc(c.root, nil, 0)
 	return out, err, e.bud.Used()

@@ -176,7 +176,7 @@ func (c *Cursor) End() error { return c.p.end() }
 func (c *Codec) EncodeAt(dst []byte, cur *Cursor, o Options) (out []byte, raw Valid, verr, serr error) {
 	start, n := cur.p.i, len(dst)
 	e := encoder{jsonParser: jsonParser{b: cur.p.b, i: start}, mode: o.Mode, p: pathBuf{root: o.Root},
-		bud: c.limits.NewBudget(len(cur.p.b) - start), base: cur.depth}
+		bud: c.limits.budget(len(cur.p.b) - start), base: cur.depth}
 	out, err := e.enc(c.root, dst, cur.depth)
 	if err == nil && e.bud.Used() <= c.limits.Steps(e.i-start) {
 		cur.p.i = e.i

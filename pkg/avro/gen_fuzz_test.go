@@ -28,10 +28,10 @@ func generated(t *testing.T, seed []byte) (*avrogen.Type, *Codec, bool) {
 // than the depth limit.
 func realWork(c *Codec, data []byte, limit string) bool {
 	big := Limits{BaseSteps: 16 * int(c.limits.Steps(len(data))), StepsPerByte: 1, MaxDepth: maxDepth}
-	v := validator{b: data, bud: big.NewBudget(len(data))}
+	v := validator{b: data, bud: big.budget(len(data))}
 	err := v.datum(c.root, 0)
 	if limit == LimitDepth {
-		deep := validator{b: data, bud: Limits{BaseSteps: big.BaseSteps, StepsPerByte: 1, MaxDepth: c.limits.MaxDepth + 1}.NewBudget(len(data))}
+		deep := validator{b: data, bud: Limits{BaseSteps: big.BaseSteps, StepsPerByte: 1, MaxDepth: c.limits.MaxDepth + 1}.budget(len(data))}
 		derr := deep.datum(c.root, 0)
 		var be *BudgetError
 		// Still too deep one level further, or the steps ran out first.

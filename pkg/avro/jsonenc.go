@@ -27,7 +27,7 @@ import (
 // and per field default filled in (plus 16 bytes of it). Past them the
 // error is a *FieldError at the root for which errors.Is(err, ErrBudget).
 func (c *Codec) BinaryFromJSON(dst, data []byte, o Options) ([]byte, error) {
-	e := encoder{jsonParser: jsonParser{b: data}, mode: o.Mode, p: pathBuf{root: o.Root}, bud: c.limits.NewBudget(len(data))}
+	e := encoder{jsonParser: jsonParser{b: data}, mode: o.Mode, p: pathBuf{root: o.Root}, bud: c.limits.budget(len(data))}
 	start := len(dst)
 	e.ws()
 	out, err := e.enc(c.root, dst, 0)
@@ -58,7 +58,7 @@ type encoder struct {
 	jsonParser
 	mode Mode
 	p    pathBuf
-	bud  *Budget
+	bud  Budget
 	// base is the JSON depth the value starts at (EncodeAt: inside an
 	// envelope); Avro depth is counted from it.
 	base int
@@ -1004,7 +1004,7 @@ func encodeNative(n *node, v any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := encoder{jsonParser: jsonParser{b: js}, mode: AvroJSON}
+	e := encoder{jsonParser: jsonParser{b: js}, mode: AvroJSON, bud: unlimited()}
 	return e.enc(n, nil, 0)
 }
 

@@ -18,7 +18,7 @@ import (
 // field, array item, map key and value, union branch, scalar). Past them
 // it fails with a *BudgetError.
 func (c *Codec) ValidateBinary(data []byte) (rest []byte, err error) {
-	v := validator{b: data, bud: c.limits.NewBudget(len(data))}
+	v := validator{b: data, bud: c.limits.budget(len(data))}
 	if err := v.datum(c.root, 0); err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func (c *Codec) NativeFromBinary(data []byte) (native any, rest []byte, err erro
 type validator struct {
 	b   []byte
 	i   int
-	bud *Budget
+	bud Budget
 }
 
 var errShort = errors.New("short buffer")
