@@ -27,7 +27,7 @@ import (
 // Services embed Limits in their configuration; the zero value means the
 // defaults. Realistic records take well under 3 steps per byte (0.3 for an
 // order of 2,000 items, 2 for optional fields all null); goavro builds at
-// worst about 150 bytes of values per step. The services' READMEs give the
+// worst about 200 bytes of values per step. The services' READMEs give the
 // reasoning for the defaults.
 type Limits struct {
 	BaseSteps    int `env:"AVRO_DECODE_BASE_STEPS" default:"65536" help:"steps (values visited, or 16 bytes of output) every Avro record may take whatever its size; covers values that take no bytes (null, empty records)"`
