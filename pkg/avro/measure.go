@@ -73,7 +73,7 @@ type Limit string
 // The limits SchemaLimits checks.
 const (
 	LimitExpandedTypes Limit = "expanded_types"
-	LimitDepth         Limit = "depth"
+	LimitSchemaDepth   Limit = "depth"
 )
 
 // SchemaLimits bounds the expanded size and depth of schemas. A zero
@@ -96,12 +96,12 @@ type SchemaLimits struct {
 // those separately.
 const (
 	DefaultMaxExpandedTypes = 100_000
-	DefaultMaxDepth         = 64
+	DefaultMaxSchemaDepth   = 64
 )
 
 // DefaultSchemaLimits returns the default limits, without setting names.
 func DefaultSchemaLimits() SchemaLimits {
-	return SchemaLimits{MaxExpandedTypes: DefaultMaxExpandedTypes, MaxDepth: DefaultMaxDepth}
+	return SchemaLimits{MaxExpandedTypes: DefaultMaxExpandedTypes, MaxDepth: DefaultMaxSchemaDepth}
 }
 
 // LimitError says a schema exceeds one of SchemaLimits.
@@ -154,7 +154,7 @@ func (l SchemaLimits) Check(text string, refs ...string) (SchemaStats, error) {
 	case l.MaxExpandedTypes > 0 && st.Partial:
 		return st, &LimitError{Limit: LimitExpandedTypes, Max: l.MaxExpandedTypes, Value: l.MaxExpandedTypes, AtLeast: true, Setting: l.ExpandedTypesSetting}
 	case l.MaxDepth > 0 && st.Depth > l.MaxDepth:
-		return st, &LimitError{Limit: LimitDepth, Max: int64(l.MaxDepth), Value: int64(st.Depth), Setting: l.DepthSetting}
+		return st, &LimitError{Limit: LimitSchemaDepth, Max: int64(l.MaxDepth), Value: int64(st.Depth), Setting: l.DepthSetting}
 	}
 	return st, nil
 }

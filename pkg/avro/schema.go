@@ -3,7 +3,6 @@ package avro
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"strings"
 )
 
@@ -451,14 +450,6 @@ func wrapUnion(b *node, v any) any {
 		return nil
 	}
 	return map[string]any{b.unionKey: v}
-}
-
-// satAdd adds weights, saturating instead of overflowing.
-func satAdd(a, b int64) int64 {
-	if a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	return a + b
 }
 
 // defaultWeight is what a budgeted walk of the default v (Avro JSON, as

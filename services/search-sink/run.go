@@ -106,11 +106,11 @@ func run(ctx context.Context, args []string) error {
 	if cfg.KafkaMeta {
 		metaName = cfg.KafkaMetaName
 	}
-	reserved := 1 // @timestamp
+	reservedFields := 1 // @timestamp
 	if metaName != "" {
-		reserved += 5 // the metadata object and its four fields
+		reservedFields += 5 // the metadata object and its four fields
 	}
-	mopt := mapping.Options{Strings: mapping.StringMode(cfg.Strings), Decimal: decimals, OpenSearch: esc.Flavor == es.OpenSearch, Limits: cfg.Mapping, Reserved: reserved}
+	mopt := mapping.Options{Strings: mapping.StringMode(cfg.Strings), Decimal: decimals, OpenSearch: esc.Flavor == es.OpenSearch, Limits: cfg.Mapping, Reserved: reservedFields}
 	mmetrics := mapping.NewMetrics(app.Metrics())
 	prepare := func(ctx context.Context, topic string) error {
 		name, err := namer.Template(topic)

@@ -99,7 +99,7 @@ func New(b Backend, checker compat.Checker, opts Options, log *slog.Logger) *Reg
 		Name: "sluice_schema_registry_compat_check_timeouts_total",
 		Help: "Compatibility checks stopped by their request's deadline (answered 50002).",
 	})
-	for _, l := range []avro.Limit{avro.LimitExpandedTypes, avro.LimitDepth} {
+	for _, l := range []avro.Limit{avro.LimitExpandedTypes, avro.LimitSchemaDepth} {
 		r.refused.WithLabelValues(string(l))
 	}
 	if opts.Metrics != nil {
