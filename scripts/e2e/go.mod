@@ -18,6 +18,7 @@ require (
 	github.com/sluicehq/sluice/pkg v0.0.0
 	github.com/sluicehq/sluice/pkg/testkit v0.0.0-00010101000000-000000000000
 	github.com/sluicehq/sluice/scripts/loadgen v0.0.0-00010101000000-000000000000
+	google.golang.org/grpc v1.85.0
 )
 
 require (
@@ -94,6 +95,5 @@ require (
 	golang.org/x/text v0.42.0 // indirect
 	golang.org/x/time v0.15.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
-	google.golang.org/grpc v1.85.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
