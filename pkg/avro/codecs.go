@@ -61,6 +61,22 @@ func newCodec(id int, schema string, l Limits) (*Codec, error) {
 	return &Codec{ID: id, Schema: &registry.Schema{ID: id, Schema: schema}, Codec: gc, root: root, limits: l}, nil
 }
 
+// CheckDefaults refuses (an ErrBudget error) a schema whose field
+// defaults goavro would expand beyond what decoding a record the size of
+// the schema may cost under the default Limits: goavro.NewCodec expands
+// and encodes every default eagerly, exponentially for nested shared
+// types, so anything that hands untrusted schema text to goavro (the
+// registry, on every register, lookup and check) calls this first. Text
+// this package cannot parse is not judged here (nil): goavro gives the
+// reason.
+func CheckDefaults(schema string) error {
+	root, err := parseSchema(schema)
+	if err != nil {
+		return nil
+	}
+	return checkDefaults(root, DefaultLimits().Steps(len(schema)))
+}
+
 // WithLimits returns a copy of the codec that applies l (zero fields: the
 // defaults) to every record.
 func (c *Codec) WithLimits(l Limits) *Codec {

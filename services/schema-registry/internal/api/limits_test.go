@@ -375,3 +375,40 @@ func TestConcurrentRegistrationsToOneSubject(t *testing.T) {
 		t.Fatalf("%d versions, want %d", len(versions), n+1)
 	}
 }
+
+// TestExplodingDefaultsBounded: field defaults of nested shared types
+// (T_i's fields default to {}) make goavro expand 2^depth values when it
+// compiles the schema. A lookup reaches the parser without the schema
+// limits, so a read-only caller could hang the registry with one request;
+// it must answer at once, as a registration must.
+func TestExplodingDefaultsBounded(t *testing.T) {
+	t.Parallel()
+	c, _, _ := start(t, srtest.Options{})
+	c.register("dflt-value", `{"type":"record","name":"T0","fields":[{"name":"x","type":"int"}]}`)
+	// sharedChain's nested records, each field defaulting to an empty
+	// record (filled in from the inner defaults), innermost int default 0.
+	var b strings.Builder
+	const depth = 40
+	b.WriteString(`{"type":"record","name":"T0","fields":[`)
+	for i := 1; i <= depth; i++ {
+		fmt.Fprintf(&b, `{"name":"a","default":{},"type":{"type":"record","name":"T%d","fields":[`, i)
+	}
+	b.WriteString(`{"name":"x","type":"int","default":0}`)
+	for i := depth; i >= 1; i-- {
+		fmt.Fprintf(&b, `]}},{"name":"b","default":{},"type":"T%d"}`, i)
+	}
+	b.WriteString(`]}`)
+	schema := b.String()
+	for _, path := range []string{"/subjects/dflt-value", "/subjects/dflt-value/versions", "/compatibility/subjects/dflt-value/versions/latest"} {
+		done := make(chan result, 1)
+		go func() { done <- c.post(path, map[string]any{"schema": schema}) }()
+		select {
+		case r := <-done:
+			if r.status < 400 || r.status >= 500 {
+				t.Fatalf("POST %s: %d %s, want a 4xx refusal", path, r.status, r.body)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("POST %s with exploding defaults did not answer in 20 s", path)
+		}
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/linkedin/goavro/v2"
+
+	"github.com/sluicehq/sluice/pkg/avro"
 )
 
 // primitives are Avro's primitive type names.
@@ -43,6 +45,12 @@ func Validate(schema string, refs []string) error {
 		}
 		fmt.Fprintf(&b, `{"name":"main","type":%s}]}`, schema)
 		spec = b.String()
+	}
+	// goavro expands every field default when it compiles: exponential
+	// for nested shared types, and lookups (read-only callers) reach here
+	// without the schema limits.
+	if err := avro.CheckDefaults(spec); err != nil {
+		return err
 	}
 	return newCodec(spec)
 }
