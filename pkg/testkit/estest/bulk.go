@@ -23,6 +23,14 @@ type action struct {
 	update        *updateBody
 }
 
+// MetadataFields are Elasticsearch 8's metadata fields: a document with one
+// of them at its top level is refused item by item (document_parsing_exception).
+var MetadataFields = map[string]bool{
+	"_id": true, "_index": true, "_source": true, "_routing": true, "_field_names": true, "_ignored": true,
+	"_seq_no": true, "_primary_term": true, "_version": true, "_doc_count": true, "_tier": true,
+	"_data_stream_timestamp": true, "_nested_path": true, "_feature": true, "_type": true, "_ignored_source": true,
+}
+
 type updateBody struct {
 	Doc         json.RawMessage `json:"doc"`
 	Upsert      json.RawMessage `json:"upsert"`
@@ -192,6 +200,12 @@ func (s *Server) apply(a action, injected *Error) obj {
 	if a.op == "index" || a.op == "create" {
 		if err := decode(a.source, &src); err != nil {
 			return failItem(Error{http.StatusBadRequest, "document_parsing_exception", "[1:1] failed to parse: " + err.Error()}, ix)
+		}
+		for name := range src {
+			if MetadataFields[name] {
+				return failItem(Error{http.StatusBadRequest, "document_parsing_exception",
+					fmt.Sprintf("[1:2] Field [%s] is a metadata field and cannot be added inside a document. Use the index API request parameters.", name)}, ix)
+			}
 		}
 	}
 	if ix.backing != "" {

@@ -561,3 +561,37 @@ func TestExternalVersioningLikeES8(t *testing.T) {
 		}
 	}
 }
+
+// A document with a metadata field at its top level is refused item by
+// item, as Elasticsearch 8 does; nested, the name is an ordinary field.
+func TestMetadataFieldInDocumentRefused(t *testing.T) {
+	t.Parallel()
+	s := estest.Start(t)
+	body := "{\"index\":{\"_index\":\"m\",\"_id\":\"1\"}}\n{\"_id\":\"x\",\"a\":1}\n" +
+		"{\"index\":{\"_index\":\"m\",\"_id\":\"2\"}}\n{\"nested\":{\"_id\":\"x\"}}\n"
+	resp, err := http.Post(s.URL()+"/_bulk", "application/x-ndjson", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Errors bool `json:"errors"`
+		Items  []map[string]struct {
+			Status int `json:"status"`
+			Error  struct {
+				Type   string `json:"type"`
+				Reason string `json:"reason"`
+			} `json:"error"`
+		} `json:"items"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.Items) != 2 {
+		t.Fatalf("bulk answer: %v %+v", err, out)
+	}
+	first, second := out.Items[0]["index"], out.Items[1]["index"]
+	if !out.Errors || first.Status != 400 || first.Error.Type != "document_parsing_exception" || !strings.Contains(first.Error.Reason, "Field [_id] is a metadata field") {
+		t.Fatalf("top-level _id: %+v", first)
+	}
+	if second.Status != 201 {
+		t.Fatalf("nested _id: %+v", second)
+	}
+}

@@ -306,3 +306,26 @@ func (b *Builder) topicLabel(topic string) string {
 	}
 	return b.opt.TopicLabel(topic)
 }
+
+// metadataFields are Elasticsearch's metadata fields, which no document
+// may carry at its top level (each such document is refused with a
+// document_parsing_exception) and no mapping may define.
+var metadataFields = map[string]bool{
+	"_id": true, "_index": true, "_source": true, "_routing": true, "_field_names": true, "_ignored": true,
+	"_seq_no": true, "_primary_term": true, "_version": true, "_doc_count": true, "_tier": true,
+	"_data_stream_timestamp": true, "_nested_path": true, "_feature": true, "_type": true, "_ignored_source": true,
+	"_size": true, "_meta": true, "_timestamp": true, "_parent": true, "_all": true,
+}
+
+// FieldName is the document field (and mapping property) a top-level
+// record field is written as: its own name, except for Elasticsearch's
+// metadata fields (_id, _source, ...), which are written with "@" in
+// front ("_id" becomes "@_id"): no Avro field name can contain "@", so the
+// new name never meets another field, and the value is kept and mapped
+// instead of every record of the topic being refused.
+func FieldName(name string) string {
+	if metadataFields[name] {
+		return "@" + name
+	}
+	return name
+}

@@ -143,7 +143,11 @@ func (w *docWriter) record(dst []byte, n *Node, m map[string]any, depth int, ski
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendString(dst, f.Name)
+		if skip != nil { // the document's top level
+			dst = appendString(dst, FieldName(f.Name))
+		} else {
+			dst = appendString(dst, f.Name)
+		}
 		dst = append(dst, ':')
 		dst = w.value(dst, f.Node, v, depth+1)
 	}

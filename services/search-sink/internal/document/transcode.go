@@ -391,7 +391,11 @@ func (t *transcoder) record(dst []byte, n *Node, generic bool, depth int, skip [
 		if !first {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, f.Name)
+		if skip != nil { // the document's top level
+			dst = appendString(dst, FieldName(f.Name))
+		} else {
+			dst = appendString(dst, f.Name)
+		}
 		dst = append(dst, ':')
 		var err error
 		if dst, err = t.value(dst, f.Node, false, depth+1); err != nil {

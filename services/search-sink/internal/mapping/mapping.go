@@ -161,8 +161,12 @@ func (g *gen) fields(fs []document.Field, level int, prefix string, avail int) m
 	for i, f := range fs {
 		left := avail - (g.used - start)
 		fieldAvail := left - max(0, min(len(fs)-i-1, left-1))
-		if m := g.field(f.Node, level, prefix+f.Name, fieldAvail); m != nil {
-			props[f.Name] = m
+		name := f.Name
+		if level == 1 {
+			name = document.FieldName(name) // as the documents write it
+		}
+		if m := g.field(f.Node, level, prefix+name, fieldAvail); m != nil {
+			props[name] = m
 		}
 	}
 	return props
