@@ -106,12 +106,10 @@ type Sink struct {
 	tombstoneCodec *goavro.Codec
 	valMu          sync.RWMutex
 	fieldChecks    map[int]error     // per schema id: are the partition and timestamp fields in it
-	unknownSince   map[int]time.Time // when a schema id was first answered 404 (bounded)
+	unknownRun     time.Time // start of the current run of 404s for schema ids
+	unknownLast    time.Time // the last 404 of that run
 }
 
-// maxUnknownIDs bounds unknownSince: the ids come from producers. When it
-// is full it is cleared, which at worst gives an id a second grace.
-const maxUnknownIDs = 4096
 
 // existingRecords returns how many records the object at key holds, or 0
 // when there is none.
@@ -137,10 +135,15 @@ func (s *Sink) existingRecords(ctx context.Context, key string) (int64, error) {
 	return n, nil
 }
 
-// unknownYoung reports whether a schema id the registry answered 404 for
-// was first seen less than S3_SINK_UNKNOWN_SCHEMA_GRACE ago: a registry
-// replica may not have replayed a schema registered elsewhere yet, so such
-// records wait instead of going to the DLQ at once.
+// unknownYoung reports whether a record whose schema id the registry
+// answered 404 for should wait (be retried) rather than go to the DLQ: a
+// registry replica may not have replayed a schema registered elsewhere
+// yet. The wait is one window of S3_SINK_UNKNOWN_SCHEMA_GRACE from the
+// first 404 of a run of them, for every id alike; past it unknown ids are
+// dead-lettered at once until no 404 has been seen for twice the grace
+// (the run is over). A lagging replica catches up for all ids at once, so
+// one window is enough for it, and a producer framing records with ever
+// new unknown ids delays the sink by one window per run, not one per id.
 func (s *Sink) unknownYoung(id int, err error) bool {
 	if !registry.IsNotFound(err) || s.cfg.UnknownSchemaGrace <= 0 {
 		return false
@@ -148,15 +151,11 @@ func (s *Sink) unknownYoung(id int, err error) bool {
 	now := s.o.Now()
 	s.valMu.Lock()
 	defer s.valMu.Unlock()
-	first, ok := s.unknownSince[id]
-	if !ok {
-		if len(s.unknownSince) >= maxUnknownIDs {
-			clear(s.unknownSince)
-		}
-		s.unknownSince[id] = now
-		return true
+	if s.unknownRun.IsZero() || now.Sub(s.unknownLast) > 2*s.cfg.UnknownSchemaGrace {
+		s.unknownRun = now
 	}
-	return now.Sub(first) < s.cfg.UnknownSchemaGrace
+	s.unknownLast = now
+	return now.Sub(s.unknownRun) < s.cfg.UnknownSchemaGrace
 }
 
 // fieldsUsable reports (partition.ErrNotInSchema) whether the codec's
@@ -199,7 +198,6 @@ func New(o Options) (*Sink, error) {
 		o: o, cfg: o.Config, log: o.Log, stopCh: make(chan struct{}), done: make(chan struct{}), dlqTopics: map[string]bool{},
 		needValue:    o.Config.Partitioner == "field" || o.Config.TimestampSource == "field",
 		fieldChecks:  map[int]error{},
-		unknownSince: map[int]time.Time{},
 		pol:          newPolicies(o.Config.RetryAttempts, o.Config.RetryMaxDelay, o.Config.ParkRetryMin, o.Config.ParkRetryMax),
 	}
 	s.parking = NewParking(o.Log, o.Metrics.topicsParked, o.Metrics.topicParks, o.Metrics.TopicLabel)

@@ -60,13 +60,14 @@ func TestWindow(t *testing.T) {
 
 func unixMilli(ms int64) time.Time { return time.UnixMilli(ms) }
 
-// TestUnknownSchemaGrace: a 404 for a schema id is retried while the id is
-// young (a registry replica may lag), then dead-lettered; other errors
-// are not affected.
+// TestUnknownSchemaGrace: a 404 for a schema id is retried while a run of
+// 404s is young (a registry replica may lag), then dead-lettered; a
+// producer cycling new unknown ids gets one window per run, not one per
+// id; a quiet spell re-arms the window; other errors are not affected.
 func TestUnknownSchemaGrace(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1000, 0)
-	s := &Sink{unknownSince: map[int]time.Time{}}
+	s := &Sink{}
 	s.o.Now = func() time.Time { return now }
 	s.cfg.UnknownSchemaGrace = 10 * time.Second
 	notFound := &registry.Error{Status: 404, Code: 40403}
@@ -81,8 +82,18 @@ func TestUnknownSchemaGrace(t *testing.T) {
 	if s.unknownYoung(7, notFound) {
 		t.Fatal("404 after the grace still retried")
 	}
-	if !s.unknownYoung(8, notFound) {
-		t.Fatal("another id shares the first one's clock")
+	// Ever new ids within the run: each dead-lettered at once (a fresh
+	// clock per id would stall the partition 10 s per id).
+	for id := 8; id < 1000; id++ {
+		now = now.Add(time.Second)
+		if s.unknownYoung(id, notFound) {
+			t.Fatalf("id %d, new in a run already past its grace, was given a grace of its own", id)
+		}
+	}
+	// After a quiet spell of twice the grace the window re-arms.
+	now = now.Add(21 * time.Second)
+	if !s.unknownYoung(5000, notFound) {
+		t.Fatal("the window did not re-arm after a quiet spell")
 	}
 	if s.unknownYoung(9, &registry.Error{Status: 422}) {
 		t.Fatal("a 422 is retried")
