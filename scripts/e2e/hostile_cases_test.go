@@ -326,6 +326,23 @@ var hostileCases = []hostileCase{
 		}
 		h.noteAcked(res[0], "size-ok")
 	}},
+	// 6. Deployment defaults, as the chart runs the gateway.
+	{"deploy/metrics-and-health-not-on-the-api-port", "6 deployment defaults", func(t *testing.T, h *hostile) {
+		for _, path := range []string{"/metrics", "/healthz", "/readyz"} {
+			if a := h.do(t, http.MethodGet, h.gwHTTP+path, "", nil); a.status != http.StatusNotFound {
+				t.Fatalf("GET %s on the API port: %s, want 404", path, a)
+			}
+			if a := h.do(t, http.MethodGet, h.gwAdmin+path, "", nil); a.status != http.StatusOK {
+				t.Fatalf("GET %s on the admin port: %s", path, a)
+			}
+		}
+		if a := h.do(t, http.MethodPost, h.gwAdmin+"/v1/topics/"+neighbour+"/records", "application/json", strings.NewReader(`{"records":[]}`)); a.status != http.StatusNotFound {
+			t.Fatalf("the produce API on the admin port: %s, want 404", a)
+		}
+		if !strings.Contains(string(h.do(t, http.MethodGet, h.gwAdmin+"/metrics", "", nil).body), "sluice_gateway_records_total") {
+			t.Fatal("the admin port's /metrics lacks the gateway's series")
+		}
+	}},
 	// 3./4. The s3-sink: keys, open files and a topic it cannot serve.
 	{"s3/hostile-field-value-key-bounded", "3 time and cardinality", func(t *testing.T, h *hostile) {
 		h.schemaID(t, "Klong-value", load.Schema)
@@ -423,6 +440,11 @@ var hostileCases = []hostileCase{
 		if old != 60 || future != 3 {
 			t.Fatalf("dead letters: %d too old, %d too new, want 60 and 3; reasons %q", old, future, reasonsOf(dls)[:3])
 		}
+		// The record inside the window is indexed (its flush may trail the
+		// dead letters), and it is the only index of the topic.
+		if !waitUntil(nil, 30*time.Second, func() bool { return h.indexCount(t, "years-*") >= 1 }) {
+			t.Fatal("the record inside the window was never indexed")
+		}
 		if n := h.indexCount(t, "years-*"); n != 1 {
 			t.Fatalf("%d indices for topic years, want 1 (the record inside the window)", n)
 		}
@@ -513,6 +535,73 @@ var hostileCases = []hostileCase{
 			t.Fatalf("Slack notification text of %d characters (limit 3000): %v", len([]rune(msg.Text)), err)
 		}
 	}},
+	// 1. Bounded work per record, in both sinks, for schemas the registry
+	// would refuse today but that arrive anyway (registered before the
+	// limits, or by a Confluent registry sharing _schemas).
+	{"decode/zero-byte-records-of-shared-types", "1 bounded work", func(t *testing.T, h *hostile) {
+		const id = 800000 // seeded ids sit below the registry's next (max+1) ids
+		h.seedSchema(t, "deep0-value", id, sharedEmpty(22))
+		h.kc.CreateTopic("deep0", 1, nil)
+		h.writeRaw(t, "deep0", kafkago.Message{Value: framed(id, nil)}, kafkago.Message{Value: framed(id, nil)})
+		h.wantDeadLetter(t, "deep0", "s3-sink", "decode budget exceeded", "a record of 0 bytes", "AVRO_DECODE_BASE_STEPS")
+		h.wantDeadLetter(t, "deep0", "decode", "decode budget exceeded", "a record of 0 bytes")
+	}},
+	{"decode/null-array-with-a-million-items", "1 bounded work", func(t *testing.T, h *hostile) {
+		id := h.schemaID(t, "nulls-value", `{"type":"record","name":"Nulls","fields":[{"name":"items","type":{"type":"array","items":"null"}}]}`)
+		h.kc.CreateTopic("nulls", 1, nil)
+		// zigzag(2^20) = 2^21 as a varint, then the end of the array: 5 bytes.
+		h.writeRaw(t, "nulls", kafkago.Message{Value: framed(id, []byte{0x80, 0x80, 0x80, 0x01, 0x00})})
+		h.wantDeadLetter(t, "nulls", "s3-sink", "decode budget exceeded", "a record of 5 bytes")
+		h.wantDeadLetter(t, "nulls", "decode", "decode budget exceeded", "a record of 5 bytes")
+	}},
+	{"decode/required-self-reference", "1 bounded work", func(t *testing.T, h *hostile) {
+		// A record that must contain itself: every value is infinite, and a
+		// decoder without a depth bound recurses on 0 bytes until it dies.
+		const id = 700000
+		h.seedSchema(t, "loop-value", id, `{"type":"record","name":"Loop","fields":[{"name":"next","type":"Loop"}]}`)
+		h.kc.CreateTopic("loop", 1, nil)
+		h.writeRaw(t, "loop", kafkago.Message{Value: framed(id, nil)})
+		h.wantDeadLetter(t, "loop", "s3-sink", "AVRO_MAX_DEPTH")
+		h.wantDeadLetter(t, "loop", "decode", "AVRO_MAX_DEPTH")
+	}},
+	{"decode/not-framed-and-unknown-ids", "4 isolation", func(t *testing.T, h *hostile) {
+		h.kc.CreateTopic("garbage", 1, nil)
+		h.writeRaw(t, "garbage", kafkago.Message{Value: []byte("plain text, no framing")}, kafkago.Message{Value: framed(777777, []byte{2})})
+		h.wantDeadLetter(t, "garbage", "s3-sink", "framing")
+		h.wantDeadLetter(t, "garbage", "decode", "framing")
+		h.wantDeadLetter(t, "garbage", "decode", "schema id 777777")
+	}},
+}
+
+// sharedEmpty is issue 13's schema with an empty innermost record: a
+// record of it is 0 bytes and a tree of 2^(depth+1)-1 records.
+func sharedEmpty(depth int) string {
+	var b strings.Builder
+	b.WriteString(`{"type":"record","name":"T0","fields":[`)
+	for i := 1; i <= depth; i++ {
+		fmt.Fprintf(&b, `{"name":"a","type":{"type":"record","name":"T%d","fields":[`, i)
+	}
+	for i := depth; i >= 1; i-- {
+		fmt.Fprintf(&b, `]}},{"name":"b","type":"T%d"}`, i)
+	}
+	b.WriteString(`]}`)
+	return b.String()
+}
+
+// seedSchema writes a schema straight into the registry's _schemas log in
+// Confluent's record format, bypassing the registration limits, and waits
+// until the registry serves it.
+func (h *hostile) seedSchema(t *testing.T, subject string, id int, schema string) {
+	t.Helper()
+	key, _ := json.Marshal(map[string]any{"keytype": "SCHEMA", "subject": subject, "version": 1, "magic": 1})
+	val, _ := json.Marshal(map[string]any{"subject": subject, "version": 1, "id": id, "schema": schema, "deleted": false})
+	h.writeRaw(t, "_schemas", kafkago.Message{Key: key, Value: val})
+	if !waitUntil(nil, 30*time.Second, func() bool {
+		a, err := h.send(http.MethodGet, h.reg.URL()+"/schemas/ids/"+strconv.Itoa(id), "", nil)
+		return err == nil && a.status == http.StatusOK
+	}) {
+		t.Fatalf("the registry does not serve seeded schema id %d", id)
+	}
 }
 
 // jsonStrings returns every string value in a JSON document.

@@ -69,6 +69,7 @@ type hostile struct {
 	procs     []*proctest.Proc
 	gwHTTP    string
 	gwGRPC    string
+	gwAdmin   string
 	keysFile  string
 	s3Metrics string
 	s3Field   string // metrics of the second s3-sink (field partitioner)
@@ -148,10 +149,13 @@ func startHostile(t *testing.T) *hostile {
 		return m
 	}
 
-	hp, gp := proctest.FreePort(t), proctest.FreePort(t)
-	h.gwHTTP, h.gwGRPC = proctest.PortURL(hp, ""), "127.0.0.1:"+strconv.Itoa(gp)
-	h.start(t, "ingest-gateway", proctest.PortURL(hp, "/readyz"), with(map[string]string{
+	// The gateway as the Helm chart runs it: admin routes on a port of
+	// their own.
+	hp, gp, ap := proctest.FreePort(t), proctest.FreePort(t), proctest.FreePort(t)
+	h.gwHTTP, h.gwGRPC, h.gwAdmin = proctest.PortURL(hp, ""), "127.0.0.1:"+strconv.Itoa(gp), proctest.PortURL(ap, "")
+	h.start(t, "ingest-gateway", proctest.PortURL(ap, "/readyz"), with(map[string]string{
 		"GATEWAY_HTTP_ADDR":          "127.0.0.1:" + strconv.Itoa(hp),
+		"GATEWAY_ADMIN_ADDR":         "127.0.0.1:" + strconv.Itoa(ap),
 		"GATEWAY_GRPC_ADDR":          h.gwGRPC,
 		"GATEWAY_TOPICS":             "*",
 		"GATEWAY_DEAD_LETTER_TOPICS": "dl-*",
