@@ -43,5 +43,10 @@
 // NewCodec also refuses schemas whose field defaults expand into more than
 // that for a record of the schema's size (goavro expands them at compile).
 //
-// Schemas with references to other subjects are not supported.
+// Schemas with references to other subjects (Confluent's "references")
+// are resolved through the registry and inlined into one self-contained
+// schema (Inline). Every decoder and the JSON encoder work within a
+// per-record budget proportional to the record's size (Limits, ErrBudget),
+// and MeasureSchema/SchemaLimits bound a schema's expanded size and depth
+// in time linear in its text.
 package avro
