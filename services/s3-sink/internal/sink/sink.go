@@ -105,11 +105,10 @@ type Sink struct {
 	needValue      bool
 	tombstoneCodec *goavro.Codec
 	valMu          sync.RWMutex
-	fieldChecks    map[int]error     // per schema id: are the partition and timestamp fields in it
-	unknownRun     time.Time // start of the current run of 404s for schema ids
-	unknownLast    time.Time // the last 404 of that run
+	fieldChecks    map[int]error // per schema id: are the partition and timestamp fields in it
+	unknownRun     time.Time     // start of the current run of 404s for schema ids
+	unknownLast    time.Time     // the last 404 of that run
 }
-
 
 // existingRecords returns how many records the object at key holds, or 0
 // when there is none.
@@ -196,9 +195,9 @@ func New(o Options) (*Sink, error) {
 	}
 	s := &Sink{
 		o: o, cfg: o.Config, log: o.Log, stopCh: make(chan struct{}), done: make(chan struct{}), dlqTopics: map[string]bool{},
-		needValue:    o.Config.Partitioner == "field" || o.Config.TimestampSource == "field",
-		fieldChecks:  map[int]error{},
-		pol:          newPolicies(o.Config.RetryAttempts, o.Config.RetryMaxDelay, o.Config.ParkRetryMin, o.Config.ParkRetryMax),
+		needValue:   o.Config.Partitioner == "field" || o.Config.TimestampSource == "field",
+		fieldChecks: map[int]error{},
+		pol:         newPolicies(o.Config.RetryAttempts, o.Config.RetryMaxDelay, o.Config.ParkRetryMin, o.Config.ParkRetryMax),
 	}
 	s.parking = NewParking(o.Log, o.Metrics.topicsParked, o.Metrics.topicParks, o.Metrics.TopicLabel)
 	layout, err := objkey.NewLayout(o.Config.Prefix, o.Config.KeyLimits())
