@@ -8,24 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// sharedChain is the schema of issue 13: named records T0..Tdepth, each
-// using the next one twice (defined at the first use, by name at the
-// second); Tdepth holds one int. T_k expands to 3*2^(depth-k)-1 types.
-func sharedChain(depth int) string {
-	var b strings.Builder
-	b.WriteString(`{"type":"record","name":"T0","fields":[`)
-	for i := 1; i <= depth; i++ {
-		fmt.Fprintf(&b, `{"name":"a","type":{"type":"record","name":"T%d","fields":[`, i)
-	}
-	b.WriteString(`{"name":"x","type":"int"}`)
-	for i := depth; i >= 1; i-- {
-		fmt.Fprintf(&b, `]}},{"name":"b","type":"T%d"}`, i)
-	}
-	b.WriteString(`]}`)
-	return b.String()
-}
+	"github.com/sluicehq/sluice/pkg/avro/avrogen"
+)
 
 func sharedChainSize(depth int) int64 { return 3<<depth - 1 }
 
@@ -223,9 +208,9 @@ func TestMeasureSchema(t *testing.T) {
 		// B counts 4 there: an over-count, never an under-count.
 		{name: "mutual recursion entered twice", schema: `{"type":"record","name":"R","fields":[{"name":"x","type":{"type":"record","name":"A","fields":[{"name":"b","type":{"type":"record","name":"B","fields":[{"name":"a","type":"A"}]}}]}},{"name":"y","type":"B"}]}`, types: 8, depth: 4, mutual: true, naiveTypes: 7, naiveDepth: 3},
 		{name: "namespaces", schema: `{"type":"record","name":"a.R","fields":[{"name":"i","type":{"type":"record","name":"I","fields":[]}},{"name":"j","type":"a.I"},{"name":"k","type":{"type":"record","name":"I","namespace":"b","fields":[]}},{"name":"l","type":"b.I"}]}`, types: 5, depth: 2},
-		{name: "issue 13 chain depth 10", schema: sharedChain(10), types: sharedChainSize(10), depth: 11},
-		{name: "issue 13 chain depth 22", schema: sharedChain(22), types: sharedChainSize(22), depth: 23},
-		{name: "saturates", schema: sharedChain(70), types: math.MaxInt64, depth: 71},
+		{name: "issue 13 chain depth 10", schema: avrogen.SharedChain(10, `{"name":"x","type":"int"}`), types: sharedChainSize(10), depth: 11},
+		{name: "issue 13 chain depth 22", schema: avrogen.SharedChain(22, `{"name":"x","type":"int"}`), types: sharedChainSize(22), depth: 23},
+		{name: "saturates", schema: avrogen.SharedChain(70, `{"name":"x","type":"int"}`), types: math.MaxInt64, depth: 71},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -319,13 +304,13 @@ func TestSchemaLimitsCheck(t *testing.T) {
 		schema string
 		want   string // "" accepted
 	}{
-		{"issue 13 depth 22", limits, sharedChain(22), "schema expands to 12582911 types (every use of a named type counted), over the limit of 100000 (SCHEMA_REGISTRY_MAX_SCHEMA_TYPES)"},
-		{"issue 13 depth 60", limits, sharedChain(60), "schema expands to 3458764513820540927 types (every use of a named type counted), over the limit of 100000 (SCHEMA_REGISTRY_MAX_SCHEMA_TYPES)"},
-		{"chain just under the size limit", limits, sharedChain(15), ""}, // 98303 types
-		{"chain just over the size limit", limits, sharedChain(16), "schema expands to 196607 types (every use of a named type counted), over the limit of 100000 (SCHEMA_REGISTRY_MAX_SCHEMA_TYPES)"},
+		{"issue 13 depth 22", limits, avrogen.SharedChain(22, `{"name":"x","type":"int"}`), "schema expands to 12582911 types (every use of a named type counted), over the limit of 100000 (SCHEMA_REGISTRY_MAX_SCHEMA_TYPES)"},
+		{"issue 13 depth 60", limits, avrogen.SharedChain(60, `{"name":"x","type":"int"}`), "schema expands to 3458764513820540927 types (every use of a named type counted), over the limit of 100000 (SCHEMA_REGISTRY_MAX_SCHEMA_TYPES)"},
+		{"chain just under the size limit", limits, avrogen.SharedChain(15, `{"name":"x","type":"int"}`), ""}, // 98303 types
+		{"chain just over the size limit", limits, avrogen.SharedChain(16, `{"name":"x","type":"int"}`), "schema expands to 196607 types (every use of a named type counted), over the limit of 100000 (SCHEMA_REGISTRY_MAX_SCHEMA_TYPES)"},
 		{"depth at the limit", limits, deep(64), ""},
 		{"depth over the limit", limits, deep(65), "schema nests 65 levels deep (records, arrays, maps and unions, following named types), over the limit of 64 (SCHEMA_REGISTRY_MAX_SCHEMA_DEPTH)"},
-		{"zero limits do not limit", SchemaLimits{}, sharedChain(40), ""},
+		{"zero limits do not limit", SchemaLimits{}, avrogen.SharedChain(40, `{"name":"x","type":"int"}`), ""},
 		{"no setting name", SchemaLimits{MaxDepth: 2}, deep(3), "schema nests 3 levels deep (records, arrays, maps and unions, following named types), over the limit of 2"},
 	}
 	for _, tc := range cases {
@@ -382,7 +367,7 @@ func TestMeasureSchemaErrors(t *testing.T) {
 // agrees with the tree-walking oracle: equal without mutual recursion,
 // never below it with.
 func FuzzMeasureSchema(f *testing.F) {
-	for _, s := range []string{`"int"`, sharedChain(5), denseCycle(3),
+	for _, s := range []string{`"int"`, avrogen.SharedChain(5, `{"name":"x","type":"int"}`), denseCycle(3),
 		`{"type":"record","name":"R","fields":[{"name":"x","type":{"type":"record","name":"A","fields":[{"name":"b","type":{"type":"record","name":"B","fields":[{"name":"a","type":"A"}]}}]}},{"name":"y","type":"B"}]}`,
 		`{"type":"record","name":"List","fields":[{"name":"next","type":["null","List"]}]}`,
 		`{"type":"record","name":"O","namespace":"n","fields":[{"name":"a","type":"x.Ref"},{"name":"b","type":{"type":"map","values":"x.Ref"}}]}`,

@@ -374,13 +374,7 @@ func (c *Client) putUses(id int, vs []SubjectVersion) {
 // Register registers schema under subject (idempotent on the registry side)
 // and returns its global id.
 func (c *Client) Register(ctx context.Context, subject, schemaType, schema string, refs []Reference) (int, error) {
-	body := map[string]any{"schema": schema}
-	if schemaType != "" && schemaType != "AVRO" {
-		body["schemaType"] = schemaType
-	}
-	if len(refs) > 0 {
-		body["references"] = refs
-	}
+	body := schemaBody(schemaType, schema, refs)
 	var out struct {
 		ID int `json:"id"`
 	}
@@ -391,10 +385,8 @@ func (c *Client) Register(ctx context.Context, subject, schemaType, schema strin
 	return out.ID, nil
 }
 
-// Lookup returns the id of schema if it is registered under subject
-// (Confluent's POST /subjects/{subject}, which a read-only credential may
-// call), and an IsNotFound error (40401 or 40403) if it is not.
-func (c *Client) Lookup(ctx context.Context, subject, schemaType, schema string, refs []Reference) (int, error) {
+// schemaBody is the request body Confluent's API takes for a schema.
+func schemaBody(schemaType, schema string, refs []Reference) map[string]any {
 	body := map[string]any{"schema": schema}
 	if schemaType != "" && schemaType != "AVRO" {
 		body["schemaType"] = schemaType
@@ -402,6 +394,14 @@ func (c *Client) Lookup(ctx context.Context, subject, schemaType, schema string,
 	if len(refs) > 0 {
 		body["references"] = refs
 	}
+	return body
+}
+
+// Lookup returns the id of schema if it is registered under subject
+// (Confluent's POST /subjects/{subject}, which a read-only credential may
+// call), and an IsNotFound error (40401 or 40403) if it is not.
+func (c *Client) Lookup(ctx context.Context, subject, schemaType, schema string, refs []Reference) (int, error) {
+	body := schemaBody(schemaType, schema, refs)
 	var out struct {
 		ID int `json:"id"`
 	}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/sluicehq/sluice/pkg/avro/avrogen"
 	ingestv1 "github.com/sluicehq/sluice/pkg/gen/sluice/ingest/v1"
 	"github.com/sluicehq/sluice/pkg/testkit/estest"
 	"github.com/sluicehq/sluice/scripts/loadgen/load"
@@ -32,25 +33,6 @@ import (
 func sha256hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
-}
-
-// sharedTypes is issue 13's probe: records T0..Td, each using the next
-// twice (the second time by name), the innermost holding one int. Its text
-// grows linearly with d, its expansion as 3*2^d.
-func sharedTypes(d int) string {
-	var b strings.Builder
-	var def func(i int)
-	def = func(i int) {
-		if i == d {
-			fmt.Fprintf(&b, `{"type":"record","name":"T%d","fields":[{"name":"x","type":"int"}]}`, i)
-			return
-		}
-		fmt.Fprintf(&b, `{"type":"record","name":"T%d","fields":[{"name":"a","type":`, i)
-		def(i + 1)
-		fmt.Fprintf(&b, `},{"name":"b","type":"T%d"}]}`, i+1)
-	}
-	def(0)
-	return b.String()
 }
 
 // nestedArrays is an array of arrays ... of int, n levels deep.
@@ -79,7 +61,7 @@ var hostileCases = []hostileCase{
 	// 1. Bounded work for any schema and any record: the registry.
 	{"registry/shared-named-types-refused", "1 bounded work", func(t *testing.T, h *hostile) {
 		start := time.Now()
-		a := h.registerSchema(t, "deep-value", sharedTypes(22))
+		a := h.registerSchema(t, "deep-value", avrogen.SharedChain(22, `{"name":"x","type":"int"}`))
 		wantJSONError(t, a, http.StatusUnprocessableEntity, 42201, "schema expands to 12582911 types", "SCHEMA_REGISTRY_MAX_SCHEMA_TYPES")
 		if d := time.Since(start); d > 5*time.Second {
 			t.Fatalf("refusing the probe took %s", d)
@@ -540,7 +522,7 @@ var hostileCases = []hostileCase{
 	// limits, or by a Confluent registry sharing _schemas).
 	{"decode/zero-byte-records-of-shared-types", "1 bounded work", func(t *testing.T, h *hostile) {
 		const id = 800000 // seeded ids sit below the registry's next (max+1) ids
-		h.seedSchema(t, "deep0-value", id, sharedEmpty(22))
+		h.seedSchema(t, "deep0-value", id, avrogen.SharedChain(22, ""))
 		h.kc.CreateTopic("deep0", 1, nil)
 		h.writeRaw(t, "deep0", kafkago.Message{Value: framed(id, nil)}, kafkago.Message{Value: framed(id, nil)})
 		h.wantDeadLetter(t, "deep0", "s3-sink", "decode budget exceeded", "a record of 0 bytes", "AVRO_DECODE_BASE_STEPS")
@@ -571,21 +553,6 @@ var hostileCases = []hostileCase{
 		h.wantDeadLetter(t, "garbage", "decode", "framing")
 		h.wantDeadLetter(t, "garbage", "decode", "schema id 777777")
 	}},
-}
-
-// sharedEmpty is issue 13's schema with an empty innermost record: a
-// record of it is 0 bytes and a tree of 2^(depth+1)-1 records.
-func sharedEmpty(depth int) string {
-	var b strings.Builder
-	b.WriteString(`{"type":"record","name":"T0","fields":[`)
-	for i := 1; i <= depth; i++ {
-		fmt.Fprintf(&b, `{"name":"a","type":{"type":"record","name":"T%d","fields":[`, i)
-	}
-	for i := depth; i >= 1; i-- {
-		fmt.Fprintf(&b, `]}},{"name":"b","type":"T%d"}`, i)
-	}
-	b.WriteString(`]}`)
-	return b.String()
 }
 
 // seedSchema writes a schema straight into the registry's _schemas log in

@@ -1,37 +1,22 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/testkit/kafkatest"
+	"github.com/sluicehq/sluice/pkg/testkit/proctest"
 	"github.com/sluicehq/sluice/pkg/wire"
-)
 
-// sharedSchema is issue 13's schema: T0 {a: T1, b: T1}, T1 {a: T2, b: T2},
-// ... up to an empty T<depth>. A record of it takes 0 bytes and is a tree
-// of 2^(depth+1)-1 records.
-func sharedSchema(depth int) string {
-	var b strings.Builder
-	b.WriteString(`{"type":"record","name":"T0","fields":[`)
-	for i := 1; i <= depth; i++ {
-		fmt.Fprintf(&b, `{"name":"a","type":{"type":"record","name":"T%d","fields":[`, i)
-	}
-	for i := depth; i >= 1; i-- {
-		fmt.Fprintf(&b, `]}},{"name":"b","type":"T%d"}`, i)
-	}
-	b.WriteString(`]}`)
-	return b.String()
-}
+	"github.com/sluicehq/sluice/pkg/avro/avrogen"
+)
 
 // seedSchema writes a schema straight into the registry's _schemas log, as
 // a schema registered before any registration limit (or by a Confluent
@@ -59,26 +44,14 @@ func (h *harness) seedSchema(t testing.TB, subject string, id int, schema string
 	}
 }
 
-// peakRSS is the process's high-water resident set (VmHWM), in bytes.
+// peakRSS is a process's high-water resident set (VmHWM), in bytes.
 func peakRSS(t testing.TB, pid int) int64 {
 	t.Helper()
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	b, err := proctest.PeakRSSBytes(pid)
 	if err != nil {
-		t.Fatalf("reading peak RSS: %v", err)
+		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				t.Fatalf("parsing VmHWM %q: %v", rest, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM in /proc/<pid>/status")
-	return 0
+	return b
 }
 
 // TestHostileSchemaDeadLettered is issue 13 against the s3-sink binary: a
@@ -100,7 +73,7 @@ func TestHostileSchemaDeadLettered(t *testing.T) {
 	bin := buildSink(t, src, t.TempDir())
 	h := newHarness(t)
 	const hostileID = 7000
-	h.seedSchema(t, "hostile-value", hostileID, sharedSchema(22))
+	h.seedSchema(t, "hostile-value", hostileID, avrogen.SharedChain(22, ""))
 	h.kc.CreateTopic("hostile", 1, nil)
 	h.kc.CreateTopic("neighbour", 1, nil)
 	goodID := h.reg.Register(t, "neighbour-value", eventSchema)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -18,25 +17,11 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/testkit/kafkatest"
+	"github.com/sluicehq/sluice/pkg/testkit/proctest"
 	"github.com/sluicehq/sluice/pkg/wire"
-)
 
-// sharedSchema is issue 13's schema: T0 {a: T1, b: T1}, T1 {a: T2, b: T2},
-// ... up to T<depth> {x: long}. A value is a tree of 2^depth leaves; with
-// an empty T<depth> it takes 0 bytes.
-func sharedSchema(depth int, leaf string) string {
-	var b strings.Builder
-	b.WriteString(`{"type":"record","name":"T0","fields":[`)
-	for i := 1; i <= depth; i++ {
-		fmt.Fprintf(&b, `{"name":"a","type":{"type":"record","name":"T%d","fields":[`, i)
-	}
-	b.WriteString(leaf)
-	for i := depth; i >= 1; i-- {
-		fmt.Fprintf(&b, `]}},{"name":"b","type":"T%d"}`, i)
-	}
-	b.WriteString(`]}`)
-	return b.String()
-}
+	"github.com/sluicehq/sluice/pkg/avro/avrogen"
+)
 
 // seedSchema writes a schema straight into the registry's _schemas log, as
 // a schema registered before any registration limit (or by a Confluent
@@ -64,23 +49,11 @@ func (e *env) seedSchema(t testing.TB, subject string, id int, schema string) {
 // peakRSS is a process's high-water resident set (VmHWM), in bytes.
 func peakRSS(t testing.TB, pid int) int64 {
 	t.Helper()
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	b, err := proctest.PeakRSSBytes(pid)
 	if err != nil {
-		t.Fatalf("reading peak RSS: %v", err)
+		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				t.Fatalf("parsing VmHWM %q: %v", rest, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM in /proc/<pid>/status")
-	return 0
+	return b
 }
 
 // TestHostileSchemaDeadLettered is issue 13 against the search-sink
@@ -101,10 +74,10 @@ func TestHostileSchemaDeadLettered(t *testing.T) {
 	bin := sinkBinary(t)
 	e := newEnv(t, 1)
 	const hostileID = 7000
-	e.seedSchema(t, "hostile-value", hostileID, sharedSchema(22, `{"name":"x","type":"long"}`))
+	e.seedSchema(t, "hostile-value", hostileID, avrogen.SharedChain(22, `{"name":"x","type":"long"}`))
 	// The records are of a version without the leaf: 0 bytes each.
 	const emptyID = 7001
-	e.seedSchema(t, "hostile-empty-value", emptyID, sharedSchema(22, ""))
+	e.seedSchema(t, "hostile-empty-value", emptyID, avrogen.SharedChain(22, ""))
 	e.kc.CreateTopic("hostile", 1, nil)
 	hw := e.kc.Clients().NewWriter(kafka.WriterOptions{Topic: "hostile"})
 	t.Cleanup(func() { _ = hw.Close() })

@@ -424,3 +424,23 @@ func value(src *Source, t *Type, depth int, left *int) (any, error) {
 	}
 	return nil, fmt.Errorf("avrogen: unknown kind %s", t.Kind)
 }
+
+// SharedChain is issue 13's schema: named records T0..T<depth>, each
+// holding the next one twice (field "a" defines it, field "b" names it),
+// the innermost holding leaf (record fields as JSON, "" for none: then a
+// record of the schema is 0 bytes). Its text grows linearly with depth;
+// fully expanded it is a tree of 2^(depth+1)-1 records (T_k: 3*2^(depth-k)-1
+// types with a one-field leaf).
+func SharedChain(depth int, leaf string) string {
+	var b strings.Builder
+	b.WriteString(`{"type":"record","name":"T0","fields":[`)
+	for i := 1; i <= depth; i++ {
+		fmt.Fprintf(&b, `{"name":"a","type":{"type":"record","name":"T%d","fields":[`, i)
+	}
+	b.WriteString(leaf)
+	for i := depth; i >= 1; i-- {
+		fmt.Fprintf(&b, `]}},{"name":"b","type":"T%d"}`, i)
+	}
+	b.WriteString(`]}`)
+	return b.String()
+}

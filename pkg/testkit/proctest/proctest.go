@@ -234,17 +234,30 @@ func (p *Proc) PeakRSSMiB() float64 {
 	if cmd == nil {
 		return 0
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status")
+	b, err := PeakRSSBytes(cmd.Process.Pid)
 	if err != nil {
 		return 0
 	}
+	return float64(b) / (1 << 20)
+}
+
+// PeakRSSBytes reads a running process's peak resident memory (VmHWM in
+// /proc/<pid>/status), in bytes.
+func PeakRSSBytes(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("reading peak RSS of %d: %w", pid, err)
+	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
-			return kb / 1024
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parsing VmHWM %q: %w", rest, err)
+			}
+			return kb << 10, nil
 		}
 	}
-	return 0
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
 
 // Log returns the last n bytes of the process's output.

@@ -17,20 +17,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/wire"
 )
 
-func sharedSchema(depth int, leaf string) string {
-	var b strings.Builder
-	b.WriteString(`{"type":"record","name":"T0","fields":[`)
-	for i := 1; i <= depth; i++ {
-		fmt.Fprintf(&b, `{"name":"a","type":{"type":"record","name":"T%d","fields":[`, i)
-	}
-	b.WriteString(leaf)
-	for i := depth; i >= 1; i-- {
-		fmt.Fprintf(&b, `]}},{"name":"b","type":"T%d"}`, i)
-	}
-	b.WriteString(`]}`)
-	return b.String()
-}
-
 func zz(v int64) []byte { return binary.AppendVarint(nil, v) }
 
 // distinctKeys encodes n map keys "k000", "k001", ... (values of 0 bytes).
@@ -64,10 +50,10 @@ func TestTranscoderBudget(t *testing.T) {
 		schema string
 		data   []byte
 	}{
-		"shared types, depth 22, 0 bytes":  {sharedSchema(22, ""), nil},
+		"shared types, depth 22, 0 bytes":  {avrogen.SharedChain(22, ""), nil},
 		"array of null, 2^20 in one block": {`{"type":"array","items":"null"}`, append(zz(1<<20), 0)},
 		"array of empty records":           {`{"type":"array","items":{"type":"record","name":"E","fields":[]}}`, append(zz(1<<19), 0)},
-		"map values of shared types": {`{"type":"map","values":` + sharedSchema(10, "") + `}`,
+		"map values of shared types": {`{"type":"map","values":` + avrogen.SharedChain(10, "") + `}`,
 			append(append(zz(100), distinctKeys(100)...), 0)},
 		"long field names, many times": {`{"type":"array","items":{"type":"record","name":"L","fields":[{"name":"` + strings.Repeat("n", 4000) + `","type":"null"}]}}`,
 			append(zz(5000), 0)},

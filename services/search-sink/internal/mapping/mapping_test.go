@@ -62,22 +62,6 @@ func TestPropertiesFromAvro(t *testing.T) {
 	}
 }
 
-// sharedSchema is issue 13's schema: T0 {a: T1, b: T1}, ..., T<depth>
-// with leaf fields; fully expanded it maps 2^(depth+1) objects.
-func sharedSchema(depth int, leaf string) string {
-	var b strings.Builder
-	b.WriteString(`{"type":"record","name":"T0","fields":[`)
-	for i := 1; i <= depth; i++ {
-		fmt.Fprintf(&b, `{"name":"a","type":{"type":"record","name":"T%d","fields":[`, i)
-	}
-	b.WriteString(leaf)
-	for i := depth; i >= 1; i-- {
-		fmt.Fprintf(&b, `]}},{"name":"b","type":"T%d"}`, i)
-	}
-	b.WriteString(`]}`)
-	return b.String()
-}
-
 // objectDepth is the object nesting of a properties map as Elasticsearch
 // measures it (the root is 1).
 func objectDepth(props map[string]any) int {
@@ -148,11 +132,11 @@ func TestPropertiesBounded(t *testing.T) {
 		wantLimit string // a truncation expected for this limit
 		wantPaths []string
 	}{
-		"shared types, depth 22": {schema: sharedSchema(22, `{"name":"x","type":"long"}`), reserved: 6, wantLimit: LimitFields,
+		"shared types, depth 22": {schema: avrogen.SharedChain(22, `{"name":"x","type":"long"}`), reserved: 6, wantLimit: LimitFields,
 			wantPaths: []string{strings.Repeat("a.", 18) + "a", "b"}},
-		"shared types, depth 30":               {schema: sharedSchema(30, `{"name":"x","type":"long"}`), reserved: 6, wantLimit: LimitDepth},
-		"shared types, empty leaves, depth 60": {schema: sharedSchema(60, ""), wantLimit: LimitFields},
-		"shared types under the limits":        {schema: sharedSchema(5, `{"name":"x","type":"long"}`)},
+		"shared types, depth 30":               {schema: avrogen.SharedChain(30, `{"name":"x","type":"long"}`), reserved: 6, wantLimit: LimitDepth},
+		"shared types, empty leaves, depth 60": {schema: avrogen.SharedChain(60, ""), wantLimit: LimitFields},
+		"shared types under the limits":        {schema: avrogen.SharedChain(5, `{"name":"x","type":"long"}`)},
 		"wide records past the field limit": {schema: wide, limits: Limits{TotalFields: 500, Depth: 20}, reserved: 6, wantLimit: LimitFields,
 			wantPaths: []string{"r9", "r10"}},
 		"a chain of records past the depth limit": {schema: chain, wantLimit: LimitDepth,
@@ -211,7 +195,7 @@ func TestPropertiesBounded(t *testing.T) {
 // _source, not indexed.
 func TestTruncatedSubtreeDisabled(t *testing.T) {
 	t.Parallel()
-	n, err := document.ParseSchema(sharedSchema(22, ""))
+	n, err := document.ParseSchema(avrogen.SharedChain(22, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
