@@ -35,6 +35,8 @@ func (s *seen) mark(id string, t time.Time) {
 
 func (s *seen) len() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.at) }
 
+func (s *seen) has(id string) bool { s.mu.Lock(); defer s.mu.Unlock(); _, ok := s.at[id]; return ok }
+
 // BenchmarkPipeline sends records through the gateway over HTTP while
 // pollers watch S3 and the search index, and reports the gateway's
 // acknowledged throughput against a raw kafka-go writer in the same run, the

@@ -635,10 +635,7 @@ func TestHostileInput(t *testing.T) {
 	h.mu.Unlock()
 	waitUntil(nil, neighbourBound+5*time.Second, func() bool {
 		for id := range acked {
-			if _, ok := inS3.at[id]; !ok {
-				return false
-			}
-			if _, ok := inSearch.at[id]; !ok {
+			if !inS3.has(id) || !inSearch.has(id) {
 				return false
 			}
 		}

@@ -52,7 +52,8 @@ func TestParkerProbesWithBackoffAndReleases(t *testing.T) {
 		func(n ParkNotice) { mu.Lock(); notices = append(notices, n); mu.Unlock() })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = p.Run(ctx) }()
+	ran := make(chan struct{})
+	go func() { defer close(ran); _ = p.Run(ctx) }()
 
 	var probes []time.Time
 	var fixed atomic.Bool
@@ -80,6 +81,9 @@ func TestParkerProbesWithBackoffAndReleases(t *testing.T) {
 	if err := p.Wait(wctx, h); err != nil {
 		t.Fatalf("not released: %v", err)
 	}
+	// The parker logs from its own goroutine: stop it before reading.
+	cancel()
+	<-ran
 	mu.Lock()
 	defer mu.Unlock()
 	// Waits grow (equal jitter: each in [d/2, d], d doubling to the cap).
