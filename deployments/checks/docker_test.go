@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -33,6 +34,10 @@ var requiredLabels = []string{
 type dockerContext struct {
 	root   string
 	ignore *patternmatcher.PatternMatcher
+	// mu serialises matching: a PatternMatcher compiles each pattern on
+	// first use and is not safe for concurrent use (parallel subtests share
+	// one context; -race caught it).
+	mu *sync.Mutex
 }
 
 func loadDockerContext(tb testing.TB, root string) dockerContext {
@@ -50,11 +55,13 @@ func loadDockerContext(tb testing.TB, root string) dockerContext {
 	if err != nil {
 		tb.Fatalf("compiling .dockerignore: %v", err)
 	}
-	return dockerContext{root: root, ignore: pm}
+	return dockerContext{root: root, ignore: pm, mu: new(sync.Mutex)}
 }
 
 // excluded reports whether .dockerignore keeps rel (slash path) out of the context.
 func (c dockerContext) excluded(rel string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	ok, err := c.ignore.MatchesOrParentMatches(rel)
 	return err == nil && ok
 }
@@ -374,7 +381,7 @@ func TestDockerignoreDefectCaught(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := dockerContext{root: root, ignore: pm}
+	ctx := dockerContext{root: root, ignore: pm, mu: new(sync.Mutex)}
 	problems := ctx.checkCopySource("services/s3-sink/", 1)
 	if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, "excluded by .dockerignore") }) {
 		t.Fatalf("excluded Go sources not caught: %q", problems)
