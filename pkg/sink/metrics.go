@@ -81,7 +81,9 @@ func NewMetrics(reg prometheus.Registerer, sink string, topicLabels int) *Metric
 		lagCollector{m: m, records: prometheus.NewDesc("sluice_sink_lag_records",
 			"Records in the partition not yet committed (high watermark minus committed offset).", []string{"topic", "partition"}, cl),
 			seconds: prometheus.NewDesc("sluice_sink_lag_seconds",
-				"Age (now minus record timestamp) of the first record not yet committed; 0 when caught up.", []string{"topic", "partition"}, cl)})
+				"Age (now minus record timestamp) of the first record not yet committed; 0 when caught up.", []string{"topic", "partition"}, cl),
+			unread: prometheus.NewDesc("sluice_sink_unread_records",
+				"Records in the partition not fetched yet (high watermark minus the fetch position).", []string{"topic", "partition"}, cl)})
 	return m
 }
 
@@ -95,11 +97,12 @@ type partState struct {
 	t         *tracker
 	mu        sync.Mutex
 	highWater int64
+	read      int64 // offset after the last record fetched
 	committed int64
 }
 
 func (m *Metrics) track(tp TopicPartition, label string, t *tracker) *partState {
-	ps := &partState{label: label, t: t, highWater: -1, committed: -1}
+	ps := &partState{label: label, t: t, highWater: -1, read: -1, committed: -1}
 	m.mu.Lock()
 	m.parts[tp] = ps
 	m.mu.Unlock()
@@ -116,13 +119,14 @@ func (m *Metrics) untrack(tp TopicPartition, ps *partState) {
 
 // lagCollector reports lag for the partitions this process owns now.
 type lagCollector struct {
-	m                *Metrics
-	records, seconds *prometheus.Desc
+	m                        *Metrics
+	records, seconds, unread *prometheus.Desc
 }
 
 func (c lagCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.records
 	ch <- c.seconds
+	ch <- c.unread
 }
 
 // Collect reports every owned partition; partitions of topics past the
@@ -136,15 +140,16 @@ func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	now := c.m.now()
 	c.m.mu.Unlock()
-	var otherLag, otherSecs float64
+	var otherLag, otherSecs, otherUnread float64
 	other := false
 	for tp, ps := range parts {
 		ps.mu.Lock()
-		hw, committed := ps.highWater, ps.committed
+		hw, read, committed := ps.highWater, ps.read, ps.committed
 		ps.mu.Unlock()
 		if hw < 0 || committed < 0 {
 			continue
 		}
+		unread := float64(max(hw-read, 0))
 		lag := float64(max(hw-committed, 0))
 		secs := 0.0
 		if lag > 0 {
@@ -155,16 +160,19 @@ func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 		if ps.label == service.OtherLabel {
 			otherLag += lag
 			otherSecs = max(otherSecs, secs)
+			otherUnread += unread
 			other = true
 			continue
 		}
 		p := strconv.Itoa(tp.Partition)
 		ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, lag, ps.label, p)
 		ch <- prometheus.MustNewConstMetric(c.seconds, prometheus.GaugeValue, secs, ps.label, p)
+		ch <- prometheus.MustNewConstMetric(c.unread, prometheus.GaugeValue, unread, ps.label, p)
 	}
 	if other {
 		o := service.OtherLabel
 		ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, otherLag, o, o)
 		ch <- prometheus.MustNewConstMetric(c.seconds, prometheus.GaugeValue, otherSecs, o, o)
+		ch <- prometheus.MustNewConstMetric(c.unread, prometheus.GaugeValue, otherUnread, o, o)
 	}
 }

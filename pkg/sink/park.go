@@ -112,7 +112,7 @@ func (p *parker) park(topic string, offset int64, pe *ParkError) {
 
 	p.m.parked.WithLabelValues(t.label).Inc()
 	p.m.parks.WithLabelValues(t.label, string(pe.Reason)).Inc()
-	p.log.Error("topic parked: its records wait while every other topic keeps flowing; fix the cause, it is retried",
+	p.log.Error("topic parked: its records wait here while other topics flow; fix the cause, it is retried",
 		"topic", topic, "offset", offset, "reason", pe.Reason, "err", pe.Err, "retry_at", next.UTC().Format(time.RFC3339Nano))
 	if p.notify != nil {
 		p.notify(ParkNotice{Topic: topic, Reason: pe.Reason, Err: pe.Err.Error(), At: now, RetryAt: next})
@@ -155,7 +155,7 @@ func (p *parker) release(topic, why string) {
 	label, reason, since := t.label, t.reason, t.since
 	p.mu.Unlock()
 	p.m.parked.WithLabelValues(label).Dec()
-	p.log.Warn("topic released: consuming it again from its committed offsets", "topic", topic, "reason", reason,
+	p.log.Info("topic unparked: records flow again", "topic", topic, "reason", reason,
 		"parked_for", p.now().Sub(since).Round(time.Millisecond).String(), "why", why)
 }
 

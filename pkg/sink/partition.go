@@ -238,6 +238,7 @@ func (p *partition) record(msg kafkago.Message) Record {
 	p.maxSeen = max(p.maxSeen, msg.Offset)
 	p.ps.mu.Lock()
 	p.ps.highWater = msg.HighWaterMark
+	p.ps.read = msg.Offset + 1
 	p.ps.mu.Unlock()
 	p.r.o.Metrics.recordsIn.WithLabelValues(p.label).Inc()
 	return Record{Topic: p.tp.Topic, Partition: p.tp.Partition, Offset: msg.Offset, Key: msg.Key, Value: msg.Value,

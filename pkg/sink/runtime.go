@@ -88,6 +88,10 @@ type Options struct {
 	// registry outages are retried and then park the topic.
 	Schemas            Codecs
 	UnknownSchemaGrace time.Duration
+	// SchemaProblem, if set, decides what an unusable schema means for a
+	// topic: nil dead-letters the record, an error (e.g. Park when it is
+	// the topic's current schema) is acted on. Unset: dead-lettered.
+	SchemaProblem func(ctx context.Context, topic string, id int, problem error) error
 
 	Writer  Writer
 	Metrics *Metrics
@@ -322,6 +326,11 @@ func (r *Runtime) runGroup(ctx context.Context, topics []string) error {
 			}
 			if cerr := cg.Close(); cerr != nil {
 				r.log.Debug("closing consumer group", "err", cerr)
+			}
+			if current != nil {
+				// A crash: partitions drop their writers without draining;
+				// none outlives Run.
+				current.wg.Wait()
 			}
 			if cause != nil {
 				return cause

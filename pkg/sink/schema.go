@@ -90,7 +90,12 @@ func (p *partition) resolve(ctx context.Context, rec *Record) (string, error) {
 		switch {
 		case PermanentSchemaError(err) && !s.young(err):
 			if errors.Is(err, avro.ErrUnusableSchema) {
-				return fmt.Sprintf("schema: schema id %d: %v", id, err), nil
+				if h := p.r.o.SchemaProblem; h != nil {
+					if perr := h(ctx, rec.Topic, id, err); perr != nil {
+						return "", perr
+					}
+				}
+				return "schema: " + err.Error(), nil
 			}
 			return "schema: " + err.Error(), nil
 		case PermanentSchemaError(err):

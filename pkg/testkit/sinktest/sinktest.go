@@ -33,11 +33,15 @@ const SchemaID = 1
 // Schema is the schema of the suite's records.
 const Schema = `{"type":"record","name":"Event","namespace":"sluice.sinktest","fields":[{"name":"id","type":"long"},{"name":"body","type":"string"}]}`
 
-// Landed is one record as the destination holds it.
+// Landed is one record as the destination holds it. A destination that
+// does not keep offsets (object files holding records) sets Offset to -1
+// and Body to the record's "body" field; the suite knows which record
+// carried each body.
 type Landed struct {
 	Topic     string
 	Partition int
 	Offset    int64
+	Body      string
 }
 
 func (l Landed) String() string { return kafkaKey(l.Topic, l.Partition, l.Offset) }
@@ -137,6 +141,9 @@ type env struct {
 	kc     *kgo.Client
 	group  string
 	opened *counter
+	codec  *avro.Codec
+	bodyMu sync.Mutex
+	bodies map[string]string // record body -> topic+partition+offset
 }
 
 func setup(tb testing.TB, s Suite) *env {
@@ -146,7 +153,7 @@ func setup(tb testing.TB, s Suite) *env {
 	if err != nil {
 		tb.Fatalf("sinktest schema: %v", err)
 	}
-	e := &env{tb: tb, s: s, env: Env{Kafka: cluster, Codecs: codecs{c}}, group: "sinktest", opened: &counter{}}
+	e := &env{tb: tb, s: s, env: Env{Kafka: cluster, Codecs: codecs{c}}, group: "sinktest", opened: &counter{}, codec: c, bodies: map[string]string{}}
 	kc, err := kgo.NewClient(kgo.SeedBrokers(cluster.Brokers()...), kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
 	if err != nil {
@@ -180,6 +187,15 @@ func (e *env) produce(p *produced, topic string, partition int, values ...[]byte
 	offs := make([]int64, len(recs))
 	for i, r := range res {
 		offs[i] = r.Record.Offset
+		if id, body, err := wire.Decode(values[i]); err == nil && id == SchemaID {
+			if v, _, err := e.codec.Codec.NativeFromBinary(body); err == nil {
+				if b, ok := v.(map[string]any)["body"].(string); ok {
+					e.bodyMu.Lock()
+					e.bodies[b] = kafkaKey(topic, partition, offs[i])
+					e.bodyMu.Unlock()
+				}
+			}
+		}
 	}
 	if p != nil {
 		p.mu.Lock()
@@ -318,8 +334,16 @@ func (e *env) landed() map[string]int {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out := map[string]int{}
+	e.bodyMu.Lock()
+	defer e.bodyMu.Unlock()
 	for _, l := range e.dest.Landed(ctx, e.tb) {
-		out[l.String()]++
+		k := l.String()
+		if l.Offset < 0 {
+			if k = e.bodies[l.Body]; k == "" {
+				k = l.Topic + "+" + strconv.Itoa(l.Partition) + "+?" + l.Body
+			}
+		}
+		out[k]++
 	}
 	return out
 }

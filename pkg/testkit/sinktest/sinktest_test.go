@@ -57,7 +57,7 @@ func (p *memPW) Write(_ context.Context, batch []sink.Record) error {
 		if string(r.Payload) != "" && len(r.Payload) > 2 && string(r.Payload[len(r.Payload)-6:]) == "poison" {
 			return sink.Poison(r.Offset, "memory", "poison body")
 		}
-		l := Landed{r.Topic, r.Partition, r.Offset}
+		l := Landed{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 		switch {
 		case p.m.broken:
 			p.pending = append(p.pending, l)
