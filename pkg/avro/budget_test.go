@@ -58,7 +58,6 @@ func validateSteps(c *Codec, data []byte) (error, int64) {
 // after a number of steps bounded by its size (not by the tree it claims).
 func TestBudgetHostileBinary(t *testing.T) {
 	t.Parallel()
-	LimitBlocks()
 	lim := DefaultLimits()
 	cases := map[string]struct {
 		schema string
