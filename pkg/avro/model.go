@@ -170,6 +170,18 @@ func (t Type) NumBranches() int { return len(t.n.branches) }
 // Branch is a union's i-th branch.
 func (t Type) Branch(i int) Type { return Type{t.n.branches[i]} }
 
+// BranchByKey finds a union's branch by the key of goavro's native form
+// (UnionKey), the Avro JSON encoding's key, or the kind name; the first
+// branch that has it wins. It takes constant time.
+func (t Type) BranchByKey(k string) (Type, bool) {
+	b, ok := t.n.byKey[k]
+	return Type{b}, ok
+}
+
+// SoleBranch is a union's only non-null branch (["null", T] is T), or
+// the zero Type when it has several or none, or t is not a union.
+func (t Type) SoleBranch() Type { return Type{t.n.sole} }
+
 // UnionKey is the key goavro's native form uses for a value of this type
 // inside a union: "long.timestamp-millis", "com.acme.Order", "array".
 func (t Type) UnionKey() string { return t.n.unionKey }

@@ -95,3 +95,66 @@ func TestParseSchemaRefuses(t *testing.T) {
 		t.Fatal("codec accepts a bad default")
 	}
 }
+
+func TestUnionBranchIndex(t *testing.T) {
+	t.Parallel()
+	s, err := ParseSchema(`["null",{"type":"long","logicalType":"timestamp-millis"},{"type":"record","name":"a.R","fields":[]}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := s.Root()
+	for k, want := range map[string]int{"null": 0, "long.timestamp-millis": 1, "long": 1, "a.R": 2, "record": 2} {
+		if b, ok := u.BranchByKey(k); !ok || b != u.Branch(want) {
+			t.Errorf("BranchByKey(%s) = %v, %v, want branch %d", k, b, ok, want)
+		}
+	}
+	if _, ok := u.BranchByKey("string"); ok {
+		t.Error("BranchByKey(string) found a branch")
+	}
+	if !u.SoleBranch().IsZero() {
+		t.Error("a union of two non-null branches has a sole branch")
+	}
+	opt, _ := ParseSchema(`["null","string"]`)
+	if sole := opt.Root().SoleBranch(); sole.IsZero() || sole.Kind() != String {
+		t.Errorf("SoleBranch of [null, string] = %v", sole)
+	}
+}
+
+// FuzzParseSchema: the model parser never panics, and a schema it
+// accepts can be walked through every named type without reaching a
+// zero Type where the model promises one.
+func FuzzParseSchema(f *testing.F) {
+	f.Add(`{"type":"record","name":"R","fields":[{"name":"a","type":["null","R"]},{"name":"m","type":{"type":"map","values":{"type":"array","items":"long"}}}]}`)
+	f.Add(`"string"`)
+	f.Add(`["null",{"type":"enum","name":"E","symbols":["A"],"default":"A","aliases":["F"]}]`)
+	f.Fuzz(func(t *testing.T, text string) {
+		s, err := ParseSchema(text)
+		if err != nil {
+			return
+		}
+		seen := map[Type]bool{}
+		var walk func(Type)
+		walk = func(ty Type) {
+			if ty.IsZero() {
+				t.Fatal("zero Type inside an accepted schema")
+			}
+			if seen[ty] {
+				return
+			}
+			seen[ty] = true
+			switch ty.Kind() {
+			case Record:
+				for i := range ty.NumFields() {
+					walk(ty.Field(i).Type())
+				}
+			case Array, Map:
+				walk(ty.Items())
+			case Union:
+				for i := range ty.NumBranches() {
+					walk(ty.Branch(i))
+				}
+			}
+		}
+		walk(s.Root())
+	})
+}

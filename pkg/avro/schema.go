@@ -75,6 +75,11 @@ type node struct {
 
 	items    *node   // array items, map values
 	branches []*node // union members
+	// byKey finds a union's branch by goavro's union key, the Avro JSON
+	// key or the kind name (the first branch wins); sole is the only
+	// non-null branch, if there is exactly one.
+	byKey map[string]*node
+	sole  *node
 
 	size             int // fixed
 	precision, scale int // decimal
@@ -269,12 +274,34 @@ func (p *parser) parse(raw any, ns string) (*node, error) {
 		if len(u.branches) == 0 {
 			return nil, fmt.Errorf("empty union")
 		}
+		indexBranches(u)
 		u.unionKey, u.jsonKey = "union", "union"
 		return u, nil
 	case map[string]any:
 		return p.parseObject(v, ns)
 	default:
 		return nil, fmt.Errorf("unexpected schema element %T", raw)
+	}
+}
+
+// indexBranches fills a union's byKey and sole, once, so that walking a
+// union value costs the same whatever the union's width.
+func indexBranches(u *node) {
+	u.byKey = make(map[string]*node, 2*len(u.branches))
+	nonNull := 0
+	for _, b := range u.branches {
+		for _, k := range [3]string{b.unionKey, b.jsonKey, b.kind.String()} {
+			if _, dup := u.byKey[k]; !dup {
+				u.byKey[k] = b
+			}
+		}
+		if b.kind != kNull {
+			nonNull++
+			u.sole = b
+		}
+	}
+	if nonNull != 1 {
+		u.sole = nil
 	}
 }
 
