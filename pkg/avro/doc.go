@@ -40,7 +40,9 @@
 // DecodeJSON is a single-pass JSON parser equivalent to encoding/json with
 // UseNumber (fuzzed against it); ScanObject and ScanArray walk a JSON
 // envelope handing out members' raw bytes (as Valid, which later scans
-// only delimit) without decoding them.
+// only delimit) without decoding them. They, Cursor and the scanner the encoder
+// reads JSON with live in internal/jsonscan (nothing there is about
+// Avro); this package re-exports what the gateway uses.
 //
 // Every pass over a record (ValidateBinary, NativeFromBinary, which shadows
 // goavro's, JSONFromBinary, AppendJSON, BinaryFromJSON, EncodeAt,

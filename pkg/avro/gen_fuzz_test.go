@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/pkg/avro/avrogen"
+	"github.com/sluicehq/sluice/pkg/avro/internal/jsonscan"
 )
 
 // generated compiles a schema generated from seed; ok is false when the
@@ -27,7 +28,7 @@ func generated(t *testing.T, seed []byte) (*avrogen.Type, *Codec, bool) {
 // one, the walk takes more steps than the budget allows, or nests deeper
 // than the depth limit.
 func realWork(c *Codec, data []byte, limit string) bool {
-	big := Limits{BaseSteps: 16 * int(c.limits.Steps(len(data))), StepsPerByte: 1, MaxDepth: maxDepth}
+	big := Limits{BaseSteps: 16 * int(c.limits.Steps(len(data))), StepsPerByte: 1, MaxDepth: jsonscan.MaxDepth}
 	v := validator{b: data, bud: big.budget(len(data))}
 	err := v.datum(c.root, 0)
 	if limit == LimitDepth {
