@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/pkg/avro/internal/jsonscan"
 	"github.com/sluicehq/sluice/pkg/service"
 )
 
@@ -65,8 +66,8 @@ func (l *Limits) Validate() error {
 	if l.StepsPerByte < 1 {
 		return service.Invalid("AVRO_DECODE_STEPS_PER_BYTE", "must be positive")
 	}
-	if l.MaxDepth < 1 || l.MaxDepth > maxDepth {
-		return service.Invalid("AVRO_MAX_DEPTH", "must be between 1 and %d", maxDepth)
+	if l.MaxDepth < 1 || l.MaxDepth > jsonscan.MaxDepth {
+		return service.Invalid("AVRO_MAX_DEPTH", "must be between 1 and %d", jsonscan.MaxDepth)
 	}
 	return nil
 }
@@ -148,7 +149,7 @@ func (l Limits) NewBudget(size int) *Budget {
 // unlimited is the budget of schema-time work (encoding a field default
 // once), which checkDefaults bounded when the codec was compiled.
 func unlimited() Budget {
-	return Budget{left: math.MaxInt64, max: math.MaxInt64, maxDepth: maxDepth}
+	return Budget{left: math.MaxInt64, max: math.MaxInt64, maxDepth: jsonscan.MaxDepth}
 }
 
 // budget is NewBudget by value, for walkers that hold it in place (no

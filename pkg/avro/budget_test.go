@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/pkg/avro/internal/jsonscan"
 	"github.com/sluicehq/sluice/pkg/service"
 )
 
@@ -58,7 +59,6 @@ func validateSteps(c *Codec, data []byte) (error, int64) {
 // after a number of steps bounded by its size (not by the tree it claims).
 func TestBudgetHostileBinary(t *testing.T) {
 	t.Parallel()
-	LimitBlocks()
 	lim := DefaultLimits()
 	cases := map[string]struct {
 		schema string
@@ -242,8 +242,8 @@ func TestBudgetDepthBoundary(t *testing.T) {
 // encodeSteps runs BinaryFromJSON's single pass and returns its error
 // and steps.
 func encodeSteps(c *Codec, js string, mode Mode) ([]byte, error, int64) {
-	e := encoder{jsonParser: jsonParser{b: []byte(js)}, mode: mode, p: pathBuf{root: "value"}, bud: c.limits.budget(len(js))}
-	e.ws()
+	e := encoder{Scanner: jsonscan.Scanner{B: []byte(js)}, mode: mode, p: pathBuf{root: "value"}, bud: c.limits.budget(len(js))}
+	e.WS()
 	out, err := e.enc(c.root, nil, 0)
 	return out, err, e.bud.Used()
 }

@@ -1,6 +1,15 @@
 // Package avro caches compiled Avro schemas by registry id and converts
 // between JSON and Avro for the gateway and the sinks.
 //
+// It holds the repository's one model of an Avro schema: ParseSchema (or
+// Codec.Root) gives a read-only view (Schema, Type, Field) of records
+// with their fields, defaults and aliases, enums, fixed, arrays, maps,
+// unions, primitives and logical types, named types shared so that
+// walkers memoising on Type stay linear. The registry's compatibility
+// checker, the search sink's mappings and the S3 sink's field checks walk
+// it; Canonical is the registry's canonical text of a schema. Nothing
+// outside this package parses schema text.
+//
 // Codecs.ByID fetches a schema once (ids are immutable) and returns a
 // *Codec (NewCodec compiles a schema text directly). A Codec embeds the
 // goavro codec (binary decode, NativeFromBinary) and adds:
@@ -31,7 +40,9 @@
 // DecodeJSON is a single-pass JSON parser equivalent to encoding/json with
 // UseNumber (fuzzed against it); ScanObject and ScanArray walk a JSON
 // envelope handing out members' raw bytes (as Valid, which later scans
-// only delimit) without decoding them.
+// only delimit) without decoding them. They, Cursor and the scanner the encoder
+// reads JSON with live in internal/jsonscan (nothing there is about
+// Avro); this package re-exports what the gateway uses.
 //
 // Every pass over a record (ValidateBinary, NativeFromBinary, which shadows
 // goavro's, JSONFromBinary, AppendJSON, BinaryFromJSON, EncodeAt,

@@ -242,7 +242,6 @@ func FuzzCursor(f *testing.F) {
 // ending at the same byte; and every datum goavro encodes is accepted,
 // unless it really is over the decode budget.
 func FuzzValidateBinary(f *testing.F) {
-	LimitBlocks() // as every service does first thing
 	c := mustCodec(f, pageViewSchema)
 	seed, err := c.BinaryFromJSON(nil, []byte(`{"id":"6f1c8a7e-3b2d-4c5e-9f00-000000012345","user":"u","event":"BUY","ts":1,"url":"x","referrer":"r","duration_ms":-3,"amount":1.5,"tags":{"a":"b","c":""}}`), Options{})
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/sluicehq/sluice/pkg/avro/internal/jsonscan"
 )
 
 // BinaryFromJSON appends the Avro binary encoding of the JSON document data
@@ -27,9 +29,9 @@ import (
 // and per field default filled in (plus 16 bytes of it). Past them the
 // error is a *FieldError at the root for which errors.Is(err, ErrBudget).
 func (c *Codec) BinaryFromJSON(dst, data []byte, o Options) ([]byte, error) {
-	e := encoder{jsonParser: jsonParser{b: data}, mode: o.Mode, p: pathBuf{root: o.Root}, bud: c.limits.budget(len(data))}
+	e := encoder{Scanner: jsonscan.Scanner{B: data}, mode: o.Mode, p: pathBuf{root: o.Root}, bud: c.limits.budget(len(data))}
 	start := len(dst)
-	e.ws()
+	e.WS()
 	out, err := e.enc(c.root, dst, 0)
 	if errors.Is(err, errDuplicateKey) {
 		// Repeated object keys (last wins): take the generic path.
@@ -47,15 +49,15 @@ func (c *Codec) BinaryFromJSON(dst, data []byte, o Options) ([]byte, error) {
 		}
 		return dst[:start], err
 	}
-	e.ws()
-	if e.i < len(e.b) {
-		return dst[:start], &FieldError{Path: o.Root, Reason: "malformed JSON: " + e.errorf("unexpected data after the JSON value").Error()}
+	e.WS()
+	if e.I < len(e.B) {
+		return dst[:start], &FieldError{Path: o.Root, Reason: "malformed JSON: " + e.Errorf("unexpected data after the JSON value").Error()}
 	}
 	return out, nil
 }
 
 type encoder struct {
-	jsonParser
+	jsonscan.Scanner
 	mode Mode
 	p    pathBuf
 	bud  Budget
@@ -68,8 +70,8 @@ type encoder struct {
 // again, which is the only way the encoder reads a byte twice, so it is
 // charged to the budget.
 func (e *encoder) back(i int) error {
-	err := e.bud.Output(e.i - i)
-	e.i = i
+	err := e.bud.Output(e.I - i)
+	e.I = i
 	if err != nil {
 		return e.p.budget(err)
 	}
@@ -111,8 +113,8 @@ func (e *encoder) fieldErr(name, format string, args ...any) error {
 // peek parses the value at the cursor generically without consuming it,
 // for error messages.
 func (e *encoder) peek() (any, error) {
-	save := e.i
-	v, err := e.value(0)
+	save := e.I
+	v, err := e.Value(0)
 	if berr := e.back(save); berr != nil {
 		return nil, berr
 	}
@@ -130,25 +132,25 @@ func (e *encoder) mismatch(n *node) error {
 }
 
 // skip consumes one JSON value, validating it without building it.
-func (e *encoder) skip(depth int) error { return e.skipValue(depth) }
+func (e *encoder) skip(depth int) error { return e.SkipValue(depth) }
 
 // rawString returns a string's content without allocating when it has no
 // escapes and is valid UTF-8; otherwise a decoded copy.
 func (e *encoder) rawString() ([]byte, error) {
-	if e.i >= len(e.b) || e.b[e.i] != '"' {
+	if e.I >= len(e.B) || e.B[e.I] != '"' {
 		return nil, errSyntaxMarker
 	}
-	start := e.i + 1
-	n, ascii := stringSpan(e.b[start:])
-	if j := start + n; j < len(e.b) && e.b[j] == '"' {
-		s := e.b[start:j]
-		e.i = j + 1
+	start := e.I + 1
+	n, ascii := jsonscan.StringSpan(e.B[start:])
+	if j := start + n; j < len(e.B) && e.B[j] == '"' {
+		s := e.B[start:j]
+		e.I = j + 1
 		if !ascii && !utf8.Valid(s) {
-			return fixUTF8(s), nil
+			return jsonscan.FixUTF8(s), nil
 		}
 		return s, nil
 	}
-	s, err := e.str()
+	s, err := e.Str()
 	return []byte(s), err
 }
 
@@ -156,9 +158,9 @@ func (e *encoder) rawString() ([]byte, error) {
 // "name" (no escapes): record keys usually are, and comparing them in place
 // beats scanning them.
 func (e *encoder) verbatimKey(name string) bool {
-	end := e.i + 1 + len(name)
-	if end < len(e.b) && e.b[end] == '"' && string(e.b[e.i+1:end]) == name {
-		e.i = end + 1
+	end := e.I + 1 + len(name)
+	if end < len(e.B) && e.B[end] == '"' && string(e.B[e.I+1:end]) == name {
+		e.I = end + 1
 		return true
 	}
 	return false
@@ -175,13 +177,13 @@ func (e *encoder) enc(n *node, dst []byte, depth int) ([]byte, error) {
 	if err := e.bud.Step(1); err != nil {
 		return dst, e.p.budget(err)
 	}
-	if depth > maxDepth {
-		return dst, e.syntax(e.errorf("exceeded max depth"))
+	if depth > jsonscan.MaxDepth {
+		return dst, e.syntax(e.Errorf("exceeded max depth"))
 	}
-	if e.i >= len(e.b) {
-		return dst, e.syntax(errEOF)
+	if e.I >= len(e.B) {
+		return dst, e.syntax(jsonscan.ErrEOF)
 	}
-	c := e.b[e.i]
+	c := e.B[e.I]
 	switch n.kind {
 	case kNull:
 		if c == 'n' {
@@ -200,13 +202,13 @@ func (e *encoder) enc(n *node, dst []byte, depth int) ([]byte, error) {
 		if c != '"' {
 			break
 		}
-		save := e.i
+		save := e.I
 		s, err := e.rawString()
 		if err != nil {
 			return dst, e.syntax(err)
 		}
 		if n.logical == lUUID && !isUUID(s) {
-			e.i = save
+			e.I = save
 			v, _ := e.peek()
 			return dst, e.p.errorf("expected uuid, got %s", describeJSON(v))
 		}
@@ -232,7 +234,7 @@ func (e *encoder) enc(n *node, dst []byte, depth int) ([]byte, error) {
 		if c != '"' {
 			break
 		}
-		s, err := e.str()
+		s, err := e.Str()
 		if err != nil {
 			return dst, e.syntax(err)
 		}
@@ -270,7 +272,7 @@ func (e *encoder) enc(n *node, dst []byte, depth int) ([]byte, error) {
 }
 
 func (e *encoder) lit(word string) error {
-	if err := e.literal(word); err != nil {
+	if err := e.Literal(word); err != nil {
 		return e.syntax(err)
 	}
 	return nil
@@ -279,26 +281,26 @@ func (e *encoder) lit(word string) error {
 // number handles int, long, float and double, including their logical
 // types given as strings.
 func (e *encoder) number(n *node, dst []byte) ([]byte, error) {
-	c := e.b[e.i]
+	c := e.B[e.I]
 	if c == '"' {
 		if n.logical == lNone && n.kind != kFloat && n.kind != kDouble {
 			return dst, e.mismatch(n)
 		}
-		save := e.i
+		save := e.I
 		if n.logical == lTimestampMillis || n.logical == lTimestampMicros {
 			raw, err := e.rawString()
 			if err != nil {
 				return dst, e.syntax(err)
 			}
-			if t, ok := rfc3339(raw); ok {
+			if t, ok := jsonscan.RFC3339(raw); ok {
 				if n.logical == lTimestampMillis {
 					return appendLong(dst, t.UnixMilli()), nil
 				}
 				return appendLong(dst, t.UnixMicro()), nil
 			}
-			e.i = save
+			e.I = save
 		}
-		s, err := e.str()
+		s, err := e.Str()
 		if err != nil {
 			return dst, e.syntax(err)
 		}
@@ -312,7 +314,7 @@ func (e *encoder) number(n *node, dst []byte) ([]byte, error) {
 		default:
 			f, ok := floatFromJSON(s)
 			if !ok {
-				e.i = save
+				e.I = save
 				return dst, e.mismatch(n)
 			}
 			return appendFloat(n, dst, f), nil
@@ -331,11 +333,11 @@ func (e *encoder) number(n *node, dst []byte) ([]byte, error) {
 	if c != '-' && (c < '0' || c > '9') {
 		return dst, e.mismatch(n)
 	}
-	save := e.i
+	save := e.I
 	if err := e.skipNumber(); err != nil {
 		return dst, e.syntax(err)
 	}
-	raw := e.b[save:e.i]
+	raw := e.B[save:e.I]
 	if n.kind == kInt || n.kind == kLong {
 		// Fast path: plain integers (no fraction or exponent) need no
 		// string conversion.
@@ -358,7 +360,7 @@ func (e *encoder) number(n *node, dst []byte) ([]byte, error) {
 			ok = false
 		}
 		if !ok {
-			e.i = save
+			e.I = save
 			bits := "64"
 			if n.kind == kInt {
 				bits = "32"
@@ -384,7 +386,7 @@ func (e *encoder) number(n *node, dst []byte) ([]byte, error) {
 
 // skipNumber consumes a JSON number, validating it, without boxing it.
 func (e *encoder) skipNumber() error {
-	_, err := e.jsonParser.numberSpan()
+	_, err := e.Scanner.NumberSpan()
 	return err
 }
 
@@ -475,36 +477,36 @@ func fixedTwos(x *big.Int, size int) []byte {
 
 // array writes one block: the count (patched in once known), the items, 0.
 func (e *encoder) array(n *node, dst []byte, depth int) ([]byte, error) {
-	e.i++ // [
+	e.I++ // [
 	countAt := len(dst)
 	dst = append(dst, 0)
 	count := 0
-	e.ws()
-	if e.i < len(e.b) && e.b[e.i] == ']' {
-		e.i++
+	e.WS()
+	if e.I < len(e.B) && e.B[e.I] == ']' {
+		e.I++
 		return dst, nil // the placeholder 0 is the empty array
 	}
 	for {
-		e.ws()
+		e.WS()
 		var err error
 		dst, err = e.enc(n.items, dst, depth+1)
 		if err != nil {
 			return dst, e.at(err, "["+strconv.Itoa(count)+"]")
 		}
 		count++
-		e.ws()
-		if e.i >= len(e.b) {
-			return dst, e.syntax(errEOF)
+		e.WS()
+		if e.I >= len(e.B) {
+			return dst, e.syntax(jsonscan.ErrEOF)
 		}
-		switch e.b[e.i] {
+		switch e.B[e.I] {
 		case ',':
-			e.i++
+			e.I++
 			continue
 		case ']':
-			e.i++
+			e.I++
 			return append(patchCount(dst, countAt, count), 0), nil
 		}
-		return dst, e.syntax(e.errorf("invalid character %q after array element", e.b[e.i]))
+		return dst, e.syntax(e.Errorf("invalid character %q after array element", e.B[e.I]))
 	}
 }
 
@@ -525,13 +527,13 @@ func patchCount(dst []byte, at, count int) []byte {
 }
 
 func (e *encoder) mapValue(n *node, dst []byte, depth int) ([]byte, error) {
-	e.i++ // {
+	e.I++ // {
 	countAt := len(dst)
 	dst = append(dst, 0)
 	count := 0
-	e.ws()
-	if e.i < len(e.b) && e.b[e.i] == '}' {
-		e.i++
+	e.WS()
+	if e.I < len(e.B) && e.B[e.I] == '}' {
+		e.I++
 		return dst, nil
 	}
 	// Duplicate keys: the last wins, as with encoding/json. Rare, so
@@ -540,12 +542,12 @@ func (e *encoder) mapValue(n *node, dst []byte, depth int) ([]byte, error) {
 	seen := seenBuf[:0]
 	var seenMap map[string]struct{}
 	for {
-		e.ws()
-		if e.i >= len(e.b) {
-			return dst, e.syntax(errEOF)
+		e.WS()
+		if e.I >= len(e.B) {
+			return dst, e.syntax(jsonscan.ErrEOF)
 		}
-		if e.b[e.i] != '"' {
-			return dst, e.syntax(e.errorf("invalid character %q looking for beginning of object key string", e.b[e.i]))
+		if e.B[e.I] != '"' {
+			return dst, e.syntax(e.Errorf("invalid character %q looking for beginning of object key string", e.B[e.I]))
 		}
 		k, err := e.rawString()
 		if err != nil {
@@ -570,41 +572,41 @@ func (e *encoder) mapValue(n *node, dst []byte, depth int) ([]byte, error) {
 				}
 			}
 		}
-		e.ws()
-		if e.i >= len(e.b) || e.b[e.i] != ':' {
+		e.WS()
+		if e.I >= len(e.B) || e.B[e.I] != ':' {
 			return dst, e.syntax(e.colonErr())
 		}
-		e.i++
-		e.ws()
+		e.I++
+		e.WS()
 		dst = appendLong(dst, int64(len(k)))
 		dst = append(dst, k...)
-		valStart := e.i
+		valStart := e.I
 		dst, err = e.enc(n.items, dst, depth+1)
 		if err != nil {
 			return dst, e.at(e.unlessRepeated(string(k), valStart, err, depth), "["+strconv.Quote(string(k))+"]")
 		}
 		count++
-		e.ws()
-		if e.i >= len(e.b) {
-			return dst, e.syntax(errEOF)
+		e.WS()
+		if e.I >= len(e.B) {
+			return dst, e.syntax(jsonscan.ErrEOF)
 		}
-		switch e.b[e.i] {
+		switch e.B[e.I] {
 		case ',':
-			e.i++
+			e.I++
 			continue
 		case '}':
-			e.i++
+			e.I++
 			return append(patchCount(dst, countAt, count), 0), nil
 		}
-		return dst, e.syntax(e.errorf("invalid character %q after object key:value pair", e.b[e.i]))
+		return dst, e.syntax(e.Errorf("invalid character %q after object key:value pair", e.B[e.I]))
 	}
 }
 
 func (e *encoder) colonErr() error {
-	if e.i >= len(e.b) {
-		return errEOF
+	if e.I >= len(e.B) {
+		return jsonscan.ErrEOF
 	}
-	return e.errorf("invalid character %q after object key", e.b[e.i])
+	return e.Errorf("invalid character %q after object key", e.B[e.I])
 }
 
 // unlessRepeated returns err, or errDuplicateKey when key appears again
@@ -621,12 +623,12 @@ func (e *encoder) unlessRepeated(key string, valStart int, err error, depth int)
 		return err
 	}
 	for {
-		e.ws()
-		if e.i >= len(e.b) || e.b[e.i] != ',' {
+		e.WS()
+		if e.I >= len(e.B) || e.B[e.I] != ',' {
 			return err
 		}
-		e.i++
-		e.ws()
+		e.I++
+		e.WS()
 		k, kerr := e.rawString()
 		if kerr != nil {
 			return err
@@ -634,12 +636,12 @@ func (e *encoder) unlessRepeated(key string, valStart int, err error, depth int)
 		if string(k) == key {
 			return errDuplicateKey
 		}
-		e.ws()
-		if e.i >= len(e.b) || e.b[e.i] != ':' {
+		e.WS()
+		if e.I >= len(e.B) || e.B[e.I] != ':' {
 			return err
 		}
-		e.i++
-		e.ws()
+		e.I++
+		e.WS()
 		if e.skip(depth+1) != nil {
 			return err
 		}
@@ -655,25 +657,25 @@ var errDuplicateKey = errors.New("duplicate key")
 // remaining fields are encoded separately and appended in schema order
 // (recordRest). Each byte of the object is read once either way.
 func (e *encoder) record(n *node, dst []byte, depth int) ([]byte, error) {
-	e.i++ // {
+	e.I++ // {
 	next := 0
-	e.ws()
-	if e.i < len(e.b) && e.b[e.i] == '}' {
-		e.i++
+	e.WS()
+	if e.I < len(e.B) && e.B[e.I] == '}' {
+		e.I++
 		return e.defaultsFrom(n, dst, next)
 	}
 	for {
-		e.ws()
-		if e.i >= len(e.b) {
-			return dst, e.syntax(errEOF)
+		e.WS()
+		if e.I >= len(e.B) {
+			return dst, e.syntax(jsonscan.ErrEOF)
 		}
-		if e.b[e.i] != '"' {
-			return dst, e.syntax(e.errorf("invalid character %q looking for beginning of object key string", e.b[e.i]))
+		if e.B[e.I] != '"' {
+			return dst, e.syntax(e.Errorf("invalid character %q looking for beginning of object key string", e.B[e.I]))
 		}
 		// Fast path: the key is the expected field's name, verbatim.
 		var k []byte
 		if next < len(n.fields) && e.verbatimKey(n.fields[next].name) {
-			k = e.b[e.i-1-len(n.fields[next].name) : e.i-1]
+			k = e.B[e.I-1-len(n.fields[next].name) : e.I-1]
 		} else {
 			var err error
 			if k, err = e.rawString(); err != nil {
@@ -683,33 +685,33 @@ func (e *encoder) record(n *node, dst []byte, depth int) ([]byte, error) {
 				return e.recordRest(n, dst, depth, next, k)
 			}
 		}
-		e.ws()
-		if e.i >= len(e.b) || e.b[e.i] != ':' {
+		e.WS()
+		if e.I >= len(e.B) || e.B[e.I] != ':' {
 			return dst, e.syntax(e.colonErr())
 		}
-		e.i++
-		e.ws()
+		e.I++
+		e.WS()
 		f := n.fields[next]
-		valStart := e.i
+		valStart := e.I
 		var err error
 		dst, err = e.enc(f.typ, dst, depth+1)
 		if err != nil {
 			return dst, e.at(e.unlessRepeated(string(k), valStart, err, depth), "."+f.name)
 		}
 		next++
-		e.ws()
-		if e.i >= len(e.b) {
-			return dst, e.syntax(errEOF)
+		e.WS()
+		if e.I >= len(e.B) {
+			return dst, e.syntax(jsonscan.ErrEOF)
 		}
-		switch e.b[e.i] {
+		switch e.B[e.I] {
 		case ',':
-			e.i++
+			e.I++
 			continue
 		case '}':
-			e.i++
+			e.I++
 			return e.defaultsFrom(n, dst, next)
 		}
-		return dst, e.syntax(e.errorf("invalid character %q after object key:value pair", e.b[e.i]))
+		return dst, e.syntax(e.Errorf("invalid character %q after object key:value pair", e.B[e.I]))
 	}
 }
 
@@ -752,12 +754,12 @@ func (e *encoder) recordRest(n *node, dst []byte, depth, next int, k []byte) ([]
 	have := make([]bool, len(n.fields))
 	var unknown []string
 	for {
-		e.ws()
-		if e.i >= len(e.b) || e.b[e.i] != ':' {
+		e.WS()
+		if e.I >= len(e.B) || e.B[e.I] != ':' {
 			return dst, e.syntax(e.colonErr())
 		}
-		e.i++
-		e.ws()
+		e.I++
+		e.WS()
 		idx, known := n.fieldIndex[string(k)]
 		switch {
 		case !known:
@@ -769,7 +771,7 @@ func (e *encoder) recordRest(n *node, dst []byte, depth, next int, k []byte) ([]
 			return dst, errDuplicateKey
 		default:
 			f := n.fields[idx]
-			valStart := e.i
+			valStart := e.I
 			var err error
 			vals[idx], err = e.enc(f.typ, vals[idx][:0], depth+1)
 			if err != nil {
@@ -777,24 +779,24 @@ func (e *encoder) recordRest(n *node, dst []byte, depth, next int, k []byte) ([]
 			}
 			have[idx] = true
 		}
-		e.ws()
-		if e.i >= len(e.b) {
-			return dst, e.syntax(errEOF)
+		e.WS()
+		if e.I >= len(e.B) {
+			return dst, e.syntax(jsonscan.ErrEOF)
 		}
-		if e.b[e.i] == '}' {
-			e.i++
+		if e.B[e.I] == '}' {
+			e.I++
 			break
 		}
-		if e.b[e.i] != ',' {
-			return dst, e.syntax(e.errorf("invalid character %q after object key:value pair", e.b[e.i]))
+		if e.B[e.I] != ',' {
+			return dst, e.syntax(e.Errorf("invalid character %q after object key:value pair", e.B[e.I]))
 		}
-		e.i++
-		e.ws()
-		if e.i >= len(e.b) {
-			return dst, e.syntax(errEOF)
+		e.I++
+		e.WS()
+		if e.I >= len(e.B) {
+			return dst, e.syntax(jsonscan.ErrEOF)
 		}
-		if e.b[e.i] != '"' {
-			return dst, e.syntax(e.errorf("invalid character %q looking for beginning of object key string", e.b[e.i]))
+		if e.B[e.I] != '"' {
+			return dst, e.syntax(e.Errorf("invalid character %q looking for beginning of object key string", e.B[e.I]))
 		}
 		var err error
 		if k, err = e.rawString(); err != nil {
@@ -830,7 +832,7 @@ func (e *encoder) recordRest(n *node, dst []byte, depth, next int, k []byte) ([]
 
 // unionWrapped reads null or {"branch": value}.
 func (e *encoder) unionWrapped(n *node, dst []byte, depth int) ([]byte, error) {
-	c := e.b[e.i]
+	c := e.B[e.I]
 	if c == 'n' {
 		for i, b := range n.branches {
 			if b.kind == kNull {
@@ -840,7 +842,7 @@ func (e *encoder) unionWrapped(n *node, dst []byte, depth int) ([]byte, error) {
 		return dst, e.p.errorf("expected %s, got null (the union has no null branch)", n.describe())
 	}
 	if c == '{' {
-		save := e.i
+		save := e.I
 		if out, ok, err := e.tryWrapped(n, dst, depth); ok || err != nil {
 			return out, err
 		}
@@ -863,9 +865,9 @@ func (e *encoder) unionWrapped(n *node, dst []byte, depth int) ([]byte, error) {
 // tryWrapped encodes {"branch": value}; ok is false (and nothing consumed
 // that matters) when the object is not a one-key wrapper of a branch.
 func (e *encoder) tryWrapped(n *node, dst []byte, depth int) ([]byte, bool, error) {
-	e.i++ // {
-	e.ws()
-	if e.i >= len(e.b) || e.b[e.i] != '"' {
+	e.I++ // {
+	e.WS()
+	if e.I >= len(e.B) || e.B[e.I] != '"' {
 		return dst, false, nil
 	}
 	k, err := e.rawString()
@@ -876,22 +878,22 @@ func (e *encoder) tryWrapped(n *node, dst []byte, depth int) ([]byte, bool, erro
 	if b == nil {
 		return dst, false, nil
 	}
-	e.ws()
-	if e.i >= len(e.b) || e.b[e.i] != ':' {
+	e.WS()
+	if e.I >= len(e.B) || e.B[e.I] != ':' {
 		return dst, false, nil
 	}
-	e.i++
-	e.ws()
+	e.I++
+	e.WS()
 	// A second key makes it not a wrapper: look ahead before encoding.
-	save := e.i
+	save := e.I
 	if err := e.skip(depth + 1); err != nil {
 		return dst, false, nil
 	}
-	e.ws()
-	if e.i >= len(e.b) || e.b[e.i] != '}' {
+	e.WS()
+	if e.I >= len(e.B) || e.B[e.I] != '}' {
 		return dst, false, nil
 	}
-	end := e.i + 1
+	end := e.I + 1
 	if err := e.back(save); err != nil {
 		return dst, true, err
 	}
@@ -901,7 +903,7 @@ func (e *encoder) tryWrapped(n *node, dst []byte, depth int) ([]byte, bool, erro
 	if err != nil {
 		return dst, true, err
 	}
-	e.i = end
+	e.I = end
 	return out, true, nil
 }
 
@@ -946,8 +948,8 @@ func fitsFirstByte(b *node, c byte) bool {
 // unionPlain infers the branch: the first, in schema order, that accepts
 // the value; then the Avro-style wrapped form.
 func (e *encoder) unionPlain(n *node, dst []byte, depth int) ([]byte, error) {
-	c := e.b[e.i]
-	save, start := e.i, len(dst)
+	c := e.B[e.I]
+	save, start := e.I, len(dst)
 	var firstErr error
 	compatible := 0
 	for i, b := range n.branches {
@@ -1004,7 +1006,7 @@ func encodeNative(n *node, v any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := encoder{jsonParser: jsonParser{b: js}, mode: AvroJSON, bud: unlimited()}
+	e := encoder{Scanner: jsonscan.Scanner{B: js}, mode: AvroJSON, bud: unlimited()}
 	return e.enc(n, nil, 0)
 }
 

@@ -2,33 +2,30 @@ package avro
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 )
 
-// kind is an Avro type.
-type kind uint8
+// kind is the package's short name for Kind.
+type kind = Kind
 
 const (
-	kNull kind = iota
-	kBoolean
-	kInt
-	kLong
-	kFloat
-	kDouble
-	kBytes
-	kString
-	kRecord
-	kEnum
-	kArray
-	kMap
-	kFixed
-	kUnion
+	kNull    = Null
+	kBoolean = Boolean
+	kInt     = Int
+	kLong    = Long
+	kFloat   = Float
+	kDouble  = Double
+	kBytes   = Bytes
+	kString  = String
+	kRecord  = Record
+	kEnum    = Enum
+	kArray   = Array
+	kMap     = Map
+	kFixed   = Fixed
+	kUnion   = Union
 )
-
-var kindNames = [...]string{"null", "boolean", "int", "long", "float", "double", "bytes", "string", "record", "enum", "array", "map", "fixed", "union"}
-
-func (k kind) String() string { return kindNames[k] }
 
 // logical is an Avro logical type the converters understand.
 type logical uint8
@@ -65,7 +62,10 @@ type node struct {
 	logical logical
 	logName string // logicalType as written, for messages
 
-	name string // full name of record, enum, fixed
+	name    string   // full name of record, enum, fixed
+	aliases []string // of a named type, as full names
+
+	hasEnumDefault bool // an enum with a "default" symbol
 
 	fields     []*field
 	fieldIndex map[string]int
@@ -75,6 +75,11 @@ type node struct {
 
 	items    *node   // array items, map values
 	branches []*node // union members
+	// byKey finds a union's branch by goavro's union key, the Avro JSON
+	// key or the kind name (the first branch wins); sole is the only
+	// non-null branch, if there is exactly one.
+	byKey map[string]*node
+	sole  *node
 
 	size             int // fixed
 	precision, scale int // decimal
@@ -98,6 +103,7 @@ type node struct {
 
 type field struct {
 	name       string
+	aliases    []string
 	typ        *node
 	hasDefault bool
 	def        any // default converted to goavro native form
@@ -136,17 +142,29 @@ func (n *node) describe() string {
 
 type parser struct {
 	named map[string]*node
+	// model is set when parsing for the schema model only (ParseSchema):
+	// defaults are noted, not converted, so a schema goavro would refuse
+	// for a bad default still has a model (the registry's checker needs
+	// one for every stored version).
+	model bool
+	depth int
 }
+
+// maxParseDepth bounds the parser's recursion on hostile text (a schema
+// nested this deep in its text is far past every SchemaLimits default).
+const maxParseDepth = 256
 
 // parseSchema parses schema JSON into a node tree, resolving named types.
 func parseSchema(text string) (*node, error) {
-	var raw any
-	dec := json.NewDecoder(strings.NewReader(text))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("schema is not JSON: %w", err)
-	}
 	p := &parser{named: map[string]*node{}}
+	return p.parseText(text)
+}
+
+func (p *parser) parseText(text string) (*node, error) {
+	raw, err := decodeSchemaJSON(text)
+	if err != nil {
+		return nil, err
+	}
 	n, err := p.parse(raw, "")
 	if err != nil {
 		return nil, err
@@ -219,6 +237,11 @@ func namespaceOf(full string) string {
 }
 
 func (p *parser) parse(raw any, ns string) (*node, error) {
+	p.depth++
+	defer func() { p.depth-- }()
+	if p.depth > maxParseDepth {
+		return nil, errors.New("schema nests too deeply")
+	}
 	switch v := raw.(type) {
 	case string:
 		if k, ok := primitives[v]; ok {
@@ -251,12 +274,34 @@ func (p *parser) parse(raw any, ns string) (*node, error) {
 		if len(u.branches) == 0 {
 			return nil, fmt.Errorf("empty union")
 		}
+		indexBranches(u)
 		u.unionKey, u.jsonKey = "union", "union"
 		return u, nil
 	case map[string]any:
 		return p.parseObject(v, ns)
 	default:
 		return nil, fmt.Errorf("unexpected schema element %T", raw)
+	}
+}
+
+// indexBranches fills a union's byKey and sole, once, so that walking a
+// union value costs the same whatever the union's width.
+func indexBranches(u *node) {
+	u.byKey = make(map[string]*node, 2*len(u.branches))
+	nonNull := 0
+	for _, b := range u.branches {
+		for _, k := range [3]string{b.unionKey, b.jsonKey, b.kind.String()} {
+			if _, dup := u.byKey[k]; !dup {
+				u.byKey[k] = b
+			}
+		}
+		if b.kind != kNull {
+			nonNull++
+			u.sole = b
+		}
+	}
+	if nonNull != 1 {
+		u.sole = nil
 	}
 }
 
@@ -292,9 +337,15 @@ func (p *parser) parseObject(m map[string]any, ns string) (*node, error) {
 			ns = sub
 		}
 		full := fullName(name, ns)
+		if _, dup := p.named[full]; dup {
+			return nil, fmt.Errorf("type %q is defined twice", full)
+		}
 		n := &node{name: full, unionKey: full, jsonKey: full}
-		p.named[full] = n
+		p.named[full] = n // before the fields: records may be recursive
 		inner := namespaceOf(full)
+		for _, a := range stringList(m["aliases"]) {
+			n.aliases = append(n.aliases, fullName(a, inner))
+		}
 		switch ts {
 		case "record", "error":
 			n.kind = kRecord
@@ -313,26 +364,11 @@ func (p *parser) parseObject(m map[string]any, ns string) (*node, error) {
 				if err != nil {
 					return nil, fmt.Errorf("record %s field %s: %w", full, fname, err)
 				}
-				fl := &field{name: fname, typ: ft}
+				fl := &field{name: fname, aliases: stringList(fm["aliases"]), typ: ft}
 				if d, ok := fm["default"]; ok {
-					fl.hasDefault = true
-					// A union's default belongs to its first branch.
-					dt := ft
-					if ft.kind == kUnion {
-						dt = ft.branches[0]
-					}
-					// Weighed before fromJSON, which fills the nested
-					// defaults into d by reference.
-					fl.defSteps = defaultWeight(dt, d)
-					native, err := fromJSON(dt, d, Options{Mode: AvroJSON}, &pathBuf{})
-					if err != nil {
+					if err := p.setDefault(fl, d); err != nil {
 						return nil, fmt.Errorf("record %s field %s: invalid default: %w", full, fname, err)
 					}
-					if ft.kind == kUnion {
-						native = wrapUnion(dt, native)
-						fl.defSteps = satAdd(fl.defSteps, 1)
-					}
-					fl.def = native
 				}
 				if _, dup := n.fieldIndex[fname]; dup {
 					return nil, fmt.Errorf("record %s: duplicate field %s", full, fname)
@@ -347,9 +383,13 @@ func (p *parser) parseObject(m map[string]any, ns string) (*node, error) {
 			n.symbolIndex = make(map[string]int, len(syms))
 			for _, s := range syms {
 				str, _ := s.(string)
+				if _, dup := n.symbolIndex[str]; dup {
+					return nil, fmt.Errorf("enum %s has duplicate symbol %q", full, str)
+				}
 				n.symbolIndex[str] = len(n.symbols)
 				n.symbols = append(n.symbols, str)
 			}
+			_, n.hasEnumDefault = m["default"]
 		case "fixed":
 			n.kind = kFixed
 			size, err := intProp(m, "size")
@@ -409,6 +449,34 @@ func (p *parser) parseObject(m map[string]any, ns string) (*node, error) {
 		}
 	}
 	return n, nil
+}
+
+// setDefault notes that fl has the default d (Avro JSON, as written) and,
+// unless the parser builds the model only, converts it to goavro's native
+// form and weighs it.
+func (p *parser) setDefault(fl *field, d any) error {
+	fl.hasDefault = true
+	if p.model {
+		return nil
+	}
+	// A union's default belongs to its first branch.
+	ft, dt := fl.typ, fl.typ
+	if ft.kind == kUnion {
+		dt = ft.branches[0]
+	}
+	// Weighed before fromJSON, which fills the nested defaults into d by
+	// reference.
+	fl.defSteps = defaultWeight(dt, d)
+	native, err := fromJSON(dt, d, Options{Mode: AvroJSON}, &pathBuf{})
+	if err != nil {
+		return err
+	}
+	if ft.kind == kUnion {
+		native = wrapUnion(dt, native)
+		fl.defSteps = satAdd(fl.defSteps, 1)
+	}
+	fl.def = native
+	return nil
 }
 
 func setDecimal(n *node, m map[string]any) error {
@@ -544,4 +612,20 @@ func checkDefaults(root *node, max int64) error {
 		return fmt.Errorf("field defaults expand to %d steps, more than the %d a record the schema's size may take: %w", total, max, ErrBudget)
 	}
 	return nil
+}
+
+// stringList reads a JSON array of strings (aliases), skipping anything
+// else.
+func stringList(v any) []string {
+	a, _ := v.([]any)
+	if len(a) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(a))
+	for _, x := range a {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }

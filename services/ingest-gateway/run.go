@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -20,8 +19,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/pkg/kafka"
-	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/service"
+	"github.com/sluicehq/sluice/pkg/service/boot"
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/auth"
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/config"
 	"github.com/sluicehq/sluice/services/ingest-gateway/internal/gateway"
@@ -35,17 +34,12 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := service.NewLogger(os.Stderr, "ingest-gateway", cfg.Service.LogLevel)
-	app := service.New("ingest-gateway", cfg.Service, log)
-
+	// Files are read before anything is built: a bad one fails fast.
 	var keys *auth.Keys
 	if cfg.APIKeysFile != "" {
 		if keys, err = auth.Load(cfg.APIKeysFile); err != nil {
 			return service.Invalid("GATEWAY_API_KEYS_FILE", "%v", err)
 		}
-		app.Go("api-keys", func(ctx context.Context) error { return keys.Watch(ctx, cfg.APIKeysReload, log) })
-	} else {
-		log.Warn("GATEWAY_API_KEYS_FILE is empty: API key authentication is off")
 	}
 	var tlsCfg *tls.Config
 	if cfg.TLSCertFile != "" {
@@ -55,18 +49,26 @@ func run(ctx context.Context, args []string) error {
 		}
 		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
-
-	shared, err := kafka.New(cfg.Kafka)
+	// With an admin address the API port serves no /metrics or health
+	// routes, so whoever may reach the API (an Ingress, producers) never
+	// reaches them, and whoever may scrape never reaches the API.
+	b, err := boot.Start(ctx, boot.Spec{
+		Name: "ingest-gateway", Service: cfg.Service, Kafka: &cfg.Kafka, Registry: &cfg.Registry, AdminAddr: cfg.AdminAddr,
+		// The gateway's own transport refreshes metadata every
+		// GATEWAY_METADATA_TTL (pkg/kafka's shared one caches for 30s), so
+		// a topic created elsewhere is usable within seconds.
+		AdaptKafka: func(shared *kafka.Clients) *kafka.Clients { return withMetadataTTL(shared, cfg.MetadataTTL) },
+	})
 	if err != nil {
-		return fmt.Errorf("building kafka clients: %w", err)
+		return err
 	}
-	// The gateway's own transport refreshes metadata every
-	// GATEWAY_METADATA_TTL (pkg/kafka's shared one caches for 30s), so a
-	// topic created elsewhere is usable within seconds.
-	kc := withMetadataTTL(shared, cfg.MetadataTTL)
-	app.OnClose("kafka", func(context.Context) error { kc.Close(); return nil })
-	reg := registry.New(cfg.Registry)
-	app.OnClose("registry", func(context.Context) error { return reg.Close() })
+	app, log, kc, reg := b.App, b.Log, b.Kafka, b.Registry
+
+	if keys != nil {
+		app.Go("api-keys", func(ctx context.Context) error { return keys.Watch(ctx, cfg.APIKeysReload, log) })
+	} else {
+		log.Warn("GATEWAY_API_KEYS_FILE is empty: API key authentication is off")
+	}
 
 	eng := gateway.New(gateway.Config{
 		Topics:           gateway.TopicPolicy{Allow: cfg.Topics, DeadLetter: cfg.DeadLetterTopics, AnySchema: cfg.AnySchemaTopics},
@@ -87,9 +89,6 @@ func run(ctx context.Context, args []string) error {
 		Avro:             cfg.Avro,
 	}, log, kc, reg, app.Metrics())
 
-	app.ReadyCheck("kafka", func(ctx context.Context) error { return kc.Ping(ctx, 2*time.Second) })
-	app.ReadyCheck("schema-registry", reg.Ping)
-
 	api := httpapi.New(eng, keys, httpapi.Options{
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		MaxRecordBytes:  cfg.MaxRecordBytes,
@@ -106,16 +105,8 @@ func run(ctx context.Context, args []string) error {
 	if tlsCfg != nil {
 		httpLn = tls.NewListener(httpLn, tlsCfg)
 	}
-	// With an admin address the API port serves no /metrics or health
-	// routes, so whoever may reach the API (an Ingress, producers) never
-	// reaches them, and whoever may scrape never reaches the API.
 	mountAdmin := func(m interface{ Handle(string, http.Handler) }) { app.MountAdmin(m) }
-	if cfg.AdminAddr != "" {
-		adminLn, err := service.Listen(ctx, cfg.AdminAddr)
-		if err != nil {
-			return err
-		}
-		app.ServeHTTP("admin", service.AdminServer(app), adminLn)
+	if b.Admin == nil { // served on GATEWAY_ADMIN_ADDR
 		mountAdmin = nil
 	}
 	srv := &http.Server{

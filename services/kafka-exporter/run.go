@@ -8,8 +8,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/service"
+	"github.com/sluicehq/sluice/pkg/service/boot"
 	"github.com/sluicehq/sluice/services/kafka-exporter/internal/collector"
 	"github.com/sluicehq/sluice/services/kafka-exporter/internal/config"
 	ikafka "github.com/sluicehq/sluice/services/kafka-exporter/internal/kafka"
@@ -23,16 +23,16 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := service.NewLogger(os.Stderr, "kafka-exporter", cfg.Service.LogLevel)
+	// The admin address is the exporter's own listener (the telemetry
+	// path is served there too), so boot opens none.
+	b, err := boot.Start(ctx, boot.Spec{Name: "kafka-exporter", Service: cfg.Service, Kafka: &cfg.Kafka})
+	if err != nil {
+		return err
+	}
+	app, log, kc := b.App, b.Log, b.Kafka
 	if len(ignored) > 0 {
 		log.Info("kafka_exporter flags accepted without effect", "flags", ignored)
 	}
-	app := service.New("kafka-exporter", cfg.Service, log)
-	kc, err := kafka.New(cfg.Kafka)
-	if err != nil {
-		return fmt.Errorf("building kafka clients: %w", err)
-	}
-	app.OnClose("kafka", func(context.Context) error { kc.Close(); return nil })
 	admin, err := ikafka.New(cfg.Kafka, ikafka.Options{ConnsPerBroker: cfg.Concurrency})
 	if err != nil {
 		return fmt.Errorf("building kafka admin client: %w", err)
@@ -52,7 +52,6 @@ func run(ctx context.Context, args []string) error {
 	col := collector.New(admin, opts)
 	app.Go("collector", col.Run)
 
-	app.ReadyCheck("kafka", func(ctx context.Context) error { return kc.Ping(ctx, 2*time.Second) })
 	app.ReadyCheck("snapshot", func(context.Context) error {
 		if col.Current() == nil {
 			return errors.New("no collection has completed yet")

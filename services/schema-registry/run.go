@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/pkg/avro"
-	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/service"
+	"github.com/sluicehq/sluice/pkg/service/boot"
 	"github.com/sluicehq/sluice/services/schema-registry/internal/api"
 	"github.com/sluicehq/sluice/services/schema-registry/internal/compat"
 	"github.com/sluicehq/sluice/services/schema-registry/internal/config"
@@ -26,14 +26,17 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := service.NewLogger(os.Stderr, "schema-registry", cfg.Service.LogLevel)
-	app := service.New("schema-registry", cfg.Service, log)
-	kc, err := kafka.New(cfg.Kafka)
+	auth, err := api.ParseAuth(cfg.AuthUsers, cfg.AuthTokens)
 	if err != nil {
-		return fmt.Errorf("building kafka clients: %w", err)
+		return service.Invalid("SCHEMA_REGISTRY_AUTH_USERS", "%v", err)
 	}
-	app.OnClose("kafka", func(context.Context) error { kc.Close(); return nil })
-	app.ReadyCheck("kafka", func(ctx context.Context) error { return kc.Ping(ctx, 2*time.Second) })
+	// With an admin address the REST port serves no /metrics or health
+	// routes (and the admin port no API).
+	b, err := boot.Start(ctx, boot.Spec{Name: "schema-registry", Service: cfg.Service, Kafka: &cfg.Kafka, AdminAddr: cfg.AdminAddr})
+	if err != nil {
+		return err
+	}
+	app, log, kc := b.App, b.Log, b.Kafka
 
 	st := store.New(kc, store.Options{Topic: cfg.Topic, ReplicationFactor: cfg.ReplicationFactor, Timeout: cfg.WriteTimeout}, log)
 	initCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -46,10 +49,6 @@ func run(ctx context.Context, args []string) error {
 	app.Go("schemas-log", st.Run)
 	registerStateMetrics(app.Metrics(), st)
 
-	auth, err := api.ParseAuth(cfg.AuthUsers, cfg.AuthTokens)
-	if err != nil {
-		return service.Invalid("SCHEMA_REGISTRY_AUTH_USERS", "%v", err)
-	}
 	reg := registry.New(st, compat.AvroChecker{}, registry.Options{
 		MaxSchemaBytes: cfg.MaxSchemaBytes,
 		Limits: avro.SchemaLimits{
@@ -58,18 +57,7 @@ func run(ctx context.Context, args []string) error {
 		},
 		Metrics: app.Metrics(),
 	}, log)
-	// With an admin address the REST port serves no /metrics or health
-	// routes (and the admin port no API).
-	admin := app.AdminRoutes()
-	if cfg.AdminAddr != "" {
-		adminLn, err := service.Listen(ctx, cfg.AdminAddr)
-		if err != nil {
-			return err
-		}
-		app.ServeHTTP("admin", service.AdminServer(app), adminLn)
-		admin = nil
-	}
-	rest := api.New(reg, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Auth: auth, RequestTimeout: cfg.RequestTimeout}, log, app.Metrics(), admin)
+	rest := api.New(reg, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Auth: auth, RequestTimeout: cfg.RequestTimeout}, log, app.Metrics(), b.Admin)
 
 	ln, err := service.Listen(ctx, cfg.HTTPAddr)
 	if err != nil {

@@ -108,3 +108,32 @@ func (c *topicCache) lookup(ctx context.Context, topic string, create bool) (int
 	c.mu.Unlock()
 	return e.partitions, e.err
 }
+
+// TopicAllowed reports whether the configuration allows topic, so APIs can
+// answer 404 before telling an API key it may not use the topic.
+func (e *Engine) TopicAllowed(topic string) bool { return e.cfg.Topics.Allowed(topic) }
+
+// TopicError is the request error for a topic producers may not use: 400
+// for a name Kafka would not accept (quoting at most 64 bytes of it), 404
+// for one the configuration does not allow; nil when it is allowed. APIs
+// call it before storing a topic name anywhere.
+func (e *Engine) TopicError(topic string) *Error {
+	if err := kafka.ValidateTopicName(topic); err != nil {
+		return Errorf(KindBadRequest, "%v", err)
+	}
+	if !e.cfg.Topics.Allowed(topic) {
+		return Errorf(KindUnknownTopic, "Topic %s not found.", topic)
+	}
+	return nil
+}
+
+// CheckTopic answers whether a topic may be used and exists, with its
+// partition count.
+func (e *Engine) CheckTopic(ctx context.Context, topic string) (int, *Error) {
+	if err := e.TopicError(topic); err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ProduceTimeout)
+	defer cancel()
+	return e.topics.lookup(ctx, topic, e.cfg.AutoCreate)
+}

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/linkedin/goavro/v2"
+
+	"github.com/sluicehq/sluice/pkg/avro"
 )
 
 const nestedSchema = `{"type":"record","name":"Order","namespace":"shop","fields":[
@@ -25,7 +27,7 @@ func TestCheckSchema(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name, path string
-		leaf       func(string) bool
+		leaf       func(avro.Kind) bool
 		ok         bool
 	}{
 		{"top-level scalar", "id", ScalarKinds, true},
@@ -102,7 +104,7 @@ func FuzzCheckSchema(f *testing.F) {
 func TestFieldTimeKindsAgree(t *testing.T) {
 	t.Parallel()
 	// Each kind TimeKinds accepts is one FieldTime reads.
-	for kind, v := range map[string]any{"long": int64(1), "int": int32(1), "double": 1.5, "string": "2026-01-01T00:00:00Z"} {
+	for kind, v := range map[avro.Kind]any{avro.Long: int64(1), avro.Int: int32(1), avro.Double: 1.5, avro.String: "2026-01-01T00:00:00Z"} {
 		if !TimeKinds(kind) {
 			t.Fatalf("%s not a time kind", kind)
 		}
@@ -110,7 +112,7 @@ func TestFieldTimeKindsAgree(t *testing.T) {
 			t.Fatalf("%s: %v", kind, err)
 		}
 	}
-	if _, err := FieldTime(map[string]any{"f": float32(1)}, []string{"f"}); err == nil || TimeKinds("float") {
+	if _, err := FieldTime(map[string]any{"f": float32(1)}, []string{"f"}); err == nil || TimeKinds(avro.Float) {
 		t.Fatal("float: FieldTime and TimeKinds disagree")
 	}
 }

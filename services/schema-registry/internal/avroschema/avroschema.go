@@ -1,10 +1,9 @@
-// Package avroschema validates Avro schemas (with goavro) and computes the
-// canonical form that decides schema identity in the registry.
+// Package avroschema validates Avro schemas (with goavro) and builds the
+// key that decides schema identity in the registry from pkg/avro's
+// canonical form (avro.Canonical).
 package avroschema
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -15,15 +14,6 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/avro"
 )
-
-// primitives are Avro's primitive type names.
-var primitives = map[string]bool{
-	"null": true, "boolean": true, "int": true, "long": true, "float": true,
-	"double": true, "bytes": true, "string": true,
-}
-
-// IsPrimitive reports whether name is an Avro primitive type.
-func IsPrimitive(name string) bool { return primitives[name] }
 
 // Validate parses schema with goavro, with the referenced schemas (in
 // dependency order) defining named types it may use. The error carries the
@@ -74,196 +64,6 @@ func trimGoavro(err error) error {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "cannot create Codec: ")
 	return errors.New(msg)
-}
-
-// Canonical returns the registry's canonical form of an Avro schema: JSON
-// with object keys sorted, no insignificant whitespace, every name a full
-// name (namespace attributes folded in), and `{"type":"int"}` written as
-// "int". Unlike Avro's Parsing Canonical Form it keeps defaults, docs,
-// aliases, order, logical types and custom properties, because two schemas
-// that differ in those are different schemas to a registry. Field order
-// is kept: it is significant in Avro.
-func Canonical(schema string) (string, error) {
-	dec := json.NewDecoder(strings.NewReader(schema))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return "", fmt.Errorf("schema is not JSON: %w", err)
-	}
-	if dec.More() {
-		return "", errors.New("schema is not JSON: trailing data after the schema")
-	}
-	n, err := normalize(v, "", 0)
-	if err != nil {
-		return "", err
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(n); err != nil {
-		return "", fmt.Errorf("encoding canonical form: %w", err)
-	}
-	return strings.TrimSuffix(buf.String(), "\n"), nil
-}
-
-// maxDepth bounds recursion on hostile input.
-const maxDepth = 256
-
-func fullName(name, ns string) string {
-	if strings.Contains(name, ".") || ns == "" {
-		return name
-	}
-	return ns + "." + name
-}
-
-func namespaceOf(full string) string {
-	if i := strings.LastIndexByte(full, '.'); i >= 0 {
-		return full[:i]
-	}
-	return ""
-}
-
-func normalize(v any, ns string, depth int) (any, error) {
-	if depth > maxDepth {
-		return nil, errors.New("schema nests too deeply")
-	}
-	switch t := v.(type) {
-	case string:
-		if primitives[t] {
-			return t, nil
-		}
-		return fullName(t, ns), nil
-	case []any:
-		out := make([]any, len(t))
-		for i, b := range t {
-			n, err := normalize(b, ns, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = n
-		}
-		return out, nil
-	case map[string]any:
-		return normalizeObject(t, ns, depth)
-	default:
-		return nil, fmt.Errorf("unexpected JSON value %v where a schema was expected", v)
-	}
-}
-
-func normalizeObject(m map[string]any, ns string, depth int) (any, error) {
-	typ, ok := m["type"]
-	if !ok {
-		return nil, errors.New(`schema object has no "type"`)
-	}
-	ts, isString := typ.(string)
-	if !isString {
-		// {"type": {...}} or {"type": [...]}: a wrapped schema.
-		if len(m) == 1 {
-			return normalize(typ, ns, depth+1)
-		}
-		n, err := normalize(typ, ns, depth+1)
-		if err != nil {
-			return nil, err
-		}
-		out := copyMap(m)
-		out["type"] = n
-		return out, nil
-	}
-	out := copyMap(m)
-	switch ts {
-	case "record", "error", "enum", "fixed":
-		name, _ := m["name"].(string)
-		if name == "" {
-			return nil, fmt.Errorf("%s schema has no name", ts)
-		}
-		typeNS := ns
-		if nsv, ok := m["namespace"].(string); ok {
-			typeNS = nsv
-		}
-		full := fullName(name, typeNS)
-		delete(out, "namespace")
-		out["name"] = full
-		inner := namespaceOf(full)
-		if al, ok := m["aliases"].([]any); ok {
-			out["aliases"] = qualifyAliases(al, inner)
-		}
-		if ts == "record" || ts == "error" {
-			fields, ok := m["fields"].([]any)
-			if !ok {
-				return nil, fmt.Errorf("record %s has no fields array", full)
-			}
-			nf := make([]any, len(fields))
-			for i, f := range fields {
-				fm, ok := f.(map[string]any)
-				if !ok {
-					return nil, fmt.Errorf("record %s field %d is not an object", full, i)
-				}
-				fo := copyMap(fm)
-				ft, ok := fm["type"]
-				if !ok {
-					return nil, fmt.Errorf("record %s field %d has no type", full, i)
-				}
-				n, err := normalize(ft, inner, depth+1)
-				if err != nil {
-					return nil, err
-				}
-				fo["type"] = n
-				nf[i] = fo
-			}
-			out["fields"] = nf
-		}
-		return out, nil
-	case "array":
-		items, ok := m["items"]
-		if !ok {
-			return nil, errors.New(`array schema has no "items"`)
-		}
-		n, err := normalize(items, ns, depth+1)
-		if err != nil {
-			return nil, err
-		}
-		out["items"] = n
-		return out, nil
-	case "map":
-		values, ok := m["values"]
-		if !ok {
-			return nil, errors.New(`map schema has no "values"`)
-		}
-		n, err := normalize(values, ns, depth+1)
-		if err != nil {
-			return nil, err
-		}
-		out["values"] = n
-		return out, nil
-	default:
-		if len(m) == 1 {
-			return normalize(ts, ns, depth+1)
-		}
-		if !primitives[ts] {
-			out["type"] = fullName(ts, ns)
-		}
-		return out, nil
-	}
-}
-
-func qualifyAliases(al []any, ns string) []any {
-	out := make([]any, len(al))
-	for i, a := range al {
-		if s, ok := a.(string); ok {
-			out[i] = fullName(s, ns)
-		} else {
-			out[i] = a
-		}
-	}
-	return out
-}
-
-func copyMap(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // Reference is a named type defined under another subject.

@@ -7,7 +7,7 @@ import (
 )
 
 // checkPair runs AvroChecker without a deadline.
-func checkPair(t testing.TB, reader, writer *Schema) []Incompatibility {
+func checkPair(t testing.TB, reader, writer Schema) []Incompatibility {
 	t.Helper()
 	incs, err := AvroChecker{}.Check(context.Background(), reader, writer)
 	if err != nil {
@@ -17,7 +17,7 @@ func checkPair(t testing.TB, reader, writer *Schema) []Incompatibility {
 }
 
 // checkLevel runs CheckLevel with AvroChecker without a deadline.
-func checkLevel(t testing.TB, level string, candidate *Schema, existing []*Schema) []string {
+func checkLevel(t testing.TB, level string, candidate Schema, existing []Schema) []string {
 	t.Helper()
 	msgs, err := CheckLevel(context.Background(), AvroChecker{}, level, candidate, existing)
 	if err != nil {
@@ -157,7 +157,7 @@ func TestLevels(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			cand := mustParse(t, tc.schema)
-			var ex []*Schema
+			var ex []Schema
 			for _, e := range tc.existing {
 				ex = append(ex, mustParse(t, e))
 			}
@@ -264,7 +264,7 @@ var pairCases = []pairCase{
 	{"Avro spec/logical: long timestamp reads int date by promotion", aTimestampMs, aDateInt, true, ""},
 }
 
-func mustParse(t testing.TB, s string) *Schema {
+func mustParse(t testing.TB, s string) Schema {
 	t.Helper()
 	p, err := Parse(s, nil)
 	if err != nil {
@@ -302,14 +302,14 @@ func TestPairsUnderLevels(t *testing.T) {
 	t.Parallel()
 	for _, tc := range pairCases {
 		r, w := mustParse(t, tc.reader), mustParse(t, tc.writer)
-		if ok := len(checkLevel(t, "BACKWARD", r, []*Schema{w})) == 0; ok != tc.want {
+		if ok := len(checkLevel(t, "BACKWARD", r, []Schema{w})) == 0; ok != tc.want {
 			t.Errorf("%s: BACKWARD = %v, want %v", tc.name, ok, tc.want)
 		}
-		if ok := len(checkLevel(t, "FORWARD", w, []*Schema{r})) == 0; ok != tc.want {
+		if ok := len(checkLevel(t, "FORWARD", w, []Schema{r})) == 0; ok != tc.want {
 			t.Errorf("%s: FORWARD = %v, want %v", tc.name, ok, tc.want)
 		}
 		reverse := len(checkPair(t, w, r)) == 0
-		if ok := len(checkLevel(t, "FULL", r, []*Schema{w})) == 0; ok != (tc.want && reverse) {
+		if ok := len(checkLevel(t, "FULL", r, []Schema{w})) == 0; ok != (tc.want && reverse) {
 			t.Errorf("%s: FULL = %v, want %v", tc.name, ok, tc.want && reverse)
 		}
 	}
@@ -333,7 +333,7 @@ func TestCaseCount(t *testing.T) {
 
 func TestMessagesNameLocation(t *testing.T) {
 	t.Parallel()
-	msgs := checkLevel(t, "BACKWARD", mustParse(t, cSchema3), []*Schema{mustParse(t, cSchema1)})
+	msgs := checkLevel(t, "BACKWARD", mustParse(t, cSchema3), []Schema{mustParse(t, cSchema1)})
 	if len(msgs) != 1 || !strings.Contains(msgs[0], "READER_FIELD_MISSING_DEFAULT_VALUE") || !strings.Contains(msgs[0], "/fields/1") || !strings.Contains(msgs[0], "f2") {
 		t.Fatalf("messages = %v", msgs)
 	}
@@ -347,8 +347,8 @@ func TestReferencesParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Fields[0].Type.Name != "com.acme.Address" {
-		t.Fatalf("reference resolved to %q", s.Fields[0].Type.Name)
+	if s.Field(0).Type().Name() != "com.acme.Address" {
+		t.Fatalf("reference resolved to %q", s.Field(0).Type().Name())
 	}
 	if _, err := Parse(main, nil); err == nil {
 		t.Fatal("unknown named type accepted without its reference")

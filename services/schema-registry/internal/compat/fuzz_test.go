@@ -24,7 +24,7 @@ func FuzzCheck(f *testing.F) {
 		}
 		ab := len(checkPair(t, sa, sb)) == 0
 		ba := len(checkPair(t, sb, sa)) == 0
-		full := len(checkLevel(t, "FULL", sa, []*Schema{sb})) == 0
+		full := len(checkLevel(t, "FULL", sa, []Schema{sb})) == 0
 		if full != (ab && ba) {
 			t.Fatalf("FULL = %v but backward %v, forward %v", full, ab, ba)
 		}

@@ -23,19 +23,19 @@ import (
 // different parser from the measure's): it expands the schema as a tree,
 // cutting only at records already on its path.
 type treeWalk struct {
-	path   []*compat.Schema
+	path   []compat.Schema
 	steps  int
 	mutual bool
 }
 
-func (w *treeWalk) expand(s *compat.Schema) (int64, int) {
+func (w *treeWalk) expand(s compat.Schema) (int64, int) {
 	w.steps++
 	if w.steps > 200_000 {
 		return 1, 0
 	}
-	var kids []*compat.Schema
-	switch s.Kind {
-	case compat.Record:
+	var kids []compat.Schema
+	switch s.Kind() {
+	case avro.Record:
 		for i, p := range w.path {
 			if p == s {
 				w.mutual = w.mutual || i != len(w.path)-1
@@ -44,15 +44,15 @@ func (w *treeWalk) expand(s *compat.Schema) (int64, int) {
 		}
 		w.path = append(w.path, s)
 		defer func() { w.path = w.path[:len(w.path)-1] }()
-		for _, f := range s.Fields {
-			kids = append(kids, f.Type)
+		for i := range s.NumFields() {
+			kids = append(kids, s.Field(i).Type())
 		}
-	case compat.Array:
-		kids = []*compat.Schema{s.Items}
-	case compat.Map:
-		kids = []*compat.Schema{s.Values}
-	case compat.Union:
-		kids = s.Branches
+	case avro.Array, avro.Map:
+		kids = []compat.Schema{s.Items()}
+	case avro.Union:
+		for i := range s.NumBranches() {
+			kids = append(kids, s.Branch(i))
+		}
 	default:
 		return 1, 0
 	}
@@ -116,7 +116,7 @@ var limits = avro.SchemaLimits{MaxExpandedTypes: 100_000, MaxDepth: 64}
 
 // paths runs one schema through every path and checks what they agree on.
 // It returns the schema's stats and its parse (nil when too deep to parse).
-func paths(t *testing.T, set schemagen.Set, name, text string, refs []schemagen.Reference, refTexts []string) (avro.SchemaStats, *compat.Schema) {
+func paths(t *testing.T, set schemagen.Set, name, text string, refs []schemagen.Reference, refTexts []string) (avro.SchemaStats, compat.Schema) {
 	t.Helper()
 	// Measured within the limits' budget (exact unless Partial): a dense
 	// cycle would otherwise take MeasureSchema's whole budget every run.
@@ -131,14 +131,14 @@ func paths(t *testing.T, set schemagen.Set, name, text string, refs []schemagen.
 	if err := avroschema.Validate(text, refTexts); err != nil {
 		t.Fatalf("%s: the generator wrote an invalid schema: %v\n%s", name, err, text)
 	}
-	c1, err := avroschema.Canonical(text)
+	c1, err := avro.Canonical(text)
 	if err != nil {
 		if st.Depth <= limits.MaxDepth {
 			t.Fatalf("%s: canonical form of a schema %d deep: %v", name, st.Depth, err)
 		}
-		return st, nil
+		return st, compat.Schema{}
 	}
-	if c2, err := avroschema.Canonical(c1); err != nil || c2 != c1 {
+	if c2, err := avro.Canonical(c1); err != nil || c2 != c1 {
 		t.Fatalf("%s: canonical form is not a fixed point (%v)", name, err)
 	}
 	parsed, err := compat.Parse(text, refTexts)
@@ -234,7 +234,7 @@ func FuzzSchemaPaths(f *testing.F) {
 		refTexts := set.RefTexts(main)
 		mst, mainParsed := paths(t, set, "main", main.Schema, main.References, refTexts)
 		est, evolved := paths(t, set, "evolved", set.Evolved, main.References, refTexts)
-		if mainParsed == nil || evolved == nil {
+		if mainParsed.IsZero() || evolved.IsZero() {
 			return
 		}
 		incs, steps, err := compat.CheckSteps(ctx, evolved, mainParsed)

@@ -140,7 +140,7 @@ func TestCheckHonoursDeadline(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := CheckLevel(ctx, AvroChecker{}, "FULL", big, []*Schema{big}); !errors.Is(err, context.Canceled) {
+	if _, err := CheckLevel(ctx, AvroChecker{}, "FULL", big, []Schema{big}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("CheckLevel with a canceled context: %v", err)
 	}
 }

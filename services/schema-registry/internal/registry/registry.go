@@ -149,7 +149,7 @@ type prepared struct {
 	typ      string
 	text     string // what is stored and served
 	identity string
-	parsed   *compat.Schema
+	parsed   compat.Schema
 	refs     []Reference
 }
 
@@ -238,7 +238,7 @@ func (r *Registry) prepare(subject string, in SchemaInput, limits bool) (*prepar
 	if measureErr != nil { // goavro took what the measure could not follow
 		return nil, ErrInvalidSchema("%v", measureErr)
 	}
-	canon, err := avroschema.Canonical(in.Schema)
+	canon, err := avro.Canonical(in.Schema)
 	if err != nil {
 		return nil, ErrInvalidSchema("%v", err)
 	}
@@ -269,10 +269,10 @@ func (r *Registry) checkLimits(subject, schema string, refTexts []string) error 
 }
 
 // parsedVersion parses a stored version for compatibility checks.
-func (r *Registry) parsedVersion(v store.Version) (*compat.Schema, error) {
+func (r *Registry) parsedVersion(v store.Version) (compat.Schema, error) {
 	refTexts, err := r.resolveRefs(v.Schema.References, map[string]bool{}, 0)
 	if err != nil {
-		return nil, err
+		return compat.Schema{}, err
 	}
 	return compat.Parse(v.Schema.Schema, refTexts)
 }
@@ -504,7 +504,7 @@ func (r *Registry) reassert(ctx context.Context, v store.Version) error {
 // checkAgainst checks candidate against vers (a subject's live versions,
 // oldest first) under level; one restricts the check to the one version
 // given. It runs without any lock and stops at ctx's deadline (50002).
-func (r *Registry) checkAgainst(ctx context.Context, subject string, candidate *compat.Schema, level string, vers []store.Version, one bool) ([]string, error) {
+func (r *Registry) checkAgainst(ctx context.Context, subject string, candidate compat.Schema, level string, vers []store.Version, one bool) ([]string, error) {
 	if one && level != "NONE" {
 		level = strings.TrimSuffix(level, "_TRANSITIVE")
 	}
@@ -514,7 +514,7 @@ func (r *Registry) checkAgainst(ctx context.Context, subject string, candidate *
 	if !strings.HasSuffix(level, "_TRANSITIVE") {
 		vers = vers[len(vers)-1:]
 	}
-	existing := make([]*compat.Schema, 0, len(vers))
+	existing := make([]compat.Schema, 0, len(vers))
 	for _, v := range vers {
 		ps, err := r.parsedVersion(v)
 		if err != nil {

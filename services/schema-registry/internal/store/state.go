@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/services/schema-registry/internal/avroschema"
 )
 
@@ -127,7 +128,7 @@ func (s *State) Notify() <-chan struct{} {
 func IdentityOf(schemaType, schema string, refs []Reference) string {
 	canon := schema
 	if schemaType == "" || schemaType == "AVRO" {
-		if c, err := avroschema.Canonical(schema); err == nil {
+		if c, err := avro.Canonical(schema); err == nil {
 			canon = c
 		}
 	} else {

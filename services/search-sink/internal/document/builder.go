@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -68,9 +67,6 @@ type Options struct {
 type Builder struct {
 	codecs CodecSource
 	opt    Options
-
-	mu    sync.RWMutex
-	nodes map[int]*Node
 }
 
 // NewBuilder returns a Builder over codecs.
@@ -78,7 +74,7 @@ func NewBuilder(codecs CodecSource, opt Options) *Builder {
 	if opt.TimestampAt == "" {
 		opt.TimestampAt = "@timestamp"
 	}
-	return &Builder{codecs: codecs, opt: opt, nodes: map[int]*Node{}}
+	return &Builder{codecs: codecs, opt: opt}
 }
 
 // Action is the bulk operation for a document.
@@ -159,10 +155,7 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 		}
 		return nil, fmt.Errorf("looking up schema id %d: %w", id, err)
 	}
-	node, err := b.node(codec)
-	if err != nil {
-		return nil, &PermanentError{err}
-	}
+	node := codec.Root()
 	buf := make([]byte, 0, len(payload)*2+160)
 	skip := []string{b.opt.TimestampAt}
 	if b.opt.MetaField != "" {
@@ -179,7 +172,7 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 		}
 		v := Normalize(node, native, b.opt.Decimal)
 		w := &docWriter{bud: codec.Limits().NewBudget(len(payload))}
-		if fields, ok := v.(map[string]any); ok && TopRecord(node) != nil {
+		if fields, ok := v.(map[string]any); ok && !TopRecord(node).IsZero() {
 			d.Fields = fields
 			buf = w.record(buf, TopRecord(node), fields, 0, skip)
 		} else {
@@ -193,20 +186,20 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 	} else {
 		t := transcoder{b: payload, mode: b.opt.Decimal, bud: codec.Limits().NewBudget(len(payload))}
 		top := node
-		if rec := TopRecord(node); rec != nil && node.Type == "union" {
+		if rec := TopRecord(node); !rec.IsZero() && node.Kind() == avro.Union {
 			// ["null", Record] at the top: the record is the document.
 			var i int64
 			if i, err = t.long(); err == nil {
-				if i < 0 || i >= int64(len(node.Branches)) {
+				if i < 0 || i >= int64(node.NumBranches()) {
 					err = fmt.Errorf("avro: union index %d out of range", i)
 				} else {
-					top = node.Branches[i]
+					top = node.Branch(int(i))
 				}
 			}
 		}
 		switch {
 		case err != nil:
-		case top.Type == "record":
+		case top.Kind() == avro.Record:
 			buf, err = t.record(buf, top, false, 0, skip)
 		default:
 			buf = append(buf, `{"value":`...)
@@ -227,7 +220,7 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 	// same name, which are left out.
 	buf = appendString(buf, b.opt.TimestampAt)
 	buf = append(buf, ':')
-	buf = appendValue(buf, nil, m.Time, 0)
+	buf = appendValue(buf, avro.Type{}, m.Time, 0)
 	if b.opt.MetaField != "" {
 		buf = append(buf, ',')
 		buf = appendString(buf, b.opt.MetaField)
@@ -250,35 +243,6 @@ func (b *Builder) Build(ctx context.Context, m *kafkago.Message) (*Doc, error) {
 func isCompileError(err error) bool {
 	return errors.Is(err, avro.ErrUnusableSchema) ||
 		err != nil && (strings.Contains(err.Error(), "compiling schema") || strings.Contains(err.Error(), "not AVRO"))
-}
-
-func (b *Builder) node(c *Codec) (*Node, error) {
-	b.mu.RLock()
-	n, ok := b.nodes[c.ID]
-	b.mu.RUnlock()
-	if ok {
-		return n, nil
-	}
-	n, err := ParseSchema(c.Schema)
-	if err != nil {
-		return nil, fmt.Errorf("schema id %d: %w", c.ID, err)
-	}
-	b.mu.Lock()
-	b.nodes[c.ID] = n
-	b.mu.Unlock()
-	return n, nil
-}
-
-// TopRecord returns the record schema a document is made of: the schema
-// itself, or the only non-null branch of a top-level union.
-func TopRecord(n *Node) *Node {
-	if n.Type == "union" {
-		n = soleBranch(n)
-	}
-	if n != nil && n.Type == "record" {
-		return n
-	}
-	return nil
 }
 
 // KeyString renders a key for metadata: UTF-8 as is, anything else base64.

@@ -266,18 +266,6 @@ func FuzzBuild(f *testing.F) {
 	})
 }
 
-func FuzzParseSchema(f *testing.F) {
-	f.Add(richSchema)
-	f.Add(`"string"`)
-	f.Add(`["null",{"type":"map","values":{"type":"array","items":"long"}}]`)
-	f.Fuzz(func(t *testing.T, s string) {
-		n, err := ParseSchema(s)
-		if err == nil && n == nil {
-			t.Fatal("nil node without error")
-		}
-	})
-}
-
 func FuzzAppendString(f *testing.F) {
 	for _, s := range []string{"", "plain", "quote\" back\\ slash", "ctl\x00\x1f\n\t", "\u2028\u2029", "bad\xff\xfeutf8", "日本語"} {
 		f.Add(s)
@@ -303,7 +291,7 @@ func TestAppendValueMatchesEncodingJSON(t *testing.T) {
 		[]byte{0, 1, 2}, []any{int64(1), "a", nil}, map[string]any{"b": int64(1), "a": map[string]any{"z": []any{}}},
 		time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)}
 	for _, v := range vals {
-		got := appendValue(nil, nil, v, 0)
+		got := appendValue(nil, avro.Type{}, v, 0)
 		want, _ := json.Marshal(v)
 		if string(got) != string(want) {
 			t.Errorf("appendValue(%#v) = %s, encoding/json = %s", v, got, want)

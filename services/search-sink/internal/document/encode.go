@@ -34,24 +34,27 @@ func (w *docWriter) charge(n int) bool {
 }
 
 // appendValue appends v (a normalised value) as JSON without a budget.
-func appendValue(dst []byte, n *Node, v any, depth int) []byte {
+func appendValue(dst []byte, n avro.Type, v any, depth int) []byte {
 	return (*docWriter)(nil).value(dst, n, v, depth)
 }
 
 // appendRecord appends a record without a budget (see docWriter.record).
-func appendRecord(dst []byte, n *Node, m map[string]any, depth int, skip []string) []byte {
+func appendRecord(dst []byte, n avro.Type, m map[string]any, depth int, skip []string) []byte {
 	return (*docWriter)(nil).record(dst, n, m, depth, skip)
 }
 
 // value appends v (a normalised value) as JSON. Records are written
 // in schema field order (deterministic bytes without sorting); other maps
 // with sorted keys.
-func (w *docWriter) value(dst []byte, n *Node, v any, depth int) []byte {
+func (w *docWriter) value(dst []byte, n avro.Type, v any, depth int) []byte {
 	if depth > maxDepth {
 		return append(dst, "null"...)
 	}
-	if n != nil && n.Type == "union" {
-		n = unionBranchFor(n, v)
+	if !n.IsZero() && n.Kind() == avro.Union {
+		// [null, T] is written as T; unions of several non-null branches
+		// are written generically (records and maps with sorted keys),
+		// which is lossless whichever branch the value took.
+		n = n.SoleBranch()
 	}
 	switch x := v.(type) {
 	case nil:
@@ -81,9 +84,9 @@ func (w *docWriter) value(dst []byte, n *Node, v any, depth int) []byte {
 		dst = base64.StdEncoding.AppendEncode(dst, x)
 		return append(dst, '"')
 	case []any:
-		var items *Node
-		if n != nil && n.Type == "array" {
-			items = n.Items
+		var items avro.Type
+		if !n.IsZero() && n.Kind() == avro.Array {
+			items = n.Items()
 		}
 		dst = append(dst, '[')
 		for i, e := range x {
@@ -94,12 +97,12 @@ func (w *docWriter) value(dst []byte, n *Node, v any, depth int) []byte {
 		}
 		return append(dst, ']')
 	case map[string]any:
-		if n != nil && n.Type == "record" {
+		if !n.IsZero() && n.Kind() == avro.Record {
 			return w.record(dst, n, x, depth, nil)
 		}
-		var vals *Node
-		if n != nil && n.Type == "map" {
-			vals = n.Values
+		var vals avro.Type
+		if !n.IsZero() && n.Kind() == avro.Map {
+			vals = n.Items()
 		}
 		keys := make([]string, 0, len(x))
 		for k := range x {
@@ -128,15 +131,16 @@ func (w *docWriter) value(dst []byte, n *Node, v any, depth int) []byte {
 // record writes the record's fields in schema order, skipping the
 // names in skip (the document's own @timestamp and metadata fields), and
 // leaves the object open when skip is non-nil so the caller can add more.
-func (w *docWriter) record(dst []byte, n *Node, m map[string]any, depth int, skip []string) []byte {
+func (w *docWriter) record(dst []byte, n avro.Type, m map[string]any, depth int, skip []string) []byte {
 	dst = append(dst, '{')
 	first := true
-	for _, f := range n.Fields {
-		v, ok := m[f.Name]
-		if !ok || slices.Contains(skip, f.Name) {
+	for i := range n.NumFields() {
+		f := n.Field(i)
+		v, ok := m[f.Name()]
+		if !ok || slices.Contains(skip, f.Name()) {
 			continue
 		}
-		if !w.charge(len(f.Name)) {
+		if !w.charge(len(f.Name())) {
 			return dst
 		}
 		if !first {
@@ -144,32 +148,18 @@ func (w *docWriter) record(dst []byte, n *Node, m map[string]any, depth int, ski
 		}
 		first = false
 		if skip != nil { // the document's top level
-			dst = appendString(dst, FieldName(f.Name))
+			dst = appendString(dst, FieldName(f.Name()))
 		} else {
-			dst = appendString(dst, f.Name)
+			dst = appendString(dst, f.Name())
 		}
 		dst = append(dst, ':')
-		dst = w.value(dst, f.Node, v, depth+1)
+		dst = w.value(dst, f.Type(), v, depth+1)
 	}
 	if skip != nil {
 		return dst
 	}
 	return append(dst, '}')
 }
-
-// unionBranchFor returns the branch of a [null, T] union; unions with
-// several non-null branches are written generically (records and maps with
-// sorted keys), which is lossless whichever branch the value took.
-func unionBranchFor(n *Node, _ any) *Node {
-	return soleBranch(n)
-}
-
-// soleBranch is the only non-null branch of union n, or nil.
-func soleBranch(n *Node) *Node { return n.sole }
-
-// SoleBranch returns the only non-null branch of a union, or nil (also
-// for other types).
-func (n *Node) SoleBranch() *Node { return n.sole }
 
 func appendFloat(dst []byte, f float64, bits int) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {

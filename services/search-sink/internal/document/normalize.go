@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/big"
 	"time"
+
+	"github.com/sluicehq/sluice/pkg/avro"
 )
 
 // DecimalMode says how Avro decimals appear in documents.
@@ -20,69 +22,70 @@ const (
 // slices are reused) into plain JSON-friendly values: unions unwrapped,
 // timestamps as time.Time in UTC, dates as "2006-01-02", times of day as
 // "15:04:05.000", decimals per mode, NaN and infinities as null.
-func Normalize(n *Node, v any, mode DecimalMode) any {
+func Normalize(n avro.Type, v any, mode DecimalMode) any {
 	return normalize(n, v, mode, 0)
 }
 
 const maxDepth = 64
 
-func normalize(n *Node, v any, mode DecimalMode, depth int) any {
+func normalize(n avro.Type, v any, mode DecimalMode, depth int) any {
 	if v == nil || depth > maxDepth {
 		return v
 	}
-	if n == nil {
+	if n.IsZero() {
 		return normalizeGeneric(v, mode)
 	}
-	switch n.Type {
-	case "union":
+	switch n.Kind() {
+	case avro.Union:
 		m, ok := v.(map[string]any)
 		if !ok || len(m) != 1 {
 			return normalizeGeneric(v, mode)
 		}
 		for k, inner := range m {
-			if b := n.byName[k]; b != nil {
+			if b, ok := n.BranchByKey(k); ok {
 				return normalize(b, inner, mode, depth+1)
 			}
 			return normalizeGeneric(inner, mode)
 		}
-	case "record":
+	case avro.Record:
 		m, ok := v.(map[string]any)
 		if !ok {
 			return normalizeGeneric(v, mode)
 		}
-		for _, f := range n.Fields {
-			if fv, ok := m[f.Name]; ok {
-				m[f.Name] = normalize(f.Node, fv, mode, depth+1)
+		for i := range n.NumFields() {
+			f := n.Field(i)
+			if fv, ok := m[f.Name()]; ok {
+				m[f.Name()] = normalize(f.Type(), fv, mode, depth+1)
 			}
 		}
 		return m
-	case "array":
+	case avro.Array:
 		a, ok := v.([]any)
 		if !ok {
 			return normalizeGeneric(v, mode)
 		}
 		for i := range a {
-			a[i] = normalize(n.Items, a[i], mode, depth+1)
+			a[i] = normalize(n.Items(), a[i], mode, depth+1)
 		}
 		return a
-	case "map":
+	case avro.Map:
 		m, ok := v.(map[string]any)
 		if !ok {
 			return normalizeGeneric(v, mode)
 		}
 		for k, mv := range m {
-			m[k] = normalize(n.Values, mv, mode, depth+1)
+			m[k] = normalize(n.Items(), mv, mode, depth+1)
 		}
 		return m
 	}
-	switch n.Logical {
+	switch n.Logical() {
 	case "date":
 		if t, ok := v.(time.Time); ok {
 			return t.UTC().Format("2006-01-02")
 		}
 	case "decimal":
 		if r, ok := v.(*big.Rat); ok {
-			return decimal(r, n.Scale, mode)
+			return decimal(r, n.Scale(), mode)
 		}
 	}
 	return normalizeGeneric(v, mode)

@@ -109,18 +109,9 @@ func (t *transcoder) blockCount(minItem int) (int64, error) {
 	return c, nil
 }
 
-// minSize is a lower bound on the encoded size of a value of n (computed
-// once by ParseSchema).
-func minSize(n *Node) int {
-	if n == nil {
-		return 0
-	}
-	return n.minBytes
-}
-
 // value transcodes one value of n. generic writes records with sorted keys
 // (inside unions of several non-null branches, as appendValue does).
-func (t *transcoder) value(dst []byte, n *Node, generic bool, depth int) ([]byte, error) {
+func (t *transcoder) value(dst []byte, n avro.Type, generic bool, depth int) ([]byte, error) {
 	if depth > maxDepth {
 		return nil, errors.New("avro: value nested too deeply")
 	}
@@ -130,10 +121,10 @@ func (t *transcoder) value(dst []byte, n *Node, generic bool, depth int) ([]byte
 	if err := t.bud.Step(1); err != nil {
 		return nil, err
 	}
-	switch n.Type {
-	case "null":
+	switch n.Kind() {
+	case avro.Null:
 		return append(dst, "null"...), nil
-	case "boolean":
+	case avro.Boolean:
 		if len(t.b) == 0 {
 			return nil, errShort
 		}
@@ -143,12 +134,12 @@ func (t *transcoder) value(dst []byte, n *Node, generic bool, depth int) ([]byte
 			return nil, fmt.Errorf("avro: bad boolean byte %d", c)
 		}
 		return strconv.AppendBool(dst, c == 1), nil
-	case "int":
+	case avro.Int:
 		v, err := t.int()
 		if err != nil {
 			return nil, err
 		}
-		switch n.Logical {
+		switch n.Logical() {
 		case "date":
 			d := time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, int(v)).UTC()
 			dst = append(dst, '"')
@@ -158,13 +149,13 @@ func (t *transcoder) value(dst []byte, n *Node, generic bool, depth int) ([]byte
 			return appendString(dst, timeOfDay(time.Duration(v)*time.Millisecond)), nil
 		}
 		return strconv.AppendInt(dst, int64(v), 10), nil
-	case "long":
+	case avro.Long:
 		v, err := t.long()
 		if err != nil {
 			return nil, err
 		}
 		var ts time.Time
-		switch n.Logical {
+		switch n.Logical() {
 		case "timestamp-millis":
 			s := v / 1e3
 			ts = time.Unix(s, (v-s*1e3)*1e6).UTC()
@@ -179,68 +170,68 @@ func (t *transcoder) value(dst []byte, n *Node, generic bool, depth int) ([]byte
 		dst = append(dst, '"')
 		dst = ts.AppendFormat(dst, time.RFC3339Nano)
 		return append(dst, '"'), nil
-	case "float":
+	case avro.Float:
 		if len(t.b) < 4 {
 			return nil, errShort
 		}
 		f := math.Float32frombits(binary.LittleEndian.Uint32(t.b))
 		t.b = t.b[4:]
 		return appendFloat(dst, float64(f), 32), nil
-	case "double":
+	case avro.Double:
 		if len(t.b) < 8 {
 			return nil, errShort
 		}
 		f := math.Float64frombits(binary.LittleEndian.Uint64(t.b))
 		t.b = t.b[8:]
 		return appendFloat(dst, f, 64), nil
-	case "string":
+	case avro.String:
 		v, err := t.bytes()
 		if err != nil {
 			return nil, err
 		}
 		return appendString(dst, string(v)), nil
-	case "bytes", "fixed":
+	case avro.Bytes, avro.Fixed:
 		var v []byte
 		var err error
-		if n.Type == "bytes" {
+		if n.Kind() == avro.Bytes {
 			v, err = t.bytes()
 		} else {
-			v, err = t.fixed(n.Size)
+			v, err = t.fixed(n.Size())
 		}
 		if err != nil {
 			return nil, err
 		}
-		if n.Logical == "decimal" {
-			return t.decimal(dst, v, n.Scale), nil
+		if n.Logical() == "decimal" {
+			return t.decimal(dst, v, n.Scale()), nil
 		}
 		dst = append(dst, '"')
 		dst = base64.StdEncoding.AppendEncode(dst, v)
 		return append(dst, '"'), nil
-	case "enum":
+	case avro.Enum:
 		i, err := t.int()
 		if err != nil {
 			return nil, err
 		}
-		if i < 0 || int(i) >= len(n.Symbols) {
+		if i < 0 || int(i) >= len(n.Symbols()) {
 			return nil, fmt.Errorf("avro: enum index %d out of range", i)
 		}
-		if err := t.bud.Output(len(n.Symbols[i])); err != nil {
+		if err := t.bud.Output(len(n.Symbols()[i])); err != nil {
 			return nil, err
 		}
-		return appendString(dst, n.Symbols[i]), nil
-	case "union":
+		return appendString(dst, n.Symbols()[i]), nil
+	case avro.Union:
 		i, err := t.long()
 		if err != nil {
 			return nil, err
 		}
-		if i < 0 || i >= int64(len(n.Branches)) {
+		if i < 0 || i >= int64(n.NumBranches()) {
 			return nil, fmt.Errorf("avro: union index %d out of range", i)
 		}
-		return t.value(dst, n.Branches[i], generic || soleBranch(n) == nil, depth+1)
-	case "array":
+		return t.value(dst, n.Branch(int(i)), generic || n.SoleBranch().IsZero(), depth+1)
+	case avro.Array:
 		dst = append(dst, '[')
 		first := true
-		minItem := minSize(n.Items)
+		minItem := n.Items().MinSize()
 		for {
 			c, err := t.blockCount(minItem)
 			if err != nil {
@@ -254,18 +245,18 @@ func (t *transcoder) value(dst []byte, n *Node, generic bool, depth int) ([]byte
 					dst = append(dst, ',')
 				}
 				first = false
-				if dst, err = t.value(dst, n.Items, generic, depth+1); err != nil {
+				if dst, err = t.value(dst, n.Items(), generic, depth+1); err != nil {
 					return nil, err
 				}
 			}
 		}
 		return append(dst, ']'), nil
-	case "map":
+	case avro.Map:
 		return t.mapValue(dst, n, generic, depth)
-	case "record":
+	case avro.Record:
 		return t.record(dst, n, generic, depth, nil)
 	}
-	return nil, fmt.Errorf("avro: unsupported type %q", n.Type)
+	return nil, fmt.Errorf("avro: unsupported type %s", n)
 }
 
 func (t *transcoder) decimal(dst, v []byte, scale int) []byte {
@@ -296,9 +287,9 @@ type kv struct {
 	val []byte
 }
 
-func (t *transcoder) mapValue(dst []byte, n *Node, generic bool, depth int) ([]byte, error) {
+func (t *transcoder) mapValue(dst []byte, n avro.Type, generic bool, depth int) ([]byte, error) {
 	var entries []kv
-	minItem := 1 + minSize(n.Values)
+	minItem := 1 + n.Items().MinSize()
 	for {
 		c, err := t.blockCount(minItem)
 		if err != nil {
@@ -312,7 +303,7 @@ func (t *transcoder) mapValue(dst []byte, n *Node, generic bool, depth int) ([]b
 			if err != nil {
 				return nil, err
 			}
-			v, err := t.value(nil, n.Values, generic, depth+1)
+			v, err := t.value(nil, n.Items(), generic, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -348,18 +339,19 @@ func (t *transcoder) mapValue(dst []byte, n *Node, generic bool, depth int) ([]b
 
 // record writes a record; with skip non-nil (the document's top level) the
 // named fields are decoded but left out and the object is left open.
-func (t *transcoder) record(dst []byte, n *Node, generic bool, depth int, skip []string) ([]byte, error) {
+func (t *transcoder) record(dst []byte, n avro.Type, generic bool, depth int, skip []string) ([]byte, error) {
 	if generic {
-		entries := make([]kv, 0, len(n.Fields))
-		for _, f := range n.Fields {
-			if err := t.bud.Output(len(f.Name)); err != nil {
+		entries := make([]kv, 0, n.NumFields())
+		for i := range n.NumFields() {
+			f := n.Field(i)
+			if err := t.bud.Output(len(f.Name())); err != nil {
 				return nil, err
 			}
-			v, err := t.value(nil, f.Node, true, depth+1)
+			v, err := t.value(nil, f.Type(), true, depth+1)
 			if err != nil {
-				return nil, fieldErr(f.Name, err)
+				return nil, fieldErr(f.Name(), err)
 			}
-			entries = append(entries, kv{f.Name, v})
+			entries = append(entries, kv{f.Name(), v})
 		}
 		slices.SortFunc(entries, func(a, b kv) int {
 			if a.key < b.key {
@@ -383,8 +375,9 @@ func (t *transcoder) record(dst []byte, n *Node, generic bool, depth int, skip [
 	}
 	dst = append(dst, '{')
 	first := true
-	for _, f := range n.Fields {
-		if err := t.bud.Output(len(f.Name)); err != nil {
+	for i := range n.NumFields() {
+		f := n.Field(i)
+		if err := t.bud.Output(len(f.Name())); err != nil {
 			return nil, err
 		}
 		mark := len(dst)
@@ -392,16 +385,16 @@ func (t *transcoder) record(dst []byte, n *Node, generic bool, depth int, skip [
 			dst = append(dst, ',')
 		}
 		if skip != nil { // the document's top level
-			dst = appendString(dst, FieldName(f.Name))
+			dst = appendString(dst, FieldName(f.Name()))
 		} else {
-			dst = appendString(dst, f.Name)
+			dst = appendString(dst, f.Name())
 		}
 		dst = append(dst, ':')
 		var err error
-		if dst, err = t.value(dst, f.Node, false, depth+1); err != nil {
-			return nil, fieldErr(f.Name, err)
+		if dst, err = t.value(dst, f.Type(), false, depth+1); err != nil {
+			return nil, fieldErr(f.Name(), err)
 		}
-		if slices.Contains(skip, f.Name) {
+		if slices.Contains(skip, f.Name()) {
 			dst = dst[:mark] // decoded, not written
 			continue
 		}

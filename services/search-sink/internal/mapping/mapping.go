@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/service"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
 )
@@ -94,14 +95,14 @@ var disabled = map[string]any{"type": "object", "enabled": false}
 // {"value": ...} for non-record schemas, matching document.Builder), and
 // what the limits cut from it. Its work is linear in the schema (each
 // named type is measured once) plus the fields it maps.
-func Properties(root *document.Node, o Options) (map[string]any, Stats) {
+func Properties(root avro.Type, o Options) (map[string]any, Stats) {
 	props, st, _ := properties(root, o)
 	return props, st
 }
 
 // properties is Properties, also returning the work done (calls of field
 // and count).
-func properties(root *document.Node, o Options) (map[string]any, Stats, int) {
+func properties(root avro.Type, o Options) (map[string]any, Stats, int) {
 	l := o.Limits
 	if l.TotalFields <= 0 {
 		l.TotalFields = DefaultTotalFields
@@ -109,15 +110,17 @@ func properties(root *document.Node, o Options) (map[string]any, Stats, int) {
 	if l.Depth <= 0 {
 		l.Depth = DefaultDepth
 	}
-	g := &gen{o: o, max: l.TotalFields - o.Reserved, maxDepth: l.Depth, seen: map[*document.Node]bool{}, counts: map[*document.Node]int{}, counting: map[*document.Node]bool{}, mapped: map[*document.Node][]document.Field{}}
-	var fields []document.Field
-	if rec := document.TopRecord(root); rec != nil {
-		fields = g.mappable(rec)
+	g := &gen{o: o, max: l.TotalFields - o.Reserved, maxDepth: l.Depth, seen: map[avro.Type]bool{}, counts: map[avro.Type]int{}, counting: map[avro.Type]bool{}, mapped: map[avro.Type][]avro.Field{}}
+	var props map[string]any
+	if rec := document.TopRecord(root); !rec.IsZero() {
 		g.seen[rec] = true
+		props = g.fields(g.mappable(rec), 1, "", g.max)
 	} else {
-		fields = []document.Field{{Name: "value", Node: root}}
+		props = map[string]any{}
+		if m := g.field(root, 1, "value", g.max); m != nil {
+			props["value"] = m
+		}
 	}
-	props := g.fields(fields, 1, "", g.max)
 	return props, Stats{Fields: g.used, Truncated: g.cut}, g.steps
 }
 
@@ -127,23 +130,23 @@ type gen struct {
 	maxDepth int
 	used     int
 	cut      []Truncation
-	steps    int                     // calls of field and count: the work done, for tests
-	seen     map[*document.Node]bool // records being expanded: a recursive type stops there
-	counts   map[*document.Node]int  // fields a node takes fully expanded (memo)
-	counting map[*document.Node]bool
-	mapped   map[*document.Node][]document.Field // a record's fields that map to something (memo)
+	steps    int                // calls of field and count: the work done, for tests
+	seen     map[avro.Type]bool // records being expanded: a recursive type stops there
+	counts   map[avro.Type]int  // fields a node takes fully expanded (memo)
+	counting map[avro.Type]bool
+	mapped   map[avro.Type][]avro.Field // a record's fields that map to something (memo)
 }
 
 // mappable returns the fields of record n that map to something (not
 // null, not a mixed union): visiting only those, every record expanded
 // costs what it adds to the mapping, whatever else the schema holds.
-func (g *gen) mappable(n *document.Node) []document.Field {
+func (g *gen) mappable(n avro.Type) []avro.Field {
 	if fs, ok := g.mapped[n]; ok {
 		return fs
 	}
-	var fs []document.Field
-	for _, f := range n.Fields {
-		if g.count(f.Node) > 0 {
+	var fs []avro.Field
+	for i := range n.NumFields() {
+		if f := n.Field(i); g.count(f.Type()) > 0 {
 			fs = append(fs, f)
 		}
 	}
@@ -155,17 +158,17 @@ func (g *gen) mappable(n *document.Node) []document.Field {
 // avail fields. Each field leaves room for its later siblings, one field
 // each as far as avail allows, so that a large early field cannot starve
 // them (it is cut instead).
-func (g *gen) fields(fs []document.Field, level int, prefix string, avail int) map[string]any {
+func (g *gen) fields(fs []avro.Field, level int, prefix string, avail int) map[string]any {
 	props := map[string]any{}
 	start := g.used
 	for i, f := range fs {
 		left := avail - (g.used - start)
 		fieldAvail := left - max(0, min(len(fs)-i-1, left-1))
-		name := f.Name
+		name := f.Name()
 		if level == 1 {
 			name = document.FieldName(name) // as the documents write it
 		}
-		if m := g.field(f.Node, level, prefix+name, fieldAvail); m != nil {
+		if m := g.field(f.Type(), level, prefix+name, fieldAvail); m != nil {
 			props[name] = m
 		}
 	}
@@ -195,9 +198,9 @@ func (g *gen) truncate(path, limit string, avail int) map[string]any {
 
 // leafOf returns the mapping of a value of n that is not an object, and
 // how many fields it takes; ok is false for records, arrays and unions.
-func (g *gen) leafOf(n *document.Node) (m map[string]any, fields int, ok bool) {
-	switch n.Logical {
-	case "timestamp-millis", "timestamp-micros", "timestamp-nanos", "local-timestamp-millis", "local-timestamp-micros":
+func (g *gen) leafOf(n avro.Type) (m map[string]any, fields int, ok bool) {
+	switch n.Logical() {
+	case "timestamp-millis", "timestamp-micros", "local-timestamp-millis", "local-timestamp-micros":
 		return map[string]any{"type": "date"}, 1, true
 	case "date":
 		return map[string]any{"type": "date", "format": "strict_date"}, 1, true
@@ -209,22 +212,22 @@ func (g *gen) leafOf(n *document.Node) (m map[string]any, fields int, ok bool) {
 		}
 		return map[string]any{"type": "keyword"}, 1, true
 	}
-	switch n.Type {
-	case "boolean":
+	switch n.Kind() {
+	case avro.Boolean:
 		return map[string]any{"type": "boolean"}, 1, true
-	case "int":
+	case avro.Int:
 		return map[string]any{"type": "integer"}, 1, true
-	case "long":
+	case avro.Long:
 		return map[string]any{"type": "long"}, 1, true
-	case "float":
+	case avro.Float:
 		return map[string]any{"type": "float"}, 1, true
-	case "double":
+	case avro.Double:
 		return map[string]any{"type": "double"}, 1, true
-	case "bytes", "fixed":
+	case avro.Bytes, avro.Fixed:
 		return map[string]any{"type": "binary"}, 1, true
-	case "enum":
+	case avro.Enum:
 		return map[string]any{"type": "keyword"}, 1, true
-	case "string":
+	case avro.String:
 		switch g.o.Strings {
 		case StringText:
 			return map[string]any{"type": "text"}, 1, true
@@ -233,19 +236,19 @@ func (g *gen) leafOf(n *document.Node) (m map[string]any, fields int, ok bool) {
 		default:
 			return map[string]any{"type": "keyword", "ignore_above": 8191}, 1, true
 		}
-	case "map":
+	case avro.Map:
 		if g.o.OpenSearch {
 			return map[string]any{"type": "flat_object"}, 1, true
 		}
 		return map[string]any{"type": "flattened"}, 1, true
-	case "record", "array", "union":
+	case avro.Record, avro.Array, avro.Union:
 		return nil, 0, false
 	}
 	return nil, 0, true // null, or unknown: not mapped
 }
 
 // field maps a value of n in an object at level, within avail fields.
-func (g *gen) field(n *document.Node, level int, path string, avail int) map[string]any {
+func (g *gen) field(n avro.Type, level int, path string, avail int) map[string]any {
 	g.steps++
 	if m, c, ok := g.leafOf(n); ok {
 		if m == nil {
@@ -253,11 +256,11 @@ func (g *gen) field(n *document.Node, level int, path string, avail int) map[str
 		}
 		return g.leaf(m, c, avail, path)
 	}
-	switch n.Type {
-	case "array":
-		return g.field(n.Items, level, path, avail) // arrays are implicit in Elasticsearch
-	case "union":
-		if b := n.SoleBranch(); b != nil {
+	switch n.Kind() {
+	case avro.Array:
+		return g.field(n.Items(), level, path, avail) // arrays are implicit in Elasticsearch
+	case avro.Union:
+		if b := n.SoleBranch(); !b.IsZero() {
 			return g.field(b, level, path, avail)
 		}
 		if numericUnion(n) {
@@ -286,12 +289,12 @@ func (g *gen) field(n *document.Node, level int, path string, avail int) map[str
 	return map[string]any{"properties": props}
 }
 
-func numericUnion(n *document.Node) bool {
+func numericUnion(n avro.Type) bool {
 	numeric := false
-	for _, b := range n.Branches {
-		switch b.Type {
-		case "null":
-		case "int", "long", "float", "double":
+	for i := range n.NumBranches() {
+		switch n.Branch(i).Kind() {
+		case avro.Null:
+		case avro.Int, avro.Long, avro.Float, avro.Double:
 			numeric = true
 		default:
 			return false
@@ -306,7 +309,7 @@ func numericUnion(n *document.Node) bool {
 // counts 1, as it is then mapped as a disabled object. Through such
 // cycles a count may depend on where it was first taken; field's checks
 // of what is still available keep the total within the limit regardless.
-func (g *gen) count(n *document.Node) int {
+func (g *gen) count(n avro.Type) int {
 	g.steps++
 	if c, ok := g.counts[n]; ok {
 		return c
@@ -315,23 +318,23 @@ func (g *gen) count(n *document.Node) int {
 	if _, fields, ok := g.leafOf(n); ok {
 		c = fields
 	} else {
-		switch n.Type {
-		case "array":
-			c = g.count(n.Items)
-		case "union":
-			if b := n.SoleBranch(); b != nil {
+		switch n.Kind() {
+		case avro.Array:
+			c = g.count(n.Items())
+		case avro.Union:
+			if b := n.SoleBranch(); !b.IsZero() {
 				c = g.count(b)
 			} else if numericUnion(n) {
 				c = 1
 			}
-		case "record":
+		case avro.Record:
 			if g.counting[n] {
 				return 1
 			}
 			g.counting[n] = true
 			c = 1
-			for _, f := range n.Fields {
-				if c += g.count(f.Node); c > g.max {
+			for i := range n.NumFields() {
+				if c += g.count(n.Field(i).Type()); c > g.max {
 					c = g.max + 1
 					break
 				}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 	"time"
@@ -208,139 +207,15 @@ func (r *Rule) validate(d Defaults) error {
 			return bad(fmt.Sprintf("group_by[%d]", i), "empty field path")
 		}
 	}
-	needWindow := func() error {
-		if r.Window <= 0 {
-			return bad("window", "required for type %s (e.g. 1m)", r.Type)
-		}
-		return nil
-	}
-	needField := func() error {
-		if r.Field == "" {
-			return bad("field", "required for type %s", r.Type)
-		}
-		return nil
-	}
-	needOpValue := func() error {
-		if _, ok := ops[r.Op]; !ok {
-			return bad("op", "want one of > >= < <= == !=, got %q", r.Op)
-		}
-		if r.Value == nil {
-			return bad("value", "required for type %s", r.Type)
-		}
-		return nil
-	}
-	aggField := func() error {
-		switch r.Agg {
-		case "", "count":
-			r.Agg = "count"
-		case "sum", "avg":
-			if r.Field == "" {
-				return bad("field", "required for agg %s", r.Agg)
-			}
-		default:
-			return bad("agg", "want count, sum or avg, got %q", r.Agg)
-		}
-		return nil
-	}
-	switch r.Type {
-	case "threshold":
-		if err := needOpValue(); err != nil {
-			return err
-		}
-		if r.Agg == "" && r.Window == 0 {
-			return needField() // per-record threshold on a field
-		}
-		if err := needWindow(); err != nil {
-			return err
-		}
-		return aggField()
-	case "spike", "drop":
-		if err := needWindow(); err != nil {
-			return err
-		}
-		if err := aggField(); err != nil {
-			return err
-		}
-		if r.Factor <= 1 || math.IsInf(r.Factor, 0) || math.IsNaN(r.Factor) {
-			return bad("factor", "must be greater than 1, got %v", r.Factor)
-		}
-		if r.Direction == "" {
-			r.Direction = "up"
-			if r.Type == "drop" {
-				r.Direction = "down"
-			}
-		}
-		if r.Direction != "up" && r.Direction != "down" && r.Direction != "both" {
-			return bad("direction", "want up, down or both, got %q", r.Direction)
-		}
-		if r.ReferenceWindows == 0 {
-			r.ReferenceWindows = 1
-		}
-		if r.ReferenceWindows < 0 || r.ReferenceWindows > 100 {
-			return bad("reference_windows", "must be between 1 and 100")
-		}
-		if r.MinReference < 0 {
-			return bad("min_reference", "must not be negative")
-		}
-	case "flatline":
-		if err := needWindow(); err != nil {
-			return err
-		}
-		if r.MinCount <= 0 {
-			return bad("min_count", "must be at least 1")
-		}
-	case "outlier":
-		if err := needField(); err != nil {
-			return err
-		}
-		if r.Alpha == 0 {
-			r.Alpha = 0.1
-		}
-		if r.Alpha <= 0 || r.Alpha >= 1 {
-			return bad("alpha", "must be between 0 and 1 (exclusive), got %v", r.Alpha)
-		}
-		if r.Z == 0 {
-			r.Z = 3
-		}
-		if r.Z <= 0 {
-			return bad("z", "must be positive")
-		}
-		if r.Warmup == 0 {
-			r.Warmup = 30
-		}
-		if r.Warmup < 2 {
-			return bad("warmup", "must be at least 2 samples")
-		}
-	case "new_term":
-		if err := needField(); err != nil {
-			return err
-		}
-		if r.Warmup < 0 {
-			return bad("warmup", "must not be negative")
-		}
-		if r.TermExpiry == 0 {
-			r.TermExpiry = d.TermExpiry
-		}
-		if r.TermExpiry == 0 {
-			r.TermExpiry = DefaultTermExpiry
-		}
-		if r.TermExpiry < 0 {
-			return bad("term_expiry", "must be positive")
-		}
-	case "cardinality":
-		if err := needField(); err != nil {
-			return err
-		}
-		if err := needWindow(); err != nil {
-			return err
-		}
-		if err := needOpValue(); err != nil {
-			return err
-		}
-	case "":
+	k, known := kinds[r.Type]
+	switch {
+	case r.Type == "":
 		return bad("type", "is required (threshold, spike, drop, flatline, outlier, new_term or cardinality)")
-	default:
+	case !known:
 		return bad("type", "unknown type %q (want threshold, spike, drop, flatline, outlier, new_term or cardinality)", r.Type)
+	}
+	if err := k.validate(ruleCheck{r}, d); err != nil {
+		return err
 	}
 	if r.Window > 0 && *r.AllowedLateness > 0 && r.AllowedLateness.D()/r.Window.D() > 1000 {
 		return bad("allowed_lateness", "at most 1000 windows")

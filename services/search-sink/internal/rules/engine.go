@@ -196,6 +196,7 @@ func toString(v any) string {
 
 type rule struct {
 	cfg     *Rule
+	kind    kind
 	field   path
 	groups  []path
 	op      func(a, b float64) bool
@@ -240,7 +241,7 @@ type series struct {
 }
 
 func compile(c *Rule) *rule {
-	r := &rule{cfg: c, field: compilePath(c.Field), op: ops[c.Op], series: map[string]*series{}, fired: map[string]int64{},
+	r := &rule{cfg: c, kind: kinds[c.Type], field: compilePath(c.Field), op: ops[c.Op], series: map[string]*series{}, fired: map[string]int64{},
 		window: int64(c.Window), late: int64(*c.AllowedLateness), realert: int64(*c.Realert), expiry: int64(c.TermExpiry)}
 	for _, g := range c.GroupBy {
 		r.groups = append(r.groups, compilePath(g))
@@ -252,15 +253,7 @@ func compile(c *Rule) *rule {
 	return r
 }
 
-func (r *rule) windowed() bool {
-	switch r.cfg.Type {
-	case "spike", "drop", "flatline", "cardinality":
-		return true
-	case "threshold":
-		return r.window > 0
-	}
-	return false
-}
+func (r *rule) windowed() bool { return r.kind.windowed(r) }
 
 // key builds the group key into the rule's scratch buffer (called with
 // r.mu held); the returned bytes are only valid until the next call. Each
@@ -318,33 +311,9 @@ func (r *rule) seriesFor(e *Engine, kb []byte) *series {
 }
 
 func (r *rule) observe(e *Engine, topic string, t time.Time, fields map[string]any) {
-	var num float64
-	var term string
-	switch r.cfg.Type {
-	case "threshold", "spike", "drop":
-		if r.cfg.Agg != "count" || r.window == 0 {
-			v, ok := r.field.get(fields)
-			if !ok {
-				return
-			}
-			if num, ok = toFloat(v); !ok {
-				return
-			}
-		}
-	case "outlier":
-		v, ok := r.field.get(fields)
-		if !ok {
-			return
-		}
-		if num, ok = toFloat(v); !ok {
-			return
-		}
-	case "new_term", "cardinality":
-		v, ok := r.field.get(fields)
-		if !ok {
-			return
-		}
-		term = e.capTerm(r, toString(v))
+	num, term, ok := r.kind.sample(e, r, fields)
+	if !ok {
+		return
 	}
 	ts := t.UnixNano()
 
@@ -354,28 +323,7 @@ func (r *rule) observe(e *Engine, topic string, t time.Time, fields map[string]a
 	if !ok {
 		return
 	}
-	switch r.cfg.Type {
-	case "threshold":
-		if r.window == 0 {
-			if r.op(num, *r.cfg.Value) {
-				s := r.seriesFor(e, kb)
-				var g []string
-				if s != nil {
-					g = s.group
-				}
-				r.fire(e, topic, string(kb), g, t, time.Time{}, num, fmt.Sprintf("%s = %s %s %s", r.cfg.Field, fmtNum(num), r.cfg.Op, fmtNum(*r.cfg.Value)))
-			}
-			return
-		}
-	case "outlier":
-		s := r.seriesFor(e, kb)
-		if s == nil {
-			return
-		}
-		r.outlier(e, s, topic, kb, t, num)
-		return
-	case "new_term":
-		r.newTerm(e, topic, kb, term, t)
+	if r.kind.observe(e, r, topic, kb, t, num, term) {
 		return
 	}
 	// Windowed rules.
@@ -393,18 +341,7 @@ func (r *rule) observe(e *Engine, topic string, t time.Time, fields map[string]a
 		}
 		b.count++
 		b.sum += num
-		if r.cfg.Type == "cardinality" {
-			if b.terms == nil {
-				b.terms = map[string]struct{}{}
-			}
-			if _, ok := b.terms[term]; !ok {
-				if e.budget.take(termCost(term)) {
-					b.terms[term] = struct{}{}
-				} else {
-					r.dropped(e, DropValue)
-				}
-			}
-		}
+		r.kind.count(e, r, b, term)
 		if start > s.lastAct {
 			s.lastAct = start
 		}
@@ -460,7 +397,6 @@ func (r *rule) closeWindows(e *Engine) {
 func (r *rule) closeWindow(e *Engine, start int64) {
 	ws, we := time.Unix(0, start).UTC(), time.Unix(0, start+r.window).UTC()
 	idx := int(mod(start/r.window, int64(r.ring)))
-	expire := int64(r.cfg.ReferenceWindows+10) * r.window
 	for key, s := range r.series {
 		if s.first > start {
 			continue // the series did not exist yet
@@ -483,51 +419,9 @@ func (r *rule) closeWindow(e *Engine, start int64) {
 				val = sum / float64(count)
 			}
 		}
-		switch r.cfg.Type {
-		case "threshold":
-			if !math.IsNaN(val) && r.op(val, *r.cfg.Value) {
-				r.fire(e, "", key, s.group, we, ws, val, fmt.Sprintf("%s = %s %s %s over %s", r.aggName(), fmtNum(val), r.cfg.Op, fmtNum(*r.cfg.Value), r.cfg.Window.D()))
-			}
-		case "cardinality":
-			if r.op(float64(distinct), *r.cfg.Value) {
-				r.fire(e, "", key, s.group, we, ws, float64(distinct), fmt.Sprintf("%d distinct %s %s %s over %s", distinct, r.cfg.Field, r.cfg.Op, fmtNum(*r.cfg.Value), r.cfg.Window.D()))
-			}
-		case "flatline":
-			if count < int64(r.cfg.MinCount) {
-				r.fire(e, "", key, s.group, we, ws, float64(count), fmt.Sprintf("only %d events in %s (minimum %d)", count, r.cfg.Window.D(), r.cfg.MinCount))
-			}
-		case "spike", "drop":
-			if math.IsNaN(val) {
-				val = 0
-			}
-			n := r.cfg.ReferenceWindows
-			if s.hist >= n {
-				var ref float64
-				for _, h := range s.history {
-					ref += h
-				}
-				ref /= float64(n)
-				if ref > 0 && ref >= r.cfg.MinReference {
-					up := val >= ref*r.cfg.Factor
-					down := val <= ref/r.cfg.Factor
-					dir := r.cfg.Direction
-					if (up && (dir == "up" || dir == "both")) || (down && (dir == "down" || dir == "both")) {
-						word := "spike"
-						if down {
-							word = "drop"
-						}
-						r.fire(e, "", key, s.group, we, ws, val, fmt.Sprintf("%s: %s = %s vs reference %s (factor %s) over %s", word, r.aggName(), fmtNum(val), fmtNum(ref), fmtNum(r.cfg.Factor), r.cfg.Window.D()))
-					}
-				}
-			}
-			copy(s.history, s.history[1:])
-			s.history[n-1] = val
-			s.hist++
-		}
-		if s.lastAct < start-expire && r.cfg.Type != "flatline" {
-			r.deleteSeries(e, key, s) // idle: free it
-		} else if r.cfg.Type == "flatline" && s.lastAct < start-int64(100)*r.window {
-			r.deleteSeries(e, key, s) // silent for 100 windows: stop alerting about it
+		r.kind.evaluate(e, r, key, s, closedWindow{ws: ws, we: we, count: count, val: val, distinct: distinct})
+		if r.kind.idle(r, s, start) {
+			r.deleteSeries(e, key, s)
 		}
 	}
 }
@@ -597,10 +491,8 @@ func (r *rule) fire(e *Engine, topic, key string, group []string, at, windowStar
 		a.Threshold = *r.cfg.Value
 	} else if r.cfg.Factor != 0 {
 		a.Threshold = r.cfg.Factor
-	} else if r.cfg.Type == "flatline" {
-		a.Threshold = float64(r.cfg.MinCount)
-	} else if r.cfg.Type == "outlier" {
-		a.Threshold = r.cfg.Z
+	} else {
+		a.Threshold = r.kind.threshold(r.cfg)
 	}
 	if len(group) > 0 {
 		a.Group = make(map[string]string, len(group))

@@ -287,3 +287,42 @@ func FuzzParse(f *testing.F) {
 		e.Flush(t0.Add(time.Hour))
 	})
 }
+
+// Each rule type reports its own threshold in alerts: the value, the
+// factor, or (flatline, outlier) the setting the type compares with.
+func TestAlertThresholdPerType(t *testing.T) {
+	t.Parallel()
+	var recs []rec
+	for i := range 40 {
+		recs = append(recs, r(time.Duration(i)*time.Second, "x", float64(10+i%2)))
+	}
+	recs = append(recs, r(41*time.Second, "x", float64(1000)))
+	for _, tc := range []struct {
+		name, yml string
+		want      float64
+	}{
+		{"threshold", `{name: a, type: threshold, field: x, op: ">", value: 500}`, 500},
+		{"flatline", `{name: a, type: flatline, window: 1m, min_count: 100}`, 100},
+		{"outlier", `{name: a, type: outlier, field: x, z: 4, warmup: 10}`, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, err := Parse([]byte("rules:\n- " + tc.yml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []Alert
+			e := NewEngine(f, func(a Alert) { got = append(got, a) }, nil)
+			for _, x := range recs {
+				e.Observe("orders", t0.Add(x.at), x.fields)
+			}
+			e.Flush(t0.Add(5 * time.Minute))
+			if len(got) == 0 {
+				t.Fatal("no alert")
+			}
+			if got[0].Threshold != tc.want || got[0].Type != tc.name {
+				t.Fatalf("alert type %s threshold %g, want %s %g", got[0].Type, got[0].Threshold, tc.name, tc.want)
+			}
+		})
+	}
+}

@@ -1,4 +1,4 @@
-package avro
+package jsonscan
 
 import (
 	"testing"
@@ -25,10 +25,10 @@ func TestStringSpan(t *testing.T) {
 		"aaaaaaaaaaaaaaa\x21\x22", "\x5c", "aaaaaaa\x5c",
 	}
 	for _, c := range cases {
-		gn, ga := stringSpan([]byte(c))
+		gn, ga := StringSpan([]byte(c))
 		wn, wa := naiveSpan([]byte(c))
 		if gn != wn || ga != wa {
-			t.Errorf("stringSpan(%q) = %d,%v; want %d,%v", c, gn, ga, wn, wa)
+			t.Errorf("StringSpan(%q) = %d,%v; want %d,%v", c, gn, ga, wn, wa)
 		}
 	}
 }
@@ -37,10 +37,10 @@ func FuzzStringSpan(f *testing.F) {
 	f.Add([]byte(`hello "world"`))
 	f.Add([]byte("ab\x80cdefgh\\"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		gn, ga := stringSpan(b)
+		gn, ga := StringSpan(b)
 		wn, wa := naiveSpan(b)
 		if gn != wn || ga != wa {
-			t.Fatalf("stringSpan(%q) = %d,%v; want %d,%v", b, gn, ga, wn, wa)
+			t.Fatalf("StringSpan(%q) = %d,%v; want %d,%v", b, gn, ga, wn, wa)
 		}
 	})
 }
@@ -60,16 +60,16 @@ func TestRFC3339(t *testing.T) {
 
 func checkRFC3339(t *testing.T, s string) {
 	t.Helper()
-	got, ok := rfc3339([]byte(s))
+	got, ok := RFC3339([]byte(s))
 	if !ok {
 		return // the caller falls back to time.Parse
 	}
 	want, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		t.Fatalf("rfc3339(%q) accepted what time.Parse rejects: %v", s, err)
+		t.Fatalf("RFC3339(%q) accepted what time.Parse rejects: %v", s, err)
 	}
 	if !got.Equal(want) {
-		t.Fatalf("rfc3339(%q) = %v, time.Parse = %v", s, got, want)
+		t.Fatalf("RFC3339(%q) = %v, time.Parse = %v", s, got, want)
 	}
 }
 

@@ -1,4 +1,4 @@
-package avro
+package jsonscan
 
 import (
 	"encoding/binary"
@@ -11,12 +11,12 @@ const (
 	msb = 0x8080808080808080
 )
 
-// stringSpan returns the index in b of the first byte that ends the plain
+// StringSpan returns the index in b of the first byte that ends the plain
 // part of a JSON string's content (a quote, a backslash or a control
 // character), or len(b), and whether every byte before it is ASCII. It
 // looks at eight bytes per step: strings are most of the bytes of a
 // typical event, so this loop is the gateway's hottest.
-func stringSpan(b []byte) (int, bool) {
+func StringSpan(b []byte) (int, bool) {
 	var seen uint64 // OR of the words passed, for the ASCII answer
 	i := 0
 	for ; i+8 <= len(b); i += 8 {
@@ -48,13 +48,13 @@ func stringSpan(b []byte) (int, bool) {
 	return len(b), ascii
 }
 
-// rfc3339 parses the common strict form of an RFC 3339 timestamp,
+// RFC3339 parses the common strict form of an RFC 3339 timestamp,
 // YYYY-MM-DDTHH:MM:SS[.fraction of 1-9 digits](Z|±HH:MM), without
 // allocating. ok is false for anything else, including forms
 // time.Parse(time.RFC3339Nano, ...) would accept, which callers then hand
 // to time.Parse: the fast path only ever accepts a subset, with the same
 // result.
-func rfc3339(s []byte) (t time.Time, ok bool) {
+func RFC3339(s []byte) (t time.Time, ok bool) {
 	if len(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
 		return t, false
 	}
