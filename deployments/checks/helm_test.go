@@ -34,12 +34,16 @@ var valuesMatrix = []struct{ name, file string }{
 
 func chartDir(tb testing.TB) string { return repoPath(tb, "helm", "sluice") }
 
-// helmTemplate renders the chart with its required values
-// (ci/required-values.yaml) and the defaults; args are extra flags (-f,
-// --set) applied after them.
+// helmTemplate renders the chart; args are extra flags (-f, --set). Without
+// a values file (-f) it adds the required values (ci/required-values.yaml),
+// so "the defaults" render; a values file given stands alone, as a user's
+// would.
 func helmTemplate(tb testing.TB, chart, kubeVersion string, args ...string) (string, string, error) {
 	tb.Helper()
-	return helmTemplateBare(tb, chart, kubeVersion, append([]string{"-f", filepath.Join(chart, "ci", "required-values.yaml")}, args...)...)
+	if !slices.Contains(args, "-f") {
+		args = append([]string{"-f", filepath.Join(chart, "ci", "required-values.yaml")}, args...)
+	}
+	return helmTemplateBare(tb, chart, kubeVersion, args...)
 }
 
 // helmTemplateBare renders the chart with nothing but args.

@@ -137,6 +137,9 @@ message naming the value while one is missing for an enabled service.
 {{- if not (or .Values.s3.topics .Values.s3.topicRegex) }}
 {{- fail "s3.topics or s3.topicRegex is required while services.s3-sink.enabled: the topics s3-sink archives (S3_SINK_TOPICS / S3_SINK_TOPIC_REGEX)" }}
 {{- end }}
+{{- if and .Values.s3.topics .Values.s3.topicRegex }}
+{{- fail "s3.topics and s3.topicRegex are exclusive: set one (s3-sink refuses both)" }}
+{{- end }}
 {{- end }}
 {{- if and (index $svcs "search-sink").enabled (not .Values.search.url) }}
 {{- fail "search.url is required while services.search-sink.enabled: the Elasticsearch or OpenSearch URL(s) search-sink indexes into (ES_URL)" }}
