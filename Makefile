@@ -18,6 +18,10 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 HELM_VERSION               := v3.19.0
 
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X github.com/sluicehq/sluice/pkg/version.Version=$(VERSION) -X github.com/sluicehq/sluice/pkg/version.Revision=$(REVISION)
+
 include deployments/docker.mk
 
 .PHONY: help
@@ -31,7 +35,7 @@ tools: ## install what builds and tests need (idempotent: only what is missing)
 .PHONY: build
 build: ## build every service binary into bin/
 	@mkdir -p $(BIN)
-	@for s in $(SERVICES); do echo "build $$s"; (cd services/$$s && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/$$s .); done
+	@for s in $(SERVICES); do echo "build $$s"; (cd services/$$s && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/$$s .); done
 	@(cd scripts/devstack && $(GO) build -o $(BIN)/devstack .)
 
 .PHONY: run
@@ -80,6 +84,11 @@ proto-check: proto ## fail when generated code differs from proto/
 .PHONY: ci
 ci: lint tidy-check proto-check test ## everything CI runs
 
+.PHONY: release-snapshot
+release-snapshot: ## binaries for linux/amd64+arm64, one OCI archive per service, the packaged chart, all in dist/ (buildah, no Docker engine; BASE_IMAGE= pulls a base instead of building the offline one)
+	@rm -rf dist/bin dist/images dist/chart
+	@VERSION=$(VERSION) REVISION=$(REVISION) scripts/release.sh binaries $$([ -n "$${BASE_IMAGE:-}" ] || echo base) images chart
+
 .PHONY: clean
 clean: ## remove build output and local dev-stack data
-	rm -rf $(BIN) .devstack
+	rm -rf $(BIN) .devstack dist

@@ -19,8 +19,9 @@ $(addprefix docker-,$(DOCKER_SERVICES)): docker-%:
 		-t $(IMAGE_REGISTRY)/$*:$(IMAGE_TAG) $(DOCKER_BUILD_FLAGS) .
 
 .PHONY: chart-rules
-chart-rules: ## copy deployments/prometheus/rules into helm/sluice/files/rules (a chart cannot read outside itself)
-	@mkdir -p helm/sluice/files/rules
-	@rm -f helm/sluice/files/rules/*.yml
+chart-rules: ## copy deployments/prometheus/rules and deployments/grafana/dashboards into helm/sluice/files (a chart cannot read outside itself)
+	@mkdir -p helm/sluice/files/rules helm/sluice/files/dashboards
+	@rm -f helm/sluice/files/rules/*.yml helm/sluice/files/dashboards/*.json
 	@cp deployments/prometheus/rules/*.yml helm/sluice/files/rules/
-	@ls helm/sluice/files/rules
+	@cp deployments/grafana/dashboards/*.json helm/sluice/files/dashboards/
+	@ls helm/sluice/files/rules helm/sluice/files/dashboards

@@ -13,6 +13,9 @@ command -v protoc   >/dev/null || apt_pkgs+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/timestamp.proto ] || apt_pkgs+=(libprotobuf-dev)
 command -v promtool >/dev/null || apt_pkgs+=(prometheus)
 command -v kcat     >/dev/null || apt_pkgs+=(kcat)
+# make release-snapshot and the image-run test (scripts/devstack) build and
+# run OCI images with buildah: no Docker engine needed.
+command -v buildah  >/dev/null || apt_pkgs+=(buildah)
 if ((${#apt_pkgs[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "tools: apt-get install ${apt_pkgs[*]}"

@@ -133,7 +133,7 @@ func checkCompose(p *types.Project, root string, envs map[string]envSpec) []stri
 				continue
 			}
 			switch {
-			case strings.HasSuffix(k, "_ADDR"):
+			case isListenAddr(k):
 				if port, ok := portOf(*v); !ok || !ports[port] {
 					addf("%s: %s=%s listens on a port it does not publish", what, k, *v)
 				}

@@ -97,11 +97,17 @@ func lintDockerfile(ctx dockerContext, service, text string) []string {
 		return problems
 	}
 	metaNames := map[string]bool{"BUILDPLATFORM": true, "TARGETPLATFORM": true, "TARGETOS": true, "TARGETARCH": true}
+	metaDefaults := map[string]string{}
 	for _, a := range metaArgs {
 		for _, kv := range a.Args {
 			metaNames[kv.Key] = true
+			if kv.Value != nil {
+				metaDefaults[kv.Key] = os.Expand(*kv.Value, func(k string) string { return metaDefaults[k] })
+			}
 		}
 	}
+	// A FROM as built without --build-arg: the ARG defaults substituted.
+	defaultFrom := func(base string) string { return os.Expand(base, func(k string) string { return metaDefaults[k] }) }
 	stageNames := map[string]bool{}
 	var cgoOff, cacheMount, builds bool
 	for si, st := range stages {
@@ -111,6 +117,9 @@ func lintDockerfile(ctx dockerContext, service, text string) []string {
 			}
 		}
 		final := si == len(stages)-1
+		if from := defaultFrom(st.BaseName); from != "scratch" && !strings.HasPrefix(st.BaseName, "build-") && !regexp.MustCompile(`@sha256:[a-f0-9]{64}$`).MatchString(from) {
+			addf("FROM %s (default %s): pin the base image by digest (line %d)", st.BaseName, from, firstLine(st.Location))
+		}
 		var user string
 		labels := map[string]bool{}
 		for _, cmd := range st.Commands {
@@ -179,8 +188,8 @@ func lintDockerfile(ctx dockerContext, service, text string) []string {
 		if !final {
 			continue
 		}
-		if !strings.HasPrefix(st.BaseName, "gcr.io/distroless/static") && st.BaseName != "scratch" {
-			addf("final stage FROM %s: want gcr.io/distroless/static (nonroot) or scratch", st.BaseName)
+		if from := defaultFrom(st.BaseName); !strings.HasPrefix(from, "gcr.io/distroless/static-debian12:nonroot@") && from != "scratch" {
+			addf("final stage FROM %s (default %s): want gcr.io/distroless/static nonroot or scratch by default", st.BaseName, from)
 		}
 		if u := strings.SplitN(user, ":", 2)[0]; u != "65532" {
 			addf("final stage USER %q: want 65532 (numeric, so runAsNonRoot can verify it)", user)
@@ -225,6 +234,14 @@ func lintDockerfile(ctx dockerContext, service, text string) []string {
 func (c dockerContext) checkCopySource(src string, line int) []string {
 	var problems []string
 	rel := path.Clean(strings.TrimPrefix(src, "./"))
+	if strings.HasPrefix(rel, "dist/bin/") {
+		// Built by scripts/release.sh before a BINARY_FROM=prebuilt build:
+		// it need not exist, but the context must not exclude it.
+		if c.excluded(rel) {
+			return []string{fmt.Sprintf("COPY %s: excluded by .dockerignore (line %d)", src, line)}
+		}
+		return nil
+	}
 	full := filepath.Join(c.root, filepath.FromSlash(rel))
 	info, err := os.Stat(full)
 	if err != nil {
@@ -345,15 +362,18 @@ func TestDockerfileDefectsCaught(t *testing.T) {
 		{"no user", "USER 65532:65532\n", "", `USER ""`},
 		{"cgo on", "CGO_ENABLED=0 ", "CGO_ENABLED=1 ", "CGO_ENABLED=0 not set"},
 		{"no cache mount", "--mount=type=cache,target=/go/pkg/mod", "--mount=type=cache,target=/tmp/x", "no --mount=type=cache,target=/go/pkg/mod"},
-		{"full base image", "FROM gcr.io/distroless/static-debian12:nonroot AS runtime", "FROM debian:12 AS runtime", "want gcr.io/distroless/static"},
+		{"full base image", "ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot@", "ARG BASE_IMAGE=debian:12@", "want gcr.io/distroless/static"},
+		{"base image not pinned", "ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot@sha256:", "ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot\nARG UNUSED=", "pin the base image by digest"},
+		{"build image not pinned", "ARG GO_IMAGE=golang:${GO_VERSION}@sha256:", "ARG GO_IMAGE=golang:${GO_VERSION}\nARG UNUSED=", "pin the base image by digest"},
+		{"prebuilt binary outside dist/bin", "COPY dist/bin/", "COPY dist/other/", "not in the build context"},
 		{"label missing", "org.opencontainers.image.revision", "org.example.revision", "lacks LABEL org.opencontainers.image.revision"},
 		{"port missing", "EXPOSE 9102", "EXPOSE 9999", "does not EXPOSE 9102"},
 		{"shell-form entrypoint", `ENTRYPOINT ["/usr/local/bin/s3-sink"]`, "ENTRYPOINT /usr/local/bin/s3-sink", "JSONArgsRecommended"},
 		{"casing (buildkit FromAsCasing)", "AS runtime", "as runtime", "FromAsCasing"},
 		{"legacy ENV (buildkit)", "ENV CGO_ENABLED=0 GOWORK=off GOFLAGS=-trimpath", "ENV CGO_ENABLED 0", "LegacyKeyValueFormat"},
-		{"undefined ARG in FROM", "FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}", "FROM --platform=$BUILDPLATFORM golang:${GO_VERION}", "UndefinedArgInFrom"},
+		{"undefined ARG in FROM", "FROM --platform=$BUILDPLATFORM ${GO_IMAGE}", "FROM --platform=$BUILDPLATFORM ${GO_IMAG}", "UndefinedArgInFrom"},
 		{"unknown stage", "COPY --from=build", "COPY --from=builder", "no earlier stage"},
-		{"single stage", "FROM gcr.io/distroless/static-debian12:nonroot AS runtime\n", "", ""},
+		{"single stage", "FROM ${BASE_IMAGE} AS runtime\n", "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

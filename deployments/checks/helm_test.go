@@ -24,7 +24,8 @@ var kubeVersions = []string{"1.27.0", "1.34.0"}
 
 // valuesMatrix is every values file the chart must render cleanly with.
 var valuesMatrix = []struct{ name, file string }{
-	{"defaults", ""},
+	{"defaults", "ci/required-values.yaml"},
+	{"openshift", "ci/openshift-values.yaml"},
 	{"all-on", "ci/all-on-values.yaml"},
 	{"minimal", "ci/minimal-values.yaml"},
 	{"aws", "values-aws.yaml"},
@@ -33,8 +34,20 @@ var valuesMatrix = []struct{ name, file string }{
 
 func chartDir(tb testing.TB) string { return repoPath(tb, "helm", "sluice") }
 
-// helmTemplate renders the chart; args are extra flags (-f, --set).
+// helmTemplate renders the chart; args are extra flags (-f, --set). Without
+// a values file (-f) it adds the required values (ci/required-values.yaml),
+// so "the defaults" render; a values file given stands alone, as a user's
+// would.
 func helmTemplate(tb testing.TB, chart, kubeVersion string, args ...string) (string, string, error) {
+	tb.Helper()
+	if !slices.Contains(args, "-f") {
+		args = append([]string{"-f", filepath.Join(chart, "ci", "required-values.yaml")}, args...)
+	}
+	return helmTemplateBare(tb, chart, kubeVersion, args...)
+}
+
+// helmTemplateBare renders the chart with nothing but args.
+func helmTemplateBare(tb testing.TB, chart, kubeVersion string, args ...string) (string, string, error) {
 	tb.Helper()
 	full := append([]string{"template", "sluice", chart, "--namespace", "sluice", "--kube-version", kubeVersion}, args...)
 	return runHelm(tb, chart, full...)
@@ -231,7 +244,7 @@ func TestManifestDefectsCaught(t *testing.T) {
 		{"listen port not declared", nil, func(t *testing.T, d []manifest) {
 			cm := findDoc[*corev1.ConfigMap](t, d, "s3-sink")
 			for k := range cm.Data {
-				if strings.HasSuffix(k, "_ADDR") {
+				if isListenAddr(k) {
 					cm.Data[k] = ":9999"
 				}
 			}

@@ -94,7 +94,7 @@ func installDryRun(t *testing.T, secrets map[string]*corev1.Secret) []manifest {
 		"HELM_CONFIG_HOME=" + filepath.Join(home, "config"),
 		"HELM_CACHE_HOME=" + filepath.Join(home, "cache"),
 		"HELM_DATA_HOME=" + filepath.Join(home, "data"),
-	}, tool(t, "helm"), "install", "sluice", chartDir(t), "--namespace", "sluice", "--dry-run=server", "--disable-openapi-validation")
+	}, tool(t, "helm"), "install", "sluice", chartDir(t), "--namespace", "sluice", "--dry-run=server", "--disable-openapi-validation", "-f", filepath.Join(chartDir(t), "ci", "required-values.yaml"))
 	if err != nil {
 		t.Fatalf("helm install --dry-run=server: %v\n%s", err, stderr)
 	}

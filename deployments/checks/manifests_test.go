@@ -328,7 +328,7 @@ func checkManifests(docs []manifest, envs map[string]envSpec) []string {
 				}
 			}
 			for _, k := range sortedKeys(cmEnv) {
-				if !strings.HasSuffix(k, "_ADDR") {
+				if !isListenAddr(k) {
 					continue
 				}
 				if p, ok := portOf(cmEnv[k]); !ok || ports[int32(p)] == "" {
@@ -728,3 +728,10 @@ func renderYAML(objs ...any) string {
 	}
 	return buf.String()
 }
+
+// clientAddrs are *_ADDR variables naming another service's address (a
+// client setting), not one the container listens on.
+var clientAddrs = map[string]bool{"REGISTRY_GRPC_ADDR": true}
+
+// isListenAddr reports whether variable k is a listen address.
+func isListenAddr(k string) bool { return strings.HasSuffix(k, "_ADDR") && !clientAddrs[k] }

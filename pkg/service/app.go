@@ -82,10 +82,10 @@ type App struct {
 }
 
 // New builds an App with its own Prometheus registry (Go and process
-// collectors included) and the given logger.
+// collectors and sluice_build_info included) and the given logger.
 func New(name string, opts Options, log *slog.Logger) *App {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), NewBuildInfo())
 	return &App{name: name, opts: opts, log: log, metrics: reg}
 }
 

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/pkg/version"
 )
 
 func startApp(t *testing.T, opts Options, setup func(a *App)) (*App, string, context.CancelFunc, chan error) {
@@ -163,4 +166,27 @@ func TestListenTakenPortNamesAddress(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), ln.Addr().String()) {
 		t.Fatalf("err = %v, want it to name %s", err, ln.Addr())
 	}
+}
+
+func TestBuildInfoMetric(t *testing.T) {
+	t.Parallel()
+	app := New("svc", Options{LogLevel: "info", ShutdownTimeout: time.Second}, NewLogger(io.Discard, "svc", "info"))
+	mfs, err := app.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != BuildInfoName {
+			continue
+		}
+		labels := map[string]string{}
+		for _, l := range mf.GetMetric()[0].GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["version"] != version.Version || labels["go_version"] != runtime.Version() || labels["revision"] == "" || mf.GetMetric()[0].GetGauge().GetValue() != 1 {
+			t.Fatalf("sluice_build_info labels %v value %v", labels, mf.GetMetric()[0].GetGauge().GetValue())
+		}
+		return
+	}
+	t.Fatal("sluice_build_info not registered")
 }

@@ -28,14 +28,26 @@ func Invalid(variable, format string, args ...any) error {
 	return &ConfigError{Var: variable, Msg: fmt.Sprintf(format, args...)}
 }
 
+// ErrConfigChecked is what LoadConfig returns, instead of nil, when the
+// -check-config flag is given and the configuration is valid: the service
+// stops before opening any connection and exits 0.
+var ErrConfigChecked = errors.New("configuration is valid")
+
+// CheckConfigFlag is the flag every service accepts to validate its
+// environment and flags and exit: 0 when valid, 2 naming the bad variable.
+const CheckConfigFlag = "check-config"
+
 // ExitCode maps an error from run() to a process exit status: 2 for bad
-// configuration, 1 for anything else, 0 for nil.
+// configuration, 1 for anything else, 0 for nil, for -h and for a
+// successful -check-config.
 func ExitCode(err error) int {
 	var ce *ConfigError
 	switch {
 	case err == nil:
 		return 0
-	case errors.As(err, &ce), errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, flag.ErrHelp), errors.Is(err, ErrConfigChecked):
+		return 0
+	case errors.As(err, &ce):
 		return 2
 	default:
 		return 1
@@ -49,7 +61,8 @@ type Validator interface{ Validate() error }
 // LoadConfig fills cfg (a pointer to struct) from its `env:"NAME"` tagged
 // fields: first the `default:"..."` tag, then the environment (via lookup),
 // then command-line flags named after the variable (KAFKA_BROKERS ->
-// -kafka-brokers). Nested structs are walked. Supported kinds: string, bool,
+// -kafka-brokers). With -check-config it returns ErrConfigChecked once the
+// configuration validates. Nested structs are walked. Supported kinds: string, bool,
 // int, int64, float64, time.Duration, []string (comma separated). After
 // loading, Validate is called on every nested Validator, outermost last.
 func LoadConfig(cfg any, args []string, lookup func(string) (string, bool)) error {
@@ -66,6 +79,7 @@ func LoadConfig(cfg any, args []string, lookup func(string) (string, bool)) erro
 	for _, f := range fields {
 		flagVals[f.env] = fs.String(flagName(f.env), "", f.help)
 	}
+	checkOnly := fs.Bool(CheckConfigFlag, false, "validate the environment and flags, then exit (0 valid, 2 invalid)")
 	for _, f := range fields {
 		if f.def != "" {
 			if err := setField(f.v, f.def); err != nil {
@@ -100,7 +114,13 @@ func LoadConfig(cfg any, args []string, lookup func(string) (string, bool)) erro
 	if parseErr != nil {
 		return parseErr
 	}
-	return validateTree(reflect.ValueOf(cfg))
+	if err := validateTree(reflect.ValueOf(cfg)); err != nil {
+		return err
+	}
+	if *checkOnly {
+		return ErrConfigChecked
+	}
+	return nil
 }
 
 // Usage lists every variable with its default and help text, sorted.

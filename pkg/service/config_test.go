@@ -96,7 +96,7 @@ func TestLoadConfigErrorsNameVariable(t *testing.T) {
 
 func TestExitCode(t *testing.T) {
 	t.Parallel()
-	if ExitCode(nil) != 0 || ExitCode(errors.New("x")) != 1 || ExitCode(flag.ErrHelp) != 2 {
+	if ExitCode(nil) != 0 || ExitCode(errors.New("x")) != 1 || ExitCode(flag.ErrHelp) != 0 {
 		t.Fatal("exit codes wrong")
 	}
 }
@@ -108,5 +108,22 @@ func TestSecretRedactedInUsage(t *testing.T) {
 		if !strings.Contains(u, want) {
 			t.Fatalf("usage lacks %s:\n%s", want, u)
 		}
+	}
+}
+
+func TestCheckConfigFlag(t *testing.T) {
+	t.Parallel()
+	type cfg struct {
+		Brokers []string `env:"X_BROKERS"`
+	}
+	env := func(m map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+	}
+	var c cfg
+	if err := LoadConfig(&c, []string{"-check-config"}, env(nil)); !errors.Is(err, ErrConfigChecked) || ExitCode(err) != 0 {
+		t.Fatalf("valid config with -check-config: err = %v (exit %d), want ErrConfigChecked (exit 0)", err, ExitCode(err))
+	}
+	if err := LoadConfig(&c, nil, env(nil)); err != nil {
+		t.Fatalf("valid config without -check-config: %v", err)
 	}
 }

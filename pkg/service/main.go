@@ -5,19 +5,64 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+
+	"github.com/sluicehq/sluice/pkg/version"
 )
 
-// Main is the whole of a service's main(): it cancels the context on SIGINT
-// or SIGTERM, calls run, prints a failure and exits with ExitCode.
-func Main(run func(ctx context.Context, args []string) error) {
+// Subcommand describes one subcommand a binary has besides serving, for -h.
+type Subcommand struct {
+	Usage string // e.g. "bucket apply [-dry-run]"
+	Help  string // one line
+}
+
+// Main is the whole of a service's main(): it answers -version and -h
+// itself, cancels the context on SIGINT or SIGTERM, calls run, prints a
+// failure and exits with ExitCode. subcommands are listed by -h.
+func Main(run func(ctx context.Context, args []string) error, subcommands ...Subcommand) {
+	name := filepath.Base(os.Args[0])
+	if code, done := preRun(os.Stdout, name, os.Args[1:], subcommands); done {
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
 	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
+	switch {
+	case errors.Is(err, ErrConfigChecked):
+		fmt.Fprintf(os.Stdout, "%s: %v\n", name, err)
+	case err != nil && !errors.Is(err, flag.ErrHelp):
 		fmt.Fprintln(os.Stderr, "error:", err)
 	}
 	os.Exit(ExitCode(err))
 }
+
+// preRun answers -version (anywhere before a subcommand's own arguments)
+// and prints the usage header for -h; done means exit with code now.
+// After the header, -h goes on to run, whose configuration loader lists
+// every variable and returns flag.ErrHelp (exit 0).
+func preRun(w io.Writer, name string, args []string, subcommands []Subcommand) (code int, done bool) {
+	for _, a := range args {
+		switch a {
+		case "-version", "--version":
+			fmt.Fprintf(w, "%s %s\n", name, version.Get())
+			return 0, true
+		case "-h", "-help", "--help":
+			if len(args) > 0 && args[0] != a && !isFlag(args[0]) {
+				return 0, false // a subcommand's own -h
+			}
+			fmt.Fprintf(w, "Usage:\n  %s [flags]                serve (configuration from the environment or the flags below)\n", name)
+			for _, s := range subcommands {
+				fmt.Fprintf(w, "  %s %-24s %s\n", name, s.Usage, s.Help)
+			}
+			fmt.Fprintf(w, "\nFlags:\n  -version                 print the version and exit\n  -%s             validate the configuration and exit (0 valid, 2 invalid)\n  -h                       this help\n\n", CheckConfigFlag)
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+func isFlag(s string) bool { return len(s) > 0 && s[0] == '-' }

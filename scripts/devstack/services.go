@@ -48,6 +48,7 @@ func (s svc) env(b backends) map[string]string {
 		"KAFKA_CLIENT_ID":      "sluice-dev-" + s.name,
 		"KAFKA_METADATA_TTL":   "2s", // brand-new topics are seen at once
 		"REGISTRY_URL":         "http://127.0.0.1:8081",
+		"REGISTRY_GRPC_ADDR":   "127.0.0.1:9091", // gRPC first, REST the fallback
 		"S3_ENDPOINT":          b.s3Endpoint,
 		"S3_BUCKET":            b.s3Bucket,
 		"S3_REGION":            b.reg,

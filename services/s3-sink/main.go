@@ -8,5 +8,5 @@ import (
 
 func main() {
 	avro.LimitBlocks() // untrusted Avro must not make goavro allocate gigabytes
-	service.Main(run)
+	service.Main(run, service.Subcommand{Usage: "bucket apply [-dry-run]", Help: "apply the bucket's lifecycle and backup policy (S3_SINK_LIFECYCLE_*) and exit"})
 }

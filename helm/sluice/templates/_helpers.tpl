@@ -71,14 +71,78 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/*
+An image reference with global.imageRegistry applied: it replaces the first
+path element when that is a registry host (has a dot or a port, or is
+localhost), else it is prepended. Call with (dict "root" $ "ref" "host/path").
+*/}}
+{{- define "sluice.withRegistry" -}}
+{{- $g := .root.Values.global.imageRegistry }}
+{{- if $g }}
+{{- $parts := splitList "/" .ref }}
+{{- $first := first $parts }}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) }}
+{{- printf "%s/%s" $g (join "/" (rest $parts)) }}
+{{- else }}
+{{- printf "%s/%s" $g .ref }}
+{{- end }}
+{{- else }}
+{{- .ref }}
+{{- end }}
+{{- end }}
+
 {{- define "sluice.image" -}}
 {{- $img := .root.Values.image }}
 {{- $repo := default (printf "%s/%s" $img.registry .name) .svc.image.repository }}
+{{- $repo = include "sluice.withRegistry" (dict "root" .root "ref" $repo) }}
 {{- $tag := default (default .root.Chart.AppVersion $img.tag) .svc.image.tag }}
 {{- if .svc.image.digest }}
 {{- printf "%s@%s" $repo .svc.image.digest }}
 {{- else }}
 {{- printf "%s:%s" $repo $tag }}
+{{- end }}
+{{- end }}
+
+{{/* imagePullSecrets of every pod: global.imagePullSecrets (names or {name}) then imagePullSecrets. */}}
+{{- define "sluice.imagePullSecrets" -}}
+{{- $names := list }}
+{{- range (concat (default list .Values.global.imagePullSecrets) (default list .Values.imagePullSecrets)) }}
+{{- $n := ternary . (get (kindIs "map" . | ternary . dict) "name") (kindIs "string" .) }}
+{{- if not (has $n $names) }}{{ $names = append $names $n }}{{ end }}
+{{- end }}
+{{- if $names }}
+imagePullSecrets:
+{{- range $names }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The settings a service cannot start without; rendering fails with a
+message naming the value while one is missing for an enabled service.
+*/}}
+{{- define "sluice.validateRequired" -}}
+{{- $svcs := .Values.services }}
+{{- if not .Values.kafka.brokers }}
+{{- fail "kafka.brokers is required: the Kafka bootstrap brokers as host:port, e.g. --set kafka.brokers={kafka-0.kafka:9092}" }}
+{{- end }}
+{{- if and (index $svcs "ingest-gateway").enabled (not .Values.gateway.topics) }}
+{{- fail "gateway.topics is required: the topics or glob patterns producers may write to (GATEWAY_TOPICS), e.g. --set gateway.topics={orders,payments}; \"*\" allows every non-internal topic" }}
+{{- end }}
+{{- if (index $svcs "s3-sink").enabled }}
+{{- if not .Values.s3.bucket }}
+{{- fail "s3.bucket is required while services.s3-sink.enabled: the bucket s3-sink writes to (S3_BUCKET)" }}
+{{- end }}
+{{- if not (or .Values.s3.topics .Values.s3.topicRegex) }}
+{{- fail "s3.topics or s3.topicRegex is required while services.s3-sink.enabled: the topics s3-sink archives (S3_SINK_TOPICS / S3_SINK_TOPIC_REGEX)" }}
+{{- end }}
+{{- if and .Values.s3.topics .Values.s3.topicRegex }}
+{{- fail "s3.topics and s3.topicRegex are exclusive: set one (s3-sink refuses both)" }}
+{{- end }}
+{{- end }}
+{{- if and (index $svcs "search-sink").enabled (not .Values.search.url) }}
+{{- fail "search.url is required while services.search-sink.enabled: the Elasticsearch or OpenSearch URL(s) search-sink indexes into (ES_URL)" }}
 {{- end }}
 {{- end }}
 
@@ -88,6 +152,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- else }}
 {{- $svc := index .Values.services "schema-registry" }}
 {{- printf "http://%s:%v" (include "sluice.componentName" (dict "root" . "name" "schema-registry")) $svc.ports.http }}
+{{- end }}
+{{- end }}
+
+{{/* REGISTRY_GRPC_ADDR for the registry's clients; empty: REST only. */}}
+{{- define "sluice.registryGRPCAddr" -}}
+{{- $g := .Values.registry.grpc }}
+{{- if $g.enabled }}
+{{- if $g.addr }}
+{{- $g.addr }}
+{{- else if and (not .Values.registry.url) (index .Values.services "schema-registry").enabled }}
+{{- $svc := index .Values.services "schema-registry" }}
+{{- printf "%s:%v" (include "sluice.componentName" (dict "root" . "name" "schema-registry")) $svc.ports.grpc }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -127,6 +204,22 @@ Call with (dict "root" $ "name" $name "svc" $svc).
 {{- end }}
 {{- if $kafka.sasl.mechanism }}{{ $_ := set $env "KAFKA_SASL_MECHANISM" $kafka.sasl.mechanism }}{{ end }}
 {{- if $c.registry }}{{ $_ := set $env "REGISTRY_URL" (include "sluice.registryURL" $root) }}{{ end }}
+{{- $grpcAddr := include "sluice.registryGRPCAddr" $root }}
+{{- if and $c.registry $grpcAddr }}{{ $_ := set $env "REGISTRY_GRPC_ADDR" $grpcAddr }}{{ end }}
+{{- $v := $root.Values }}
+{{- if eq .name "ingest-gateway" }}
+{{- $_ := set $env "GATEWAY_TOPICS" (join "," $v.gateway.topics) }}
+{{- if $v.gateway.deadLetterTopics }}{{ $_ := set $env "GATEWAY_DEAD_LETTER_TOPICS" (join "," $v.gateway.deadLetterTopics) }}{{ end }}
+{{- end }}
+{{- if eq .name "s3-sink" }}
+{{- $_ := set $env "S3_BUCKET" $v.s3.bucket }}
+{{- if $v.s3.region }}{{ $_ := set $env "S3_REGION" $v.s3.region }}{{ end }}
+{{- if $v.s3.endpoint }}{{ $_ := set $env "S3_ENDPOINT" $v.s3.endpoint }}{{ end }}
+{{- if $v.s3.forcePathStyle }}{{ $_ := set $env "S3_FORCE_PATH_STYLE" "true" }}{{ end }}
+{{- if $v.s3.topics }}{{ $_ := set $env "S3_SINK_TOPICS" (join "," $v.s3.topics) }}{{ end }}
+{{- if $v.s3.topicRegex }}{{ $_ := set $env "S3_SINK_TOPIC_REGEX" $v.s3.topicRegex }}{{ end }}
+{{- end }}
+{{- if eq .name "search-sink" }}{{ $_ := set $env "ES_URL" $v.search.url }}{{ end }}
 {{- range $m := .svc.fileMounts }}
 {{- range $k, $file := $m.env }}{{ $_ := set $env $k (printf "/etc/sluice/files/%s/%s" $m.name $file) }}{{ end }}
 {{- end }}
