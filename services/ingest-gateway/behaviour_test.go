@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -212,21 +213,26 @@ func TestInflightBudget429(t *testing.T) {
 	if _, err := pw.Write(big[:100]); err != nil {
 		t.Fatal(err)
 	}
-	small := []byte(`{"records":[{"value":` + orderJSON(999) + `}]}` + strings.Repeat(" ", 30000))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		res := post(t, e.httpURL+"/v1/topics/budget/records", "application/json", small)
-		if res.status == 429 {
-			if res.header.Get("Retry-After") == "" || !strings.Contains(string(res.body), `"error_code":42901`) {
-				t.Fatalf("429 without Retry-After or code: %v %s", res.header, res.body)
-			}
-			break
+	// Probe only once the slow request holds its reservation (its declared
+	// length, taken before its body is read): a probe sent earlier could
+	// itself hold the budget when the slow request arrives and get that
+	// one refused instead (seen on a loaded machine).
+	deadline := time.Now().Add(20 * time.Second)
+	for inflight := 0.0; inflight < float64(len(big)); inflight = gaugeValue(t, e.httpURL+"/metrics", "sluice_gateway_inflight_bytes") {
+		select {
+		case resp := <-done:
+			t.Fatalf("slow request answered before its body was sent: %v", resp)
+		default:
 		}
-		// The slow request may not have reserved yet.
 		if time.Now().After(deadline) {
-			t.Fatalf("never got 429; last %d %s", res.status, res.body)
+			t.Fatalf("slow request never reserved: in-flight bytes %v, want >= %d", inflight, len(big))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	small := []byte(`{"records":[{"value":` + orderJSON(999) + `}]}` + strings.Repeat(" ", 30000))
+	if res := post(t, e.httpURL+"/v1/topics/budget/records", "application/json", small); res.status != 429 ||
+		res.header.Get("Retry-After") == "" || !strings.Contains(string(res.body), `"error_code":42901`) {
+		t.Fatalf("over the in-flight budget: %d %v %s, want 429 with Retry-After and 42901", res.status, res.header, res.body)
 	}
 	if _, err := pw.Write(big[100:]); err != nil {
 		t.Fatal(err)
@@ -918,4 +924,29 @@ func TestSchemaReferences(t *testing.T) {
 	if got.ID != "s1" || got.To.City != "Oslo" || got.From == nil || got.From.City != "Rome" {
 		t.Fatalf("decoded %+v", got)
 	}
+}
+
+// gaugeValue reads one unlabelled gauge from a Prometheus text page.
+func gaugeValue(tb testing.TB, url, name string) float64 {
+	tb.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				tb.Fatalf("%s: %v", name, err)
+			}
+			return f
+		}
+	}
+	tb.Fatalf("no %s in %s", name, url)
+	return 0
 }

@@ -471,7 +471,7 @@ func TestPooledBuffersKeepRecordsApart(t *testing.T) {
 // late must still carry their own bytes.
 func TestPooledBuffersTimedOutWritesKeepTheirBytes(t *testing.T) {
 	t.Parallel()
-	e := startEnv(t, nil, nil, "-gateway-produce-timeout", "500ms", "-registry-latest-ttl", "1m",
+	e := startEnv(t, nil, nil, "-gateway-produce-timeout", "3s", "-registry-latest-ttl", "1m",
 		"-gateway-max-timestamp-age", "0") // the records carry fixed 2020 timestamps
 	e.kafka.CreateTopic("stall", 1, nil)
 	e.kafka.CreateTopic("busy", 1, nil)
@@ -1107,7 +1107,7 @@ func TestPooledGRPCBuffersKeepRecordsApart(t *testing.T) {
 func TestPooledGRPCTimedOutWritesKeepTheirBytes(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	e := startEnv(t, nil, nil, "-gateway-produce-timeout", "500ms", "-registry-latest-ttl", "1m", "-gateway-dead-letter-topics", "gstall",
+	e := startEnv(t, nil, nil, "-gateway-produce-timeout", "3s", "-registry-latest-ttl", "1m", "-gateway-dead-letter-topics", "gstall",
 		"-gateway-max-timestamp-age", "0") // the records carry fixed 2020 timestamps
 	e.kafka.CreateTopic("gstall", 1, nil)
 	e.kafka.CreateTopic("gbusy", 1, nil)
