@@ -239,6 +239,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 		for _, t := range prev {
 			if !slices.Contains(topics, t) {
 				r.parker.forget(t)
+				if f, ok := r.o.Writer.(TopicForgetter); ok {
+					f.Forget(t)
+				}
 			}
 		}
 		prev = topics

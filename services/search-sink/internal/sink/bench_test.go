@@ -18,6 +18,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/avro"
+	psink "github.com/sluicehq/sluice/pkg/sink"
 	"github.com/sluicehq/sluice/pkg/testkit/estest"
 	"github.com/sluicehq/sluice/pkg/wire"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
@@ -101,13 +102,18 @@ func BenchmarkIndexing(b *testing.B) {
 		srv := httptest.NewServer(estest.New())
 		defer srv.Close()
 		c, _ := es.New(es.Options{URLs: []string{srv.URL}, Timeout: 30 * time.Second})
-		m := NewMetrics(prometheus.NewRegistry(), 0)
+		m := NewMetrics(prometheus.NewRegistry(), nil)
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		pl, err := NewPipeline(c, PipelineOptions{Workers: workers, FlushBytes: flush, FlushInterval: time.Second, MaxBufferedDocs: 20000, MaxBufferedBytes: 64 << 20}, m, NewDLQ(nil, nil, DLQOptions{}, m, log), nil, log)
+		pl, err := NewPipeline(c, PipelineOptions{Workers: workers, FlushBytes: flush, FlushInterval: time.Second, MaxBufferedDocs: 20000, MaxBufferedBytes: 64 << 20}, m, log)
 		if err != nil {
 			b.Fatal(err)
 		}
-		parts := []*partition{newPartition("orders", 0), newPartition("orders", 1), newPartition("orders", 2), newPartition("orders", 3)}
+		parts := make([]*partWriter, 4)
+		acks := make([]*recAcks, 4)
+		for i := range parts {
+			acks[i] = newRecAcks()
+			parts[i] = &partWriter{tp: psink.TopicPartition{Topic: "orders", Partition: i}, acks: acks[i]}
+		}
 		ctx := context.Background()
 		cpu0, start := cpuTime(), time.Now()
 		for i := range msgs {
@@ -116,13 +122,11 @@ func BenchmarkIndexing(b *testing.B) {
 			if err := pl.Acquire(ctx, size); err != nil {
 				b.Fatal(err)
 			}
-			pt := parts[msg.Partition]
-			seq := pt.add(msg.Offset)
 			d, err := builder.Build(ctx, msg)
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := pl.Submit(ctx, msg, d, pt, seq, size); err != nil {
+			if err := pl.Submit(ctx, parts[msg.Partition], &psink.Record{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset, Key: msg.Key, Value: msg.Value, Headers: msg.Headers, Time: msg.Time}, d, size); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -130,9 +134,9 @@ func BenchmarkIndexing(b *testing.B) {
 			b.Fatal(err)
 		}
 		wall, cpu := time.Since(start), cpuTime()-cpu0
-		for _, p := range parts {
-			if p.pending() != 0 {
-				b.Fatalf("partition %d has %d unacknowledged", p.id, p.pending())
+		for i, a := range acks {
+			if got := a.committable(); got != n/4 {
+				b.Fatalf("partition %d acknowledged up to %d, want %d", i, got, n/4)
 			}
 		}
 		return wall, cpu
