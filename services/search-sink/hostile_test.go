@@ -265,7 +265,7 @@ func TestRecordsOutsideTheTimeWindow(t *testing.T) {
 			for series, want := range map[string]string{
 				`sluice_searchsink_records_refused_total{reason="too_old",topic="orders"}`: "60",
 				`sluice_searchsink_records_refused_total{reason="too_new",topic="orders"}`: "3",
-				`sluice_sink_records_dead_lettered_total{sink="search",topic="orders"}`:                      "63",
+				`sluice_sink_records_dead_lettered_total{sink="search",topic="orders"}`:    "63",
 			} {
 				if !metricIs(t, admin, series, want) {
 					t.Errorf("%s = %q, want %s", series, metric(t, admin, series), want)
@@ -476,7 +476,7 @@ func TestOversizedRecordsAreDeadLettered(t *testing.T) {
 	}
 	for series, want := range map[string]string{
 		`sluice_searchsink_records_refused_total{reason="document_too_large",topic="orders"}`: "1",
-		`sluice_sink_dead_letters_truncated_total{sink="search",topic="orders"}`:                               "2",
+		`sluice_sink_dead_letters_truncated_total{sink="search",topic="orders"}`:              "2",
 	} {
 		if !metricIs(t, admin, series, want) {
 			t.Errorf("%s = %q, want %s", series, metric(t, admin, series), want)
