@@ -326,7 +326,8 @@ func TestNewIndexBudgetParksTopic(t *testing.T) {
 	if !metricIs(t, admin, `sluice_searchsink_new_indices_total{topic="orders"}`, "2") {
 		t.Fatalf("new indices = %q", metric(t, admin, `sluice_searchsink_new_indices_total{topic="orders"}`))
 	}
-	if got := metric(t, admin, `sluice_sink_records_dead_lettered_total{sink="search",topic="orders"}`); got != "" {
+	// The runtime creates the series at 0 when it takes the partition.
+	if got := metric(t, admin, `sluice_sink_records_dead_lettered_total{sink="search",topic="orders"}`); got != "" && !strings.HasSuffix(got, " 0") {
 		t.Fatalf("records past the budget were dead-lettered: %s", got)
 	}
 }
