@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/wire"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
 	"github.com/sluicehq/sluice/services/search-sink/internal/es"
+	"github.com/sluicehq/sluice/services/search-sink/internal/target"
 )
 
 const benchSchema = `{"type":"record","name":"Order","fields":[
@@ -58,8 +59,8 @@ func benchMessages(b *testing.B, n int) ([]kafkago.Message, *document.Codec) {
 }
 
 // BenchmarkIndexing measures documents/s into the Elasticsearch double
-// through the whole sink path (decode, document, bulk, per-item ack and
-// watermark) next to a raw esutil.BulkIndexer fed pre-encoded documents,
+// through the search Writer as the runtime drives it (partition writers'
+// Write: limits, index name, decode, document, bulk, per-item ack) next to a raw esutil.BulkIndexer fed pre-encoded documents,
 // in the same run, and reports the ratio.
 func BenchmarkIndexing(b *testing.B) {
 	const n = 30000
@@ -108,26 +109,33 @@ func BenchmarkIndexing(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		parts := make([]*partWriter, 4)
+		// The runtime's side, not timed: records per partition as it
+		// hands them to partition writers.
+		recs := make([][]psink.Record, 4)
+		for i := range msgs {
+			msg := &msgs[i]
+			recs[msg.Partition] = append(recs[msg.Partition], psink.Record{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset,
+				Key: msg.Key, Value: msg.Value, Headers: msg.Headers, Time: msg.Time})
+		}
+		w := NewWriter(Options{Builder: builder, Pipeline: pl, Metrics: m, Log: log, Namer: target.NewNamer(namer)})
+		ctx := context.Background()
+		parts := make([]psink.PartitionWriter, 4)
 		acks := make([]*recAcks, 4)
 		for i := range parts {
 			acks[i] = newRecAcks()
-			parts[i] = &partWriter{tp: psink.TopicPartition{Topic: "orders", Partition: i}, acks: acks[i]}
-		}
-		ctx := context.Background()
-		cpu0, start := cpuTime(), time.Now()
-		for i := range msgs {
-			msg := &msgs[i]
-			size := int64(len(msg.Value) + 512)
-			if err := pl.Acquire(ctx, size); err != nil {
-				b.Fatal(err)
-			}
-			d, err := builder.Build(ctx, msg)
+			pw, err := w.Open(ctx, psink.TopicPartition{Topic: "orders", Partition: i}, 0, acks[i])
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := pl.Submit(ctx, parts[msg.Partition], &psink.Record{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset, Key: msg.Key, Value: msg.Value, Headers: msg.Headers, Time: msg.Time}, d, size); err != nil {
-				b.Fatal(err)
+			parts[i] = pw
+		}
+		const batch = 125 // the runtime's batches, interleaved across partitions
+		cpu0, start := cpuTime(), time.Now()
+		for off := 0; off < n/4; off += batch {
+			for i, pw := range parts {
+				if err := pw.Write(ctx, recs[i][off:min(off+batch, n/4)]); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
 		if err := pl.Close(ctx); err != nil {
