@@ -239,6 +239,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 		for _, t := range prev {
 			if !slices.Contains(topics, t) {
 				r.parker.forget(t)
+				if f, ok := r.o.Writer.(TopicForgetter); ok {
+					f.Forget(t)
+				}
 			}
 		}
 		prev = topics
@@ -345,9 +348,17 @@ func (r *Runtime) runGroup(ctx context.Context, topics []string) error {
 				n++
 				current.wg.Add(1)
 				p := &partition{r: r, g: current, tp: TopicPartition{topic, pa.ID}, start: pa.Offset}
+				g := current
 				gen.Start(func(gctx context.Context) {
-					defer current.wg.Done()
 					p.run(ctx, gctx)
+					g.wg.Done()
+					if g.leaving.Err() != nil && ctx.Err() == nil {
+						// kafka-go ends a generation as soon as one of its
+						// functions returns: on a drain (Stop, topic change)
+						// the first partition done must not cut the others'
+						// drains and final commits short.
+						g.wg.Wait()
+					}
 				})
 			}
 		}

@@ -48,6 +48,13 @@ type Writer interface {
 	Open(ctx context.Context, tp TopicPartition, start int64, acks Acks) (PartitionWriter, error)
 }
 
+// TopicForgetter is optionally implemented by a Writer that keeps state
+// per topic (names, templates): the runtime calls Forget when a topic
+// leaves the selection (deleted, no longer matching).
+type TopicForgetter interface {
+	Forget(topic string)
+}
+
 // PartitionWriter writes one partition's records. The runtime calls it
 // from one goroutine; Acks may be called from any goroutine.
 type PartitionWriter interface {

@@ -443,7 +443,7 @@ var hostileCases = []hostileCase{
 		h.kc.CreateTopic("backfill", 1, nil)
 		h.writeRaw(t, "backfill", msgs...)
 		if !waitUntil(nil, 60*time.Second, func() bool {
-			return metric(h.esMetrics, "sluice_searchsink_topics_parked", "topic", "backfill") == 1
+			return metric(h.esMetrics, "sluice_sink_topics_parked", "topic", "backfill") == 1
 		}) {
 			t.Fatal("a topic creating 28 daily indices at once was not parked at its hourly budget")
 		}
@@ -458,7 +458,7 @@ var hostileCases = []hostileCase{
 			t.Fatalf("producing: %s", a)
 		}
 		if !waitUntil(nil, 30*time.Second, func() bool {
-			return metric(h.esMetrics, "sluice_searchsink_topics_parked", "topic", "tmplbad") == 1
+			return metric(h.esMetrics, "sluice_sink_topics_parked", "topic", "tmplbad") == 1
 		}) {
 			t.Fatal("a topic whose template is refused was not parked")
 		}

@@ -131,8 +131,8 @@ func TestHostileSchemaDeadLettered(t *testing.T) {
 			// Counted by this process: the neighbour's records and the one
 			// after the hostile records are indexed.
 			eventually(t, 60*time.Second, "the orders and the record after the hostile ones indexed", func() bool {
-				return metric(t, admin, `sluice_searchsink_docs_indexed_total{topic="orders"}`) == `sluice_searchsink_docs_indexed_total{topic="orders"} 20` &&
-					metric(t, admin, `sluice_searchsink_docs_indexed_total{topic="hostile"}`) == `sluice_searchsink_docs_indexed_total{topic="hostile"} 1`
+				return metric(t, admin, `sluice_sink_records_written_total{sink="search",topic="orders"}`) == `sluice_sink_records_written_total{sink="search",topic="orders"} 20` &&
+					metric(t, admin, `sluice_sink_records_written_total{sink="search",topic="hostile"}`) == `sluice_sink_records_written_total{sink="search",topic="hostile"} 1`
 			})
 			if e.es.Docs("hostile-" + day0.Format("2006.01.02"))["hostile+0+3"] == nil {
 				t.Fatal("the record after the hostile ones is not in the hostile index")

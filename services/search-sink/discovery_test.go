@@ -71,8 +71,8 @@ func TestDiscoversNewTopicsSkipsInternalAndDLQ(t *testing.T) {
 	}
 	// Metrics name the topic, and lag is back to zero.
 	eventually(t, 10*time.Second, "metrics", func() bool {
-		return strings.HasSuffix(metric(t, admin, `sluice_searchsink_docs_indexed_total{topic="payments"}`), " 3") &&
-			strings.HasSuffix(metric(t, admin, `sluice_searchsink_lag_records{partition="0",topic="payments"}`), " 0")
+		return strings.HasSuffix(metric(t, admin, `sluice_sink_records_written_total{sink="search",topic="payments"}`), " 3") &&
+			strings.HasSuffix(metric(t, admin, `sluice_sink_lag_records{partition="0",sink="search",topic="payments"}`), " 0")
 	})
 }
 

@@ -164,10 +164,10 @@ func TestItemFailuresDLQAndRetry(t *testing.T) {
 		t.Fatal("DLQ record does not carry the original key and value")
 	}
 	for name, want := range map[string]string{
-		`sluice_searchsink_dlq_records_total{topic="orders"}`:                                   "1",
+		`sluice_sink_records_dead_lettered_total{sink="search",topic="orders"}`:                 "1",
 		`sluice_searchsink_docs_failed_total{reason="mapper_parsing_exception",topic="orders"}`: "1",
 		`sluice_searchsink_docs_failed_total{reason="rejected",topic="orders"}`:                 "2",
-		`sluice_searchsink_docs_indexed_total{topic="orders"}`:                                  "9",
+		`sluice_sink_records_written_total{sink="search",topic="orders"}`:                       "9",
 		`sluice_searchsink_retries_total{kind="item"}`:                                          "2",
 	} {
 		if got := metric(t, admin, name); !strings.HasSuffix(got, " "+want) {

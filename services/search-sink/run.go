@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/service"
+	psink "github.com/sluicehq/sluice/pkg/sink"
 	"github.com/sluicehq/sluice/services/search-sink/internal/alert"
 	"github.com/sluicehq/sluice/services/search-sink/internal/config"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
@@ -150,7 +151,8 @@ func run(ctx context.Context, args []string) error {
 		return inst.EnsureTemplate(ctx, name, pattern, props)
 	}
 
-	m := sink.NewMetrics(app.Metrics(), cfg.MaxTopicLabels)
+	rm := psink.NewMetrics(app.Metrics(), "search", cfg.MaxTopicLabels)
+	m := sink.NewMetrics(app.Metrics(), rm.TopicLabel)
 	retry := backoff.Policy{Base: cfg.RetryBase, Max: cfg.RetryMax, Attempts: cfg.RetryAttempts}
 
 	// Alert delivery exists when rules are configured; parked topics are
@@ -184,22 +186,19 @@ func run(ctx context.Context, args []string) error {
 		disp = alert.NewDispatcher(ns, cfg.AlertRetries, 200*time.Millisecond, am, log)
 		app.Go("alerts", disp.Run)
 	}
-	var notify func(sink.ParkNotice)
+	var notify func(psink.ParkNotice)
 	if disp != nil {
-		notify = func(n sink.ParkNotice) { disp.Emit(alert.Parked(n.Topic, n.Kind, n.Reason, n.At, n.RetryAt)) }
+		notify = func(n psink.ParkNotice) { disp.Emit(alert.Parked(n.Topic, string(n.Reason), n.Err, n.At, n.RetryAt)) }
 	}
-	parker := sink.NewParker(backoff.Policy{Base: cfg.ParkRetryBase, Max: cfg.ParkRetryMax}, m, log, notify)
 
-	dlqWriter := kc.NewWriter(kafka.WriterOptions{BatchBytes: int64(cfg.DLQMaxBytes) + 64<<10})
+	// The writer's own batch limit must not refuse a dead letter Fit let
+	// through (SEARCH_SINK_DLQ_MAX_BYTES plus record framing).
+	dlqWriter := kc.NewWriter(kafka.WriterOptions{BatchTimeout: time.Millisecond, BatchBytes: int64(cfg.DLQMaxBytes) + 64<<10})
 	app.OnClose("dlq-writer", func(context.Context) error { return dlqWriter.Close() })
-	dlq := sink.NewDLQ(dlqWriter, func(ctx context.Context, topic string) error {
-		_, err := kc.EnsureTopic(ctx, kafka.TopicSpec{Name: topic, Partitions: 1})
-		return err
-	}, sink.DLQOptions{MaxBytes: cfg.DLQMaxBytes, Retry: retry}, m, log)
 	pl, err := sink.NewPipeline(esc, sink.PipelineOptions{
 		Workers: cfg.Workers, FlushActions: cfg.FlushActions, FlushBytes: cfg.FlushBytes, FlushInterval: cfg.FlushInterval,
 		MaxBufferedDocs: int64(cfg.MaxDocs), MaxBufferedBytes: int64(cfg.MaxBytes), Retry: retry,
-	}, m, dlq, parker, log)
+	}, m, log)
 	if err != nil {
 		return err
 	}
@@ -207,7 +206,7 @@ func run(ctx context.Context, args []string) error {
 	// Records are transcoded straight from Avro binary to JSON unless the
 	// rules need the decoded fields.
 	builder := document.NewBuilder(codecSource{codecs}, document.Options{Namer: docNamer, IDMode: document.IDMode(cfg.IDMode), Decimal: decimals, MetaField: metaName, Fields: ruleFile != nil,
-		Budget: avro.NewBudgetCounter(app.Metrics(), "searchsink"), TopicLabel: m.TopicLabel})
+		Budget: avro.NewBudgetCounter(app.Metrics(), "searchsink"), TopicLabel: rm.TopicLabel})
 
 	var observe sink.Observer
 	if ruleFile != nil {
@@ -234,38 +233,29 @@ func run(ctx context.Context, args []string) error {
 	if cfg.StartOffset == "latest" {
 		start = kafkago.LastOffset
 	}
-	consumer := sink.NewConsumer(sink.ConsumerDeps{
-		Kafka: kc, Builder: builder, Pipeline: pl, Parker: parker, Metrics: m, Log: log,
+	w := sink.NewWriter(sink.Options{
+		Builder: builder, Pipeline: pl, Metrics: m, Log: log,
 		Namer: namer, KeyIDs: cfg.IDMode == "key", Budget: budget, Prepare: prepare, Observe: observe,
-	}, sink.ConsumerOptions{
-		GroupID: cfg.GroupID, Topics: cfg.Topics, ExcludeTopics: exclude, TopicRefresh: cfg.TopicRefresh,
-		CommitInterval: cfg.CommitEvery, DrainTimeout: cfg.DrainTimeout, StartOffset: start,
 		Window:      limits.TimeWindow{MaxAge: maxAge, AgeVar: ageVar, MaxSkew: cfg.MaxFutureSkew, SkewVar: "SEARCH_SINK_MAX_FUTURE_SKEW"},
-		MaxDocBytes: cfg.MaxDocBytes, Retry: retry,
+		MaxDocBytes: cfg.MaxDocBytes,
 	})
-	app.Go("dlq", dlq.Run)
+	rt, err := psink.New(psink.Options{
+		Name: "search", GroupID: cfg.GroupID, Topics: cfg.Topics, Exclude: exclude, TopicRefresh: cfg.TopicRefresh,
+		Brokers: kc.Brokers(), Dialer: kc.Dialer, Admin: psink.NewKafkaAdmin(kc, cfg.TopicRefresh),
+		DLQ: dlqWriter, DLQMaxBytes: cfg.DLQMaxBytes, StartOffset: start,
+		CommitInterval: cfg.CommitEvery, DrainTimeout: cfg.DrainTimeout, FlushOnStop: true, FlushOnRevoke: true,
+		Retry: retry, Park: backoff.Policy{Base: cfg.ParkRetryBase, Max: cfg.ParkRetryMax},
+		Writer: w, Metrics: rm, Log: log, OnPark: notify,
+	})
+	if err != nil {
+		return err
+	}
 	app.Go("retries", pl.RunRetries)
 	app.Go("flusher", pl.RunFlusher)
-	app.Go("parker", parker.Run)
-	// The consumer is stopped first, in an OnStop hook, so that while it
-	// drains (flush, wait for acknowledgements, final commit) the DLQ writer
-	// and the retry loop are still running.
-	cctx, stopConsumer := context.WithCancel(context.WithoutCancel(ctx))
-	consumerDone := make(chan struct{})
-	app.Go("consumer", func(ctx context.Context) error {
-		defer close(consumerDone)
-		go func() { <-ctx.Done(); stopConsumer() }()
-		return consumer.Run(cctx)
-	})
-	app.OnStop("consumer", func(ctx context.Context) error {
-		stopConsumer()
-		select {
-		case <-consumerDone:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("consumer did not drain in time: %w", ctx.Err())
-		}
-	})
+	// The runtime drains in its OnStop hook (flush, wait for
+	// acknowledgements, final commit) while the retry loop, the flusher and
+	// the DLQ writer still run.
+	app.Add("sink", rt)
 
 	ln, err := service.Listen(ctx, cfg.AdminAddr)
 	if err != nil {

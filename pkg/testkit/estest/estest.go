@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -179,6 +180,19 @@ func (s *Server) BulkCalls() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.bulkCalls
+}
+
+// Indices returns the names of the indices and data streams that exist,
+// sorted.
+func (s *Server) Indices() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.indices))
+	for name := range s.indices {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Docs returns a copy of the documents in an index or data stream by id, or

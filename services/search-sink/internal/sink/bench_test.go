@@ -18,10 +18,12 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/avro"
+	psink "github.com/sluicehq/sluice/pkg/sink"
 	"github.com/sluicehq/sluice/pkg/testkit/estest"
 	"github.com/sluicehq/sluice/pkg/wire"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
 	"github.com/sluicehq/sluice/services/search-sink/internal/es"
+	"github.com/sluicehq/sluice/services/search-sink/internal/target"
 )
 
 const benchSchema = `{"type":"record","name":"Order","fields":[
@@ -57,8 +59,8 @@ func benchMessages(b *testing.B, n int) ([]kafkago.Message, *document.Codec) {
 }
 
 // BenchmarkIndexing measures documents/s into the Elasticsearch double
-// through the whole sink path (decode, document, bulk, per-item ack and
-// watermark) next to a raw esutil.BulkIndexer fed pre-encoded documents,
+// through the search Writer as the runtime drives it (partition writers'
+// Write: limits, index name, decode, document, bulk, per-item ack) next to a raw esutil.BulkIndexer fed pre-encoded documents,
 // in the same run, and reports the ratio.
 func BenchmarkIndexing(b *testing.B) {
 	const n = 30000
@@ -101,38 +103,48 @@ func BenchmarkIndexing(b *testing.B) {
 		srv := httptest.NewServer(estest.New())
 		defer srv.Close()
 		c, _ := es.New(es.Options{URLs: []string{srv.URL}, Timeout: 30 * time.Second})
-		m := NewMetrics(prometheus.NewRegistry(), 0)
+		m := NewMetrics(prometheus.NewRegistry(), nil)
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		pl, err := NewPipeline(c, PipelineOptions{Workers: workers, FlushBytes: flush, FlushInterval: time.Second, MaxBufferedDocs: 20000, MaxBufferedBytes: 64 << 20}, m, NewDLQ(nil, nil, DLQOptions{}, m, log), nil, log)
+		pl, err := NewPipeline(c, PipelineOptions{Workers: workers, FlushBytes: flush, FlushInterval: time.Second, MaxBufferedDocs: 20000, MaxBufferedBytes: 64 << 20}, m, log)
 		if err != nil {
 			b.Fatal(err)
 		}
-		parts := []*partition{newPartition("orders", 0), newPartition("orders", 1), newPartition("orders", 2), newPartition("orders", 3)}
-		ctx := context.Background()
-		cpu0, start := cpuTime(), time.Now()
+		// The runtime's side, not timed: records per partition as it
+		// hands them to partition writers.
+		recs := make([][]psink.Record, 4)
 		for i := range msgs {
 			msg := &msgs[i]
-			size := int64(len(msg.Value) + 512)
-			if err := pl.Acquire(ctx, size); err != nil {
-				b.Fatal(err)
-			}
-			pt := parts[msg.Partition]
-			seq := pt.add(msg.Offset)
-			d, err := builder.Build(ctx, msg)
+			recs[msg.Partition] = append(recs[msg.Partition], psink.Record{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset,
+				Key: msg.Key, Value: msg.Value, Headers: msg.Headers, Time: msg.Time})
+		}
+		w := NewWriter(Options{Builder: builder, Pipeline: pl, Metrics: m, Log: log, Namer: target.NewNamer(namer)})
+		ctx := context.Background()
+		parts := make([]psink.PartitionWriter, 4)
+		acks := make([]*recAcks, 4)
+		for i := range parts {
+			acks[i] = newRecAcks()
+			pw, err := w.Open(ctx, psink.TopicPartition{Topic: "orders", Partition: i}, 0, acks[i])
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := pl.Submit(ctx, msg, d, pt, seq, size); err != nil {
-				b.Fatal(err)
+			parts[i] = pw
+		}
+		const batch = 125 // the runtime's batches, interleaved across partitions
+		cpu0, start := cpuTime(), time.Now()
+		for off := 0; off < n/4; off += batch {
+			for i, pw := range parts {
+				if err := pw.Write(ctx, recs[i][off:min(off+batch, n/4)]); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
 		if err := pl.Close(ctx); err != nil {
 			b.Fatal(err)
 		}
 		wall, cpu := time.Since(start), cpuTime()-cpu0
-		for _, p := range parts {
-			if p.pending() != 0 {
-				b.Fatalf("partition %d has %d unacknowledged", p.id, p.pending())
+		for i, a := range acks {
+			if got := a.committable(); got != n/4 {
+				b.Fatalf("partition %d acknowledged up to %d, want %d", i, got, n/4)
 			}
 		}
 		return wall, cpu

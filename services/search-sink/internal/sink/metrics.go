@@ -10,53 +10,38 @@ import (
 // sluice_searchsink_docs_failed_total (Elasticsearch error types).
 const MaxReasonLabels = 64
 
-// Metrics are the sink's Prometheus collectors. Every topic label goes
-// through one service.LabelLimit (SEARCH_SINK_MAX_TOPIC_LABELS): topics are
-// producer-influenced (a wildcard API key creates them), so after the
-// first N distinct topics the rest are reported as "_other".
+// Metrics are the search-specific Prometheus collectors; records in,
+// written, dead-lettered, lag, commits and parks are the runtime's
+// (pkg/sink: sluice_sink_*{sink="search"}). Topic labels go through the
+// runtime's label limit (SEARCH_SINK_MAX_TOPIC_LABELS).
 type Metrics struct {
-	Indexed        *prometheus.CounterVec // topic
 	Duplicates     prometheus.Counter
 	Failed         *prometheus.CounterVec // topic, reason
-	DLQ            *prometheus.CounterVec // topic
-	DLQTruncated   *prometheus.CounterVec // topic
 	Refused        *prometheus.CounterVec // topic, reason
-	Parked         *prometheus.GaugeVec   // topic
-	Parks          *prometheus.CounterVec // topic, reason
 	NewIndices     *prometheus.CounterVec // topic
 	TemplateErrors *prometheus.CounterVec // topic
 	Bulk           prometheus.Histogram
 	Buffered       prometheus.Gauge
-	LagRecords     *prometheus.GaugeVec // topic, partition
-	LagSeconds     *prometheus.GaugeVec // topic, partition
-	Commits        prometheus.Counter
-	Retries        *prometheus.CounterVec // by kind (item, request)
+	Retries        *prometheus.CounterVec // by kind (item, request, isolate)
 	LabelOverflow  prometheus.Counter
 
-	topics  *service.LabelLimit
+	topics  func(topic string) string
 	reasons *service.LabelLimit
 }
 
-// NewMetrics registers the sink collectors on reg; at most maxTopics
-// distinct topics appear in labels (<= 0: unbounded).
-func NewMetrics(reg prometheus.Registerer, maxTopics int) *Metrics {
+// NewMetrics registers the search collectors on reg; topicLabel bounds
+// topic label values (the runtime's Metrics.TopicLabel; nil: as is).
+func NewMetrics(reg prometheus.Registerer, topicLabel func(topic string) string) *Metrics {
+	if topicLabel == nil {
+		topicLabel = func(t string) string { return t }
+	}
 	m := &Metrics{
-		Indexed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_docs_indexed_total",
-			Help: "Documents acknowledged by the search cluster, by source topic."}, []string{"topic"}),
 		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_searchsink_docs_duplicate_total",
 			Help: "Bulk items answered 409 version_conflict_engine_exception (already present from an earlier delivery, or a newer external version): counted as done."}),
 		Failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_docs_failed_total",
 			Help: "Failed document attempts by topic and reason (request, rejected and server_error are retried; decode and Elasticsearch error types go to the DLQ)."}, []string{"topic", "reason"}),
-		DLQ: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_dlq_records_total",
-			Help: "Records written to <topic>.dlq, by source topic."}, []string{"topic"}),
-		DLQTruncated: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_dlq_truncated_total",
-			Help: "Dead letters cut to SEARCH_SINK_DLQ_MAX_BYTES (headers sluice-original-size and sluice-truncated say what was cut), by source topic."}, []string{"topic"}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_records_refused_total",
 			Help: "Records dead-lettered before indexing because they are outside a limit, by topic and reason (no_timestamp, too_old, too_new, document_too_large)."}, []string{"topic", "reason"}),
-		Parked: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_searchsink_topics_parked",
-			Help: "Topics parked now (consumption paused for them alone), by topic."}, []string{"topic"}),
-		Parks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_topic_parks_total",
-			Help: "Times a topic was parked, by topic and reason (template, retries_exhausted, index_budget, name_collision, dead_letter)."}, []string{"topic", "reason"}),
 		NewIndices: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_new_indices_total",
 			Help: "New indices admitted (counted against SEARCH_SINK_MAX_NEW_INDICES_PER_HOUR), by topic."}, []string{"topic"}),
 		TemplateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_template_failures_total",
@@ -64,30 +49,20 @@ func NewMetrics(reg prometheus.Registerer, maxTopics int) *Metrics {
 		Bulk: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_searchsink_bulk_duration_seconds",
 			Help: "Latency of bulk requests.", Buckets: prometheus.ExponentialBuckets(0.002, 2, 14)}),
 		Buffered: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_searchsink_buffered_docs",
-			Help: "Documents fetched and not yet acknowledged (bounded by SEARCH_SINK_MAX_BUFFERED_DOCS)."}),
-		LagRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_searchsink_lag_records",
-			Help: "Records between the partition's high watermark and the next record to fetch (topics beyond SEARCH_SINK_MAX_TOPIC_LABELS are not reported)."}, []string{"topic", "partition"}),
-		LagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_searchsink_lag_seconds",
-			Help: "Age of the last fetched record when the partition is behind (0 when caught up)."}, []string{"topic", "partition"}),
-		Commits: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_searchsink_offset_commits_total",
-			Help: "Successful offset commits."}),
+			Help: "Documents handed to the bulk indexer and not yet acknowledged (bounded by SEARCH_SINK_MAX_BUFFERED_DOCS)."}),
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_searchsink_retries_total",
-			Help: "Bulk retries scheduled, by kind (item: 429/5xx item; request: whole bulk request failed)."}, []string{"kind"}),
+			Help: "Bulk retries scheduled, by kind (item: 429/5xx item; request: whole bulk request failed; isolate: a refused request's records sent one by one)."}, []string{"kind"}),
 		LabelOverflow: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_searchsink_metric_label_overflow_total",
-			Help: "Label values reported as _other because SEARCH_SINK_MAX_TOPIC_LABELS topics (or 64 error reasons) were already in use."}),
+			Help: "Reason label values reported as _other because 64 error reasons were already in use."}),
+		topics: topicLabel,
 	}
-	m.topics = service.NewLabelLimit(maxTopics, m.LabelOverflow)
 	m.reasons = service.NewLabelLimit(MaxReasonLabels, m.LabelOverflow)
-	reg.MustRegister(m.Indexed, m.Duplicates, m.Failed, m.DLQ, m.DLQTruncated, m.Refused, m.Parked, m.Parks, m.NewIndices,
-		m.TemplateErrors, m.Bulk, m.Buffered, m.LagRecords, m.LagSeconds, m.Commits, m.Retries, m.LabelOverflow)
+	reg.MustRegister(m.Duplicates, m.Failed, m.Refused, m.NewIndices, m.TemplateErrors, m.Bulk, m.Buffered, m.Retries, m.LabelOverflow)
 	return m
 }
 
 // topicLabel returns the label value to use for topic.
-func (m *Metrics) topicLabel(topic string) string { return m.topics.Value(topic) }
-
-// TopicLabel is topicLabel for other packages of the service.
-func (m *Metrics) TopicLabel(topic string) string { return m.topicLabel(topic) }
+func (m *Metrics) topicLabel(topic string) string { return m.topics(topic) }
 
 // failed counts a failed attempt.
 func (m *Metrics) failed(topic, reason string) {

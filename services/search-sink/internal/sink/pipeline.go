@@ -12,10 +12,10 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/elastic/go-elasticsearch/v8/esutil"
-	kafkago "github.com/segmentio/kafka-go"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/sluicehq/sluice/pkg/backoff"
+	psink "github.com/sluicehq/sluice/pkg/sink"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
 )
 
@@ -32,25 +32,24 @@ type PipelineOptions struct {
 	Retry backoff.Policy
 }
 
-// Pipeline indexes documents through esutil.BulkIndexer and acknowledges
-// each record to its partition tracker once the cluster has it (or its
-// dead letter is written). Memory is bounded by the buffered-docs and
-// buffered-bytes semaphores that fetchers acquire before submitting.
+// Pipeline indexes documents through one esutil.BulkIndexer shared by
+// every partition writer and reports each record to its writer's Acks once
+// the cluster has it (Ack), refused it for good (DeadLetter) or kept
+// failing (Fail with a park). Memory is bounded by the buffered-docs and
+// buffered-bytes semaphores that writers acquire before submitting.
 type Pipeline struct {
-	bi     esutil.BulkIndexer
-	t      esapi.Transport
-	o      PipelineOptions
-	m      *Metrics
-	dlq    *DLQ
-	parker *Parker
-	log    *slog.Logger
+	bi  esutil.BulkIndexer
+	t   esapi.Transport
+	o   PipelineOptions
+	m   *Metrics
+	log *slog.Logger
 
 	docs  *semaphore.Weighted
 	bytes *semaphore.Weighted
 	alone *semaphore.Weighted // concurrent single-record requests
 
 	reqFailures atomic.Int32
-	pauseUntil  atomic.Int64 // unix nanos; fetchers wait until then
+	pauseUntil  atomic.Int64 // unix nanos; writers wait until then
 
 	rmu     sync.Mutex
 	retries retryHeap
@@ -63,10 +62,9 @@ type Pipeline struct {
 // item is one record in flight.
 type item struct {
 	pl       *Pipeline
-	msg      *kafkago.Message
+	pw       *partWriter
+	rec      psink.Record
 	doc      *document.Doc
-	p        *partition
-	seq      uint64
 	size     int64
 	attempts int
 	alone    bool // its bulk request was refused as a whole: send it by itself
@@ -76,9 +74,8 @@ type item struct {
 
 type flushStartKey struct{}
 
-// NewPipeline builds the bulk indexer over transport t. Topics whose
-// records keep failing are parked with parker.
-func NewPipeline(t esapi.Transport, o PipelineOptions, m *Metrics, dlq *DLQ, parker *Parker, log *slog.Logger) (*Pipeline, error) {
+// NewPipeline builds the bulk indexer over transport t.
+func NewPipeline(t esapi.Transport, o PipelineOptions, m *Metrics, log *slog.Logger) (*Pipeline, error) {
 	if o.Retry.Base <= 0 {
 		o.Retry.Base = 100 * time.Millisecond
 	}
@@ -89,7 +86,7 @@ func NewPipeline(t esapi.Transport, o PipelineOptions, m *Metrics, dlq *DLQ, par
 	if workers <= 0 {
 		workers = 1
 	}
-	p := &Pipeline{t: t, o: o, m: m, dlq: dlq, parker: parker, log: log,
+	p := &Pipeline{t: t, o: o, m: m, log: log,
 		docs:     semaphore.NewWeighted(o.MaxBufferedDocs),
 		bytes:    semaphore.NewWeighted(o.MaxBufferedBytes),
 		alone:    semaphore.NewWeighted(workers),
@@ -172,17 +169,17 @@ func (p *Pipeline) Paused() bool {
 	return time.Now().UnixNano() < p.pauseUntil.Load()
 }
 
-// done marks an item done: partition acknowledged, buffer released.
+// done marks an item done: acknowledged to its writer, buffer released.
 func (it *item) done() {
 	if it.released.Swap(true) {
 		return
 	}
-	it.p.ack(it.seq)
+	it.pw.acks.Ack(it.rec.Offset)
 	it.pl.release(it.size)
 }
 
-// drop gives up an item without acknowledging it (its topic is parked; the
-// record will be fetched again): only its buffer space is released.
+// drop gives up an item without acknowledging it (its writer was closed:
+// the record is fetched again): only its buffer space is released.
 func (it *item) drop() {
 	if it.released.Swap(true) {
 		return
@@ -190,30 +187,14 @@ func (it *item) drop() {
 	it.pl.release(it.size)
 }
 
-// stale reports whether nobody waits for the item any more: its topic is
-// parked or its partition was rewound past it.
-func (it *item) stale() bool {
-	return (it.p.h != nil && it.p.h.Parked()) || !it.p.live(it.seq)
-}
+// stale reports whether nobody waits for the item any more: its partition
+// writer was closed (parked topic, replay, rebalance, shutdown).
+func (it *item) stale() bool { return it.pw.closed.Load() }
 
-func (p *Pipeline) newItem(msg *kafkago.Message, d *document.Doc, pt *partition, seq uint64, size int64) *item {
-	return &item{pl: p, msg: msg, doc: d, p: pt, seq: seq, size: size}
-}
-
-// Skip acknowledges a record that produces no document (tombstone without
-// key); the caller has acquired its buffer space.
-func (p *Pipeline) Skip(pt *partition, seq uint64, size int64) {
-	p.newItem(nil, nil, pt, seq, size).done()
-}
-
-// DeadLetter sends a record that cannot become a document to the DLQ.
-func (p *Pipeline) DeadLetter(msg *kafkago.Message, pt *partition, seq uint64, size int64, stage, reason string) {
-	p.dlq.Send(p.newItem(msg, nil, pt, seq, size), stage, reason)
-}
-
-// Submit hands a document to the bulk indexer.
-func (p *Pipeline) Submit(ctx context.Context, msg *kafkago.Message, d *document.Doc, pt *partition, seq uint64, size int64) error {
-	return p.add(ctx, p.newItem(msg, d, pt, seq, size))
+// Submit hands a document for rec to the bulk indexer; the caller has
+// acquired size bytes of buffer space.
+func (p *Pipeline) Submit(ctx context.Context, pw *partWriter, rec *psink.Record, d *document.Doc, size int64) error {
+	return p.add(ctx, &item{pl: p, pw: pw, rec: *rec, doc: d, size: size})
 }
 
 func (p *Pipeline) add(ctx context.Context, it *item) error {
@@ -271,7 +252,6 @@ func (p *Pipeline) RunFlusher(ctx context.Context) error {
 
 func (p *Pipeline) succeeded(it *item) {
 	p.reqFailures.Store(0)
-	p.m.Indexed.WithLabelValues(p.m.topicLabel(it.msg.Topic)).Inc()
 	it.done()
 }
 
@@ -281,7 +261,7 @@ func (p *Pipeline) failed(it *item, res esutil.BulkIndexerResponseItem, err erro
 		it.drop()
 		return
 	}
-	topic := it.msg.Topic
+	topic := it.rec.Topic
 	switch oc := outcomeOf(it.doc.Action, res, err); oc.kind {
 	case outcomeIsolate:
 		// The whole request was refused (400, 413...): one of its records
@@ -314,19 +294,25 @@ func (p *Pipeline) failed(it *item, res esutil.BulkIndexerResponseItem, err erro
 	}
 }
 
+// deadLetter hands a refused item to the runtime's dead letters; the
+// record is done once its dead letter is acknowledged.
 func (p *Pipeline) deadLetter(it *item, stage, reason string) {
-	p.log.Warn("document rejected, sending to DLQ", "topic", it.msg.Topic, "partition", it.msg.Partition, "offset", it.msg.Offset, "index", it.doc.Index, "reason", reason)
-	p.dlq.Send(it, stage, reason)
+	if it.released.Swap(true) {
+		return
+	}
+	p.log.Warn("document rejected, sending to DLQ", "topic", it.rec.Topic, "partition", it.rec.Partition, "offset", it.rec.Offset, "index", it.doc.Index, "reason", reason)
+	it.pw.acks.DeadLetter(&it.rec, stage, reason)
+	p.release(it.size)
 }
 
 // retryOrPark schedules another attempt at due, or, after Retry.Attempts
 // failed attempts, parks the record's topic (the record is fetched again
-// when the topic is released) instead of replaying the same offset forever.
+// when the topic is released) instead of retrying the same offset forever.
 func (p *Pipeline) retryOrPark(it *item, kind, reason string, due time.Time) {
 	it.attempts++
 	if p.o.Retry.Attempts > 0 && it.attempts >= p.o.Retry.Attempts {
-		why := fmt.Sprintf("%d attempts to index partition %d offset %d failed (SEARCH_SINK_RETRY_ATTEMPTS), last: %s", it.attempts, it.msg.Partition, it.msg.Offset, reason)
-		p.ParkTopic(it.msg.Topic, ParkRetries, why, nil)
+		why := fmt.Errorf("%d attempts to index partition %d offset %d failed (SEARCH_SINK_RETRY_ATTEMPTS), last: %s", it.attempts, it.rec.Partition, it.rec.Offset, reason)
+		it.pw.acks.Fail(psink.Park(ReasonRetries, why, nil))
 		it.drop()
 		return
 	}
@@ -334,31 +320,14 @@ func (p *Pipeline) retryOrPark(it *item, kind, reason string, due time.Time) {
 	p.schedule(it, due)
 }
 
-// ParkTopic parks topic (see Parker.Park) and gives up its records waiting
-// for a retry, so their buffer space goes to the topics still flowing.
-func (p *Pipeline) ParkTopic(topic, kind, reason string, probe func(context.Context) error) {
-	if p.parker == nil {
-		return
-	}
-	p.parker.Park(topic, kind, reason, probe)
-	p.purge(topic)
-}
-
-// ParkTopicUntil is ParkTopic released at a fixed time.
-func (p *Pipeline) ParkTopicUntil(topic, kind, reason string, until time.Time) {
-	if p.parker == nil {
-		return
-	}
-	p.parker.ParkUntil(topic, kind, reason, until)
-	p.purge(topic)
-}
-
-func (p *Pipeline) purge(topic string) {
+// purge gives up pw's records waiting for a retry, so their buffer space
+// goes to the partitions still flowing.
+func (p *Pipeline) purge(pw *partWriter) {
 	p.rmu.Lock()
 	kept := p.retries[:0]
 	var dropped []*item
 	for _, it := range p.retries {
-		if it.msg.Topic == topic {
+		if it.pw == pw {
 			dropped = append(dropped, it)
 		} else {
 			kept = append(kept, it)

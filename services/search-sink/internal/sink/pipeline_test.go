@@ -14,9 +14,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/backoff"
+	psink "github.com/sluicehq/sluice/pkg/sink"
 	"github.com/sluicehq/sluice/pkg/testkit/estest"
 	"github.com/sluicehq/sluice/services/search-sink/internal/document"
 	"github.com/sluicehq/sluice/services/search-sink/internal/es"
@@ -49,25 +49,25 @@ func TestBackpressureWhileClusterDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewMetrics(prometheus.NewRegistry(), 0)
+	m := NewMetrics(prometheus.NewRegistry(), nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	const maxDocs = 8
 	pl, err := NewPipeline(c, PipelineOptions{Workers: 1, FlushBytes: 1 << 20, FlushInterval: 10 * time.Millisecond,
-		MaxBufferedDocs: maxDocs, MaxBufferedBytes: 1 << 20, Retry: backoff.Policy{Base: 50 * time.Millisecond, Max: time.Second}}, m, NewDLQ(nil, nil, DLQOptions{}, m, log), nil, log)
+		MaxBufferedDocs: maxDocs, MaxBufferedBytes: 1 << 20, Retry: backoff.Policy{Base: 50 * time.Millisecond, Max: time.Second}}, m, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = pl.RunRetries(ctx) }()
-	pt := newPartition("orders", 0)
+	acks := newRecAcks()
+	pw := &partWriter{tp: psink.TopicPartition{Topic: "orders"}, acks: acks}
 	for i := 0; i < maxDocs; i++ {
 		if err := pl.Acquire(ctx, 100); err != nil {
 			t.Fatal(err)
 		}
-		seq := pt.add(int64(i))
 		d := &document.Doc{Index: "orders-x", ID: "id-" + strconv.Itoa(i), Action: document.ActionIndex, Version: -1, Body: []byte(`{"n":1}`)}
-		if err := pl.Submit(ctx, &kafkago.Message{Topic: "orders", Offset: int64(i)}, d, pt, seq, 100); err != nil {
+		if err := pl.Submit(ctx, pw, &psink.Record{Topic: "orders", Offset: int64(i)}, d, 100); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -84,8 +84,8 @@ func TestBackpressureWhileClusterDown(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Acquire beyond the bound = %v, want it to block", err)
 	}
-	if _, ok := pt.take(); ok {
-		t.Fatal("a commit was offered while every bulk request failed")
+	if n := acks.done(); n != 0 {
+		t.Fatalf("%d records acknowledged while every bulk request failed", n)
 	}
 	if got := testutil.ToFloat64(m.Buffered); got != maxDocs {
 		t.Fatalf("buffered docs = %v, want %d", got, maxDocs)
@@ -98,14 +98,14 @@ func TestBackpressureWhileClusterDown(t *testing.T) {
 	}
 	down.Store(false)
 	deadline = time.Now().Add(15 * time.Second)
-	for pt.pending() != 0 {
+	for acks.done() != maxDocs {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d documents still pending after recovery", pt.pending())
+			t.Fatalf("%d documents still pending after recovery", maxDocs-acks.done())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if off, ok := pt.take(); !ok || off != maxDocs {
-		t.Fatalf("commit = %d, want %d", off, maxDocs)
+	if off := acks.committable(); off != maxDocs {
+		t.Fatalf("committable = %d, want %d", off, maxDocs)
 	}
 	if len(double.Docs("orders-x")) != maxDocs {
 		t.Fatalf("%d docs indexed", len(double.Docs("orders-x")))
@@ -127,31 +127,31 @@ func TestFlushActionsTriggersBulk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewMetrics(prometheus.NewRegistry(), 0)
+	m := NewMetrics(prometheus.NewRegistry(), nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pl, err := NewPipeline(c, PipelineOptions{Workers: 2, FlushActions: 10, FlushBytes: 64 << 20, FlushInterval: time.Hour,
-		MaxBufferedDocs: 100, MaxBufferedBytes: 64 << 20}, m, NewDLQ(nil, nil, DLQOptions{}, m, log), nil, log)
+		MaxBufferedDocs: 100, MaxBufferedBytes: 64 << 20}, m, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = pl.RunFlusher(ctx) }()
-	pt := newPartition("orders", 0)
+	acks := newRecAcks()
+	pw := &partWriter{tp: psink.TopicPartition{Topic: "orders"}, acks: acks}
 	for i := 0; i < 10; i++ {
 		if err := pl.Acquire(ctx, 100); err != nil {
 			t.Fatal(err)
 		}
-		seq := pt.add(int64(i))
 		d := &document.Doc{Index: "orders-x", ID: "id-" + strconv.Itoa(i), Action: document.ActionIndex, Version: -1, Body: []byte(`{"n":1}`)}
-		if err := pl.Submit(ctx, &kafkago.Message{Topic: "orders", Offset: int64(i)}, d, pt, seq, 100); err != nil {
+		if err := pl.Submit(ctx, pw, &psink.Record{Topic: "orders", Offset: int64(i)}, d, 100); err != nil {
 			t.Fatal(err)
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for pt.pending() != 0 {
+	for acks.done() != 10 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d documents not flushed after FlushActions were added (bulk calls: %d)", pt.pending(), double.BulkCalls())
+			t.Fatalf("%d documents not flushed after FlushActions were added (bulk calls: %d)", 10-acks.done(), double.BulkCalls())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
