@@ -120,10 +120,11 @@ func startStack(t testing.TB, over map[string]map[string]string) *stack {
 	}
 
 	common := map[string]string{
-		"KAFKA_BROKERS":    strings.Join(st.kc.Brokers(), ","),
-		"REGISTRY_URL":     st.reg.URL(),
-		"LOG_LEVEL":        "info",
-		"SHUTDOWN_TIMEOUT": "20s",
+		"KAFKA_BROKERS":      strings.Join(st.kc.Brokers(), ","),
+		"REGISTRY_URL":       st.reg.URL(),
+		"REGISTRY_GRPC_ADDR": st.reg.GRPCAddr(), // as the chart, compose and the dev stack: gRPC first, REST the fallback
+		"LOG_LEVEL":          "info",
+		"SHUTDOWN_TIMEOUT":   "20s",
 	}
 	withFor := func(name string, extra map[string]string) map[string]string {
 		m := map[string]string{}
@@ -274,6 +275,10 @@ func TestPipeline(t *testing.T) {
 	// The burst: 5 records a minute, then 40 in one minute, then quiet.
 	sendBurst(t, st.gwHTTP, onAck("metrics"))
 
+	// Before the test's own REST lookups (readAll): the services used the
+	// registry over gRPC, not the REST fallback.
+	checkRegistryOverGRPC(t, st)
+
 	// Drain: the search sink indexes as it goes; the S3 sink flushes its
 	// open files and commits on SIGTERM.
 	kafka := readAll(t, ctx, st)
@@ -312,6 +317,25 @@ func TestPipeline(t *testing.T) {
 	var lagErr string
 	if !waitUntil(nil, 60*time.Second, func() bool { lagErr = groupsCaughtUp(st.exporterURL); return lagErr == "" }) {
 		t.Fatalf("exporter never reported zero lag: %s", lagErr)
+	}
+}
+
+// checkRegistryOverGRPC: the gateway resolved its subjects and the sinks
+// their schema ids over the registry's gRPC API (its request counts by
+// method grew, once per process at least: the gateway and both sinks were
+// restarted once), and none of them used the REST lookup routes.
+func checkRegistryOverGRPC(t *testing.T, st *stack) {
+	t.Helper()
+	latest := registryCalls(st.reg.URL(), registryGRPCRequests, "method", "/sluice.registry.v1.RegistryService/GetLatestSchema", "code", "OK")
+	byID := registryCalls(st.reg.URL(), registryGRPCRequests, "method", grpcGetSchemaByID, "code", "OK")
+	restLatest := registryCalls(st.reg.URL(), registryHTTPRequests, "method", "GET", "route", "/subjects/{subject}/versions/{version}")
+	restByID := registryCalls(st.reg.URL(), registryHTTPRequests, "method", "GET", "route", "/schemas/ids/{id}")
+	t.Logf("registry gRPC requests: GetLatestSchema %v, GetSchemaByID %v; REST lookups: latest %v, by id %v", latest, byID, restLatest, restByID)
+	if latest < 2 || byID < 4 {
+		t.Errorf("registry gRPC requests: GetLatestSchema %v (want >= 2: the gateway before and after its restart), GetSchemaByID %v (want >= 4: each sink before and after its restart)", latest, byID)
+	}
+	if restLatest != 0 || restByID != 0 {
+		t.Errorf("services fell back to REST with gRPC up: %v latest-version and %v by-id lookups", restLatest, restByID)
 	}
 }
 
