@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/linkedin/goavro/v2"
+	dto "github.com/prometheus/client_model/go"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/testkit/estest"
@@ -26,28 +27,41 @@ import (
 const (
 	registryGRPCRequests = "sluice_schema_registry_grpc_request_duration_seconds"
 	registryHTTPRequests = "sluice_schema_registry_http_request_duration_seconds"
-	grpcGetSchemaByID    = "/sluice.registry.v1.RegistryService/GetSchemaByID"
 )
 
-// registryCalls sums the request count of a registry latency histogram
-// over the series whose labels contain every name=value pair given; -1
-// when the registry does not answer.
-func registryCalls(base, family string, labels ...string) float64 {
+// registryCalls sums the request counts of a registry latency histogram
+// over the series keep accepts; -1 when the registry does not answer.
+func registryCalls(base, family string, keep func(m *dto.Metric) bool) float64 {
 	fams, err := scrape(base + "/metrics")
 	if err != nil {
 		return -1
 	}
 	var sum float64
 	for _, m := range fams[family].GetMetric() {
-		match := true
-		for i := 0; i+1 < len(labels); i += 2 {
-			match = match && label(m, labels[i]) == labels[i+1]
-		}
-		if match {
+		if keep(m) {
 			sum += float64(m.GetHistogram().GetSampleCount())
 		}
 	}
 	return sum
+}
+
+// grpcLookups counts the registry's successful gRPC requests of method
+// (every method when empty).
+func grpcLookups(base, method string) float64 {
+	return registryCalls(base, registryGRPCRequests, func(m *dto.Metric) bool {
+		return label(m, "code") == "OK" && (method == "" || label(m, "method") == "/sluice.registry.v1.RegistryService/"+method)
+	})
+}
+
+// restLookups counts the registry's REST schema lookups (GET on
+// /subjects/... or /schemas/ids/...): what a client falling back from gRPC
+// sends. Registration (POST) and the readiness ping (/schemas/types) are
+// not lookups.
+func restLookups(base string) float64 {
+	return registryCalls(base, registryHTTPRequests, func(m *dto.Metric) bool {
+		r := label(m, "route")
+		return label(m, "method") == "GET" && (strings.HasPrefix(r, "/subjects/") || strings.HasPrefix(r, "/schemas/ids/"))
+	})
 }
 
 // topicRetries sums, on a sink's /metrics, every counter or gauge of a
@@ -76,8 +90,8 @@ func topicRetries(url, topic string) float64 {
 
 // TestSinksRegistryOverGRPCOutage runs both sink binaries against the
 // real schema-registry with REGISTRY_GRPC_ADDR set:
-//   - schema ids are looked up over gRPC (the registry's
-//     GetSchemaByID count grows, its REST /schemas/ids route stays unused);
+//   - schemas are looked up over gRPC (the registry's gRPC request count
+//     grows, its REST lookup routes stay unused);
 //   - with the registry stopped, records with an id the sinks have cached
 //     keep reaching S3 and the index, records with an id they have not
 //     seen wait (retried, the topic parked) and are neither written nor
@@ -100,11 +114,12 @@ func TestSinksRegistryOverGRPCOutage(t *testing.T) {
 	schemaOf := func(name string) string {
 		return `{"type":"record","name":"` + name + `","namespace":"e2e.grpc","fields":[{"name":"id","type":"string"},{"name":"n","type":"long"}]}`
 	}
+	// fresh-value's second version is registered just before the outage:
+	// an id neither sink can have fetched (the search sink reads each
+	// topic's latest version when it installs the topic's template).
+	freshV2 := strings.Replace(schemaOf("Fresh"), `}]}`, `},{"name":"note","type":"string","default":""}]}`, 1)
 	cachedID := st.reg.Register(t, "cached-value", schemaOf("Cached"))
-	freshID := st.reg.Register(t, "fresh-value", schemaOf("Fresh"))
-	if cachedID == freshID {
-		t.Fatalf("both subjects got schema id %d", cachedID)
-	}
+	st.reg.Register(t, "fresh-value", schemaOf("Fresh"))
 
 	common := map[string]string{
 		"KAFKA_BROKERS":      strings.Join(kc.Brokers(), ","),
@@ -158,9 +173,9 @@ func TestSinksRegistryOverGRPCOutage(t *testing.T) {
 
 	ctx := kafkatest.Context(t, 5*time.Minute)
 	want := map[string][]string{}
-	produce := func(topic string, id int, from int) {
+	produce := func(topic, schema string, id int, from int) {
 		t.Helper()
-		codec, err := goavro.NewCodec(schemaOf(map[string]string{"cached": "Cached", "fresh": "Fresh"}[topic]))
+		codec, err := goavro.NewCodec(schema)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,21 +206,25 @@ func TestSinksRegistryOverGRPCOutage(t *testing.T) {
 		}
 	}
 
-	// 1. Registry up: the sinks resolve the id over gRPC.
-	restIDs := func() float64 { return registryCalls(st.reg.URL(), registryHTTPRequests, "route", "/schemas/ids/{id}") }
-	produce("cached", cachedID, 0)
+	// 1. Registry up: both sinks need the schema to deliver anything, and
+	// the registry answered them on gRPC only.
+	produce("cached", schemaOf("Cached"), cachedID, 0)
 	waitDelivered("cached", per, time.Minute)
-	if n := registryCalls(st.reg.URL(), registryGRPCRequests, "method", grpcGetSchemaByID, "code", "OK"); n < 2 {
-		t.Fatalf("registry answered %v GetSchemaByID calls over gRPC, want one per sink at least", n)
+	if n := grpcLookups(st.reg.URL(), ""); n < 2 {
+		t.Fatalf("registry answered %v gRPC requests, want one per sink at least", n)
 	}
-	if n := restIDs(); n != 0 {
-		t.Fatalf("sinks fell back to REST with gRPC up: %v GET /schemas/ids/{id}", n)
+	if n := restLookups(st.reg.URL()); n != 0 {
+		t.Fatalf("sinks fell back to REST with gRPC up: %v REST lookups", n)
 	}
 
 	// 2. Registry gone: the cached id flows, the unknown one waits.
+	freshID := st.reg.Register(t, "fresh-value", freshV2)
+	if freshID == cachedID {
+		t.Fatalf("both subjects got schema id %d", freshID)
+	}
 	st.reg.Stop()
-	produce("fresh", freshID, 0)
-	produce("cached", cachedID, per)
+	produce("fresh", freshV2, freshID, 0)
+	produce("cached", schemaOf("Cached"), cachedID, per)
 	waitDelivered("cached", 2*per, time.Minute)
 	for name, url := range map[string]string{"s3-sink": s3Metrics, "search-sink": searchMetrics} {
 		if !waitUntil(nil, time.Minute, func() bool { return topicRetries(url, "fresh") > 0 }) {
@@ -250,8 +269,7 @@ func TestSinksRegistryOverGRPCOutage(t *testing.T) {
 	}
 	// Right after the restart the clients may still be reconnecting gRPC
 	// and use the REST fallback: both count as recovery.
-	t.Logf("restarted registry: %v GetSchemaByID over gRPC, %v GET /schemas/ids/{id} over REST",
-		registryCalls(st.reg.URL(), registryGRPCRequests, "method", grpcGetSchemaByID), restIDs())
+	t.Logf("restarted registry: %v gRPC requests, %v REST lookups", grpcLookups(st.reg.URL(), ""), restLookups(st.reg.URL()))
 }
 
 // indexedIDs returns document id -> record id of topic's daily indices
