@@ -130,10 +130,12 @@ func Usage(cfg any) string {
 		return err.Error()
 	}
 	sort.Slice(fields, func(i, j int) bool { return fields[i].env < fields[j].env })
-	var b strings.Builder
+	rows := make([][]string, 0, len(fields))
 	for _, f := range fields {
-		fmt.Fprintf(&b, "  %-36s -%-34s default %q  %s\n", f.env, flagName(f.env), f.def, f.help)
+		rows = append(rows, []string{f.env, "-" + flagName(f.env), "default " + strconv.Quote(f.def), f.help})
 	}
+	var b strings.Builder
+	columns(&b, rows)
 	return b.String()
 }
 

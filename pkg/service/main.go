@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"text/tabwriter"
 
 	"github.com/sluicehq/sluice/pkg/version"
 )
@@ -54,15 +56,33 @@ func preRun(w io.Writer, name string, args []string, subcommands []Subcommand) (
 			if len(args) > 0 && args[0] != a && !isFlag(args[0]) {
 				return 0, false // a subcommand's own -h
 			}
-			fmt.Fprintf(w, "Usage:\n  %s [flags]                serve (configuration from the environment or the flags below)\n", name)
+			fmt.Fprintln(w, "Usage:")
+			rows := [][]string{{name + " [flags]", "serve (configuration from the environment or the flags below)"}}
 			for _, s := range subcommands {
-				fmt.Fprintf(w, "  %s %-24s %s\n", name, s.Usage, s.Help)
+				rows = append(rows, []string{name + " " + s.Usage, s.Help})
 			}
-			fmt.Fprintf(w, "\nFlags:\n  -version                 print the version and exit\n  -%s             validate the configuration and exit (0 valid, 2 invalid)\n  -h                       this help\n\n", CheckConfigFlag)
+			columns(w, rows)
+			fmt.Fprintln(w, "\nFlags:")
+			columns(w, [][]string{
+				{"-version", "print the version and exit"},
+				{"-" + CheckConfigFlag, "validate the configuration and exit (0 valid, 2 invalid)"},
+				{"-h", "this help"},
+			})
+			fmt.Fprintln(w)
 			return 0, false
 		}
 	}
 	return 0, false
+}
+
+// columns writes rows indented by two spaces with every column padded to
+// its widest cell, so the help text starts at one offset.
+func columns(w io.Writer, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, "  "+strings.Join(r, "\t"))
+	}
+	_ = tw.Flush()
 }
 
 func isFlag(s string) bool { return len(s) > 0 && s[0] == '-' }

@@ -210,6 +210,19 @@ func TestDevStack(t *testing.T) {
 		return len(found) == 1
 	})
 
+	// `make run` talks to the registry over gRPC: the gateway resolved
+	// orders-value on the registry's gRPC API, the sinks needed the schema
+	// to write the record, and nobody used the REST lookup routes (the
+	// fallback).
+	if n := registryCount(t, "sluice_schema_registry_grpc_request_duration_seconds", `method="/sluice.registry.v1.RegistryService/GetLatestSchema"`, `code="OK"`); n < 1 {
+		t.Errorf("registry answered %v GetLatestSchema over gRPC, want >= 1 (the gateway)", n)
+	}
+	for _, route := range []string{`route="/subjects/`, `route="/schemas/ids/`} {
+		if n := registryCount(t, "sluice_schema_registry_http_request_duration_seconds", `method="GET"`, route); n != 0 {
+			t.Errorf("%v REST lookups (%s...): a service fell back to REST with gRPC up", n, route)
+		}
+	}
+
 	// 3. Data written now must survive a kill -9 of the whole stack.
 	kc, err := skafka.New(skafka.Config{Brokers: []string{defaultKafkaAddr}, ClientID: "devstack-test", DialTimeout: 5 * time.Second})
 	if err != nil {
@@ -278,6 +291,38 @@ func TestDevStack(t *testing.T) {
 			t.Errorf("no stop line for %s in:\n%s", s.name, r.log)
 		}
 	}
+}
+
+// registryCount sums the dev stack registry's request counts (the _count
+// series of a latency histogram) on series containing every fragment.
+func registryCount(t *testing.T, family string, fragments ...string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://127.0.0.1:8081/metrics")
+	if err != nil {
+		t.Fatalf("registry metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, family+"_count{") {
+			continue
+		}
+		match := true
+		for _, f := range fragments {
+			match = match && strings.Contains(line, f)
+		}
+		if match {
+			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			if err != nil {
+				t.Fatalf("registry metrics line %q: %v", line, err)
+			}
+			sum += v
+		}
+	}
+	return sum
 }
 
 // partitionOf finds the partition holding the one record written.

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -120,8 +121,10 @@ func uidOf(pid int) string {
 // services/<svc>/Dockerfile with BINARY_FROM=prebuilt) and runs each one as
 // 65532 on a read-only root: it prints its version, refuses a bad
 // configuration with exit 2 and, with the dev stack's backends (kfake,
-// versitygw, the ES double) on 127.0.0.1, answers /healthz and exports
-// sluice_build_info with the stamped version.
+// versitygw, the ES double) on 127.0.0.1, answers /healthz and /readyz
+// (the registry image stays up for the services after it, which reach it
+// over gRPC as the dev stack does) and exports sluice_build_info with the
+// stamped version.
 func TestImagesRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("image-run test: skipped in -short mode")
@@ -161,8 +164,16 @@ func TestImagesRun(t *testing.T) {
 	}
 	t.Cleanup(st.stopBackends)
 
+	parent := t
 	for _, s := range services {
 		t.Run(s.name, func(t *testing.T) {
+			// The registry's container keeps running for the services
+			// after it (they resolve schemas through it over gRPC), so its
+			// teardown belongs to the parent test.
+			owner := testing.TB(t)
+			if s.name == "schema-registry" {
+				owner = parent
+			}
 			r := &imageRunner{t: t, flags: flags, name: s.name}
 			image := fmt.Sprintf("localhost/sluice/%s:%s-%s", s.name, imageVersion, runtime.GOARCH)
 			cfg, err := r.buildah("inspect", "--format", "{{.OCIv1.Config.User}} {{.OCIv1.Config.Entrypoint}}", image)
@@ -175,7 +186,7 @@ func TestImagesRun(t *testing.T) {
 			if r.rootDir, err = r.buildah("mount", r.ctr); err != nil {
 				t.Fatalf("buildah mount: %v: %s", err, r.rootDir)
 			}
-			t.Cleanup(func() { _, _ = r.buildah("umount", r.ctr); _, _ = r.buildah("rm", r.ctr) })
+			owner.Cleanup(func() { _, _ = r.buildah("umount", r.ctr); _, _ = r.buildah("rm", r.ctr) })
 
 			out, code := r.run(nil, "-version")
 			if code != 0 || !strings.Contains(out, s.name+" version "+imageVersion+", revision imagetest") {
@@ -188,14 +199,14 @@ func TestImagesRun(t *testing.T) {
 
 			env := s.env(st.be)
 			cmd := r.command(env)
-			var log bytes.Buffer
+			var log syncBuffer
 			cmd.Stdout, cmd.Stderr = &log, &log
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
 			done := make(chan struct{})
 			go func() { _ = cmd.Wait(); close(done) }()
-			defer func() {
+			owner.Cleanup(func() {
 				if pid, ok := servicePID(s.name); ok {
 					_ = syscall.Kill(pid, syscall.SIGTERM)
 				}
@@ -204,28 +215,16 @@ func TestImagesRun(t *testing.T) {
 				case <-time.After(30 * time.Second):
 					_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 					<-done
-					t.Errorf("%s did not stop within 30s of SIGTERM", s.name)
+					owner.Errorf("%s did not stop within 30s of SIGTERM", s.name)
 				}
-			}()
+			})
 			base := "http://127.0.0.1:" + s.adminPort
-			deadline := time.Now().Add(90 * time.Second)
-			for {
-				resp, err := http.Get(base + "/healthz")
-				if err == nil {
-					_ = resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
-						break
-					}
+			// /healthz (alive), then /readyz: the image reaches the dev-stack
+			// backends and the registry image from inside its chroot.
+			for _, path := range []string{"/healthz", "/readyz"} {
+				if status, err := poll(base+path, done, 90*time.Second); status != http.StatusOK {
+					t.Fatalf("%s: %s answered %d within 90s (last error %v; exited: %v):\n%s", s.name, path, status, err, exited(done), log.String())
 				}
-				select {
-				case <-done:
-					t.Fatalf("%s exited before answering /healthz:\n%s", s.name, log.String())
-				default:
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: no 200 from /healthz within 90s (last error %v)", s.name, err)
-				}
-				time.Sleep(200 * time.Millisecond)
 			}
 			pid, ok := servicePID(s.name)
 			if !ok {
@@ -245,4 +244,54 @@ func TestImagesRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+// poll GETs url until it answers 200, the process exits (done closed) or
+// the deadline passes; it returns the last status (0: no answer) and error.
+func poll(url string, done <-chan struct{}, within time.Duration) (int, error) {
+	deadline := time.Now().Add(within)
+	client := &http.Client{Timeout: 5 * time.Second}
+	for {
+		status := 0
+		resp, err := client.Get(url)
+		if err == nil {
+			status = resp.StatusCode
+			_ = resp.Body.Close()
+			if status == http.StatusOK {
+				return status, nil
+			}
+		}
+		if exited(done) || time.Now().After(deadline) {
+			return status, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func exited(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
+// syncBuffer is a bytes.Buffer the process's output goroutine writes while
+// the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -120,10 +120,11 @@ func startStack(t testing.TB, over map[string]map[string]string) *stack {
 	}
 
 	common := map[string]string{
-		"KAFKA_BROKERS":    strings.Join(st.kc.Brokers(), ","),
-		"REGISTRY_URL":     st.reg.URL(),
-		"LOG_LEVEL":        "info",
-		"SHUTDOWN_TIMEOUT": "20s",
+		"KAFKA_BROKERS":      strings.Join(st.kc.Brokers(), ","),
+		"REGISTRY_URL":       st.reg.URL(),
+		"REGISTRY_GRPC_ADDR": st.reg.GRPCAddr(), // as the chart, compose and the dev stack: gRPC first, REST the fallback
+		"LOG_LEVEL":          "info",
+		"SHUTDOWN_TIMEOUT":   "20s",
 	}
 	withFor := func(name string, extra map[string]string) map[string]string {
 		m := map[string]string{}
@@ -274,6 +275,10 @@ func TestPipeline(t *testing.T) {
 	// The burst: 5 records a minute, then 40 in one minute, then quiet.
 	sendBurst(t, st.gwHTTP, onAck("metrics"))
 
+	// Before the test's own REST lookups (readAll): the services used the
+	// registry over gRPC, not the REST fallback.
+	checkRegistryOverGRPC(t, st)
+
 	// Drain: the search sink indexes as it goes; the S3 sink flushes its
 	// open files and commits on SIGTERM.
 	kafka := readAll(t, ctx, st)
@@ -312,6 +317,22 @@ func TestPipeline(t *testing.T) {
 	var lagErr string
 	if !waitUntil(nil, 60*time.Second, func() bool { lagErr = groupsCaughtUp(st.exporterURL); return lagErr == "" }) {
 		t.Fatalf("exporter never reported zero lag: %s", lagErr)
+	}
+}
+
+// checkRegistryOverGRPC: the gateway resolved its subjects over the
+// registry's gRPC API (GetLatestSchema, at least once per gateway process:
+// it was restarted once), the sinks needed schemas to deliver anything, and
+// nobody used the REST lookup routes (the fallback).
+func checkRegistryOverGRPC(t *testing.T, st *stack) {
+	t.Helper()
+	latest, all, rest := grpcLookups(st.reg.URL(), "GetLatestSchema"), grpcLookups(st.reg.URL(), ""), restLookups(st.reg.URL())
+	t.Logf("registry: %v gRPC requests (%v GetLatestSchema), %v REST lookups", all, latest, rest)
+	if latest < 2 {
+		t.Errorf("registry answered %v GetLatestSchema over gRPC, want >= 2 (the gateway before and after its restart)", latest)
+	}
+	if rest != 0 {
+		t.Errorf("services fell back to REST with gRPC up: %v REST lookups", rest)
 	}
 }
 
