@@ -361,6 +361,12 @@ func (p *partition) failed(ctx, gctx context.Context, err error) outcome {
 	switch {
 	case ctx.Err() != nil, gctx.Err() != nil, p.g.leaving.Err() != nil, errors.Is(err, errStopped):
 		return outExit
+	}
+	// What became durable before the failure is committed now: a topic
+	// that fails within every commit interval (parked again at once after
+	// each release) would otherwise never commit its progress.
+	p.commit()
+	switch {
 	case r.parker.isParked(p.tp.Topic):
 		r.o.Metrics.replays.WithLabelValues(p.label).Inc()
 		return outReplay // the write ended because the topic was parked

@@ -169,8 +169,9 @@ func (w *worker) evict(ctx context.Context) error {
 	return nil
 }
 
-// rotateAll completes every open file of the partition (the runtime
-// commits at the next report). A
+// rotateAll completes every open file of the partition and reports the
+// partition durable up to there (the runtime commits it; progress before
+// a later failure in the same Write is kept). A
 // rotation of one path's file always rotates all of them (as Kafka
 // Connect's S3 sink does): the commit then lands on a boundary of every
 // path, so a replay from it starts every path's next file at the same
@@ -183,6 +184,7 @@ func (w *worker) rotateAll(ctx context.Context) error {
 			return err
 		}
 	}
+	w.report()
 	return nil
 }
 
