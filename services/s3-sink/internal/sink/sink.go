@@ -17,7 +17,6 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/backoff"
-	skafka "github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
 	psink "github.com/sluicehq/sluice/pkg/sink"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/config"
@@ -180,12 +179,6 @@ func New(o Options) (*Sink, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// Selected reports whether a regex-selected sink takes topic: internal
-// topics (leading '_') and dead-letter topics (".dlq" suffix) never are.
-func Selected(re *regexp.Regexp, topic string) bool {
-	return skafka.IsDataTopic(topic) && re.MatchString(topic)
 }
 
 // Run consumes until ctx ends, Stop is called or a fatal error (a record the

@@ -1,20 +1,9 @@
 package sink
 
 import (
-	"regexp"
 	"testing"
 	"time"
 )
-
-func TestSelected(t *testing.T) {
-	t.Parallel()
-	re := regexp.MustCompile(".*")
-	for topic, want := range map[string]bool{"orders": true, "_schemas": false, "orders.dlq": false, "dlq.orders": true, "__consumer_offsets": false} {
-		if got := Selected(re, topic); got != want {
-			t.Errorf("Selected(%q) = %v", topic, got)
-		}
-	}
-}
 
 func TestWindow(t *testing.T) {
 	t.Parallel()
