@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/pkg/sink"
 	"github.com/sluicehq/sluice/pkg/testkit/proctest"
 )
 
@@ -30,8 +34,17 @@ func TestMetricsCatalogMatchesServices(t *testing.T) {
 		if len(fields) < 4 || strings.HasPrefix(fields[0], "#") {
 			continue
 		}
-		name, svc := fields[0], fields[len(fields)-1]
+		// The fourth column names the emitter; pkg/sink rows may add the
+		// sinks using it ("pkg/sink (s3-sink)").
+		name, svc := fields[0], fields[3]
 		if svc == "prometheus" {
+			continue
+		}
+		if svc == "pkg/sink" {
+			n++
+			if !sinkRuntimeMetrics(t)[name] {
+				t.Errorf("%s: catalog says pkg/sink emits it, but sink.NewMetrics registers no such metric", name)
+			}
 			continue
 		}
 		src, ok := sources[svc]
@@ -64,4 +77,43 @@ func serviceSource(t *testing.T, dir string) string {
 		t.Fatalf("reading %s: %v", dir, err)
 	}
 	return b.String()
+}
+
+// descRecorder is a Registerer that keeps the names of what is registered.
+type descRecorder struct{ names map[string]bool }
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+func (d descRecorder) Register(c prometheus.Collector) error {
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		c.Describe(ch)
+		close(ch)
+	}()
+	for desc := range ch {
+		if m := fqName.FindStringSubmatch(desc.String()); m != nil {
+			d.names[m[1]] = true
+		}
+	}
+	return nil
+}
+
+func (d descRecorder) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		_ = d.Register(c)
+	}
+}
+
+func (d descRecorder) Unregister(prometheus.Collector) bool { return false }
+
+// sinkRuntimeMetrics returns the names of the metrics the shared sink
+// runtime registers (the sluice_sink_* series every sink exports).
+func sinkRuntimeMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	d := descRecorder{names: map[string]bool{}}
+	sink.NewMetrics(d, "catalog", 1)
+	if len(d.names) == 0 {
+		t.Fatal("sink.NewMetrics registered nothing")
+	}
+	return d.names
 }
