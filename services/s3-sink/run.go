@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string) error {
 		S3:          s3c,
 		Brokers:     kc.Brokers(),
 		Dialer:      kc.Dialer,
-		Admin:       newKafkaAdmin(kc, cfg.Sink.TopicRefresh),
+		Admin:       psink.NewKafkaAdmin(kc, cfg.Sink.TopicRefresh), // lists topics with fresh metadata, creates <topic>.dlq
 		Codecs:      avro.NewCodecs(reg, avro.WithLimits(cfg.Avro)),
 		Subjects:    reg,
 		DLQ:         dlq,
@@ -140,12 +140,6 @@ func newS3(ctx context.Context, c config.S3) (*s3.Client, error) {
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	}), nil
-}
-
-// newKafkaAdmin lists topics and creates dead-letter topics for the sink
-// runtime (pkg/sink.KafkaAdmin: fresh metadata at each topic refresh).
-func newKafkaAdmin(kc *kafka.Clients, refresh time.Duration) sink.Admin {
-	return psink.NewKafkaAdmin(kc, refresh)
 }
 
 // bucketConfig is what "s3-sink bucket apply" reads: no Kafka, no topics.
