@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/backoff"
@@ -22,6 +23,7 @@ type partition struct {
 
 	log   *slog.Logger
 	label string
+	in    prometheus.Counter // records_in_total{topic}: resolved once, counted per record
 	t     *tracker
 	ps    *partState
 	// wait ends with the process, the generation or the group being left:
@@ -58,6 +60,7 @@ func (p *partition) run(ctx, gctx context.Context) {
 	p.log = r.log.With("topic", p.tp.Topic, "partition", p.tp.Partition)
 	p.label = r.o.Metrics.TopicLabel(p.tp.Topic)
 	m := r.o.Metrics
+	p.in = m.recordsIn.WithLabelValues(p.label)
 	p.t = newTracker(p.start, m.written.WithLabelValues(p.label), m.deadLettered.WithLabelValues(p.label),
 		m.skipped.WithLabelValues(p.label), m.freshness.WithLabelValues(p.label), r.o.Now)
 	p.ps = m.track(p.tp, p.label, p.t)
@@ -240,7 +243,7 @@ func (p *partition) record(msg kafkago.Message) Record {
 	p.ps.highWater = msg.HighWaterMark
 	p.ps.read = msg.Offset + 1
 	p.ps.mu.Unlock()
-	p.r.o.Metrics.recordsIn.WithLabelValues(p.label).Inc()
+	p.in.Inc()
 	return Record{Topic: p.tp.Topic, Partition: p.tp.Partition, Offset: msg.Offset, Key: msg.Key, Value: msg.Value,
 		Headers: msg.Headers, Time: msg.Time}
 }

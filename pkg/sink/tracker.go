@@ -103,14 +103,26 @@ func (t *tracker) mark(epoch uint64, offset int64, state uint8) {
 }
 
 func (t *tracker) advanceLocked() {
+	// A watermark makes many records durable at once (a completed file):
+	// one clock read and one counter update for all of them.
+	var now time.Time
+	written := 0
+	defer func() {
+		if written > 0 {
+			t.written.Add(float64(written))
+		}
+	}()
 	for t.head < len(t.entries) {
 		e := &t.entries[t.head]
 		switch {
 		case e.state == statePending && e.offset < t.wm:
 			e.state = stateDurable
 			if t.freshness != nil {
-				t.freshness.Observe(t.now().Sub(e.ts).Seconds())
-				t.written.Inc()
+				if now.IsZero() {
+					now = t.now()
+				}
+				t.freshness.Observe(now.Sub(e.ts).Seconds())
+				written++
 			}
 		case e.state == statePending, e.state == stateDeadLetterPending:
 			return
