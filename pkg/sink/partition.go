@@ -210,6 +210,13 @@ func (p *partition) consume(ctx, gctx context.Context) outcome {
 				msgs = nil // parked or ending: another case fires
 				continue
 			}
+			if p.g.leaving.Err() != nil {
+				// Stopping: select picks among ready cases at random, and a
+				// busy partition must not keep taking records while its
+				// drain waits; the leaving case runs next.
+				msgs = nil
+				continue
+			}
 			if !ok {
 				closeW("fetcher stopped")
 				return p.failed(ctx, gctx, Transient(ReasonKafka, errors.New("partition reader stopped")))

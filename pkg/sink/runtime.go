@@ -345,9 +345,17 @@ func (r *Runtime) runGroup(ctx context.Context, topics []string) error {
 				n++
 				current.wg.Add(1)
 				p := &partition{r: r, g: current, tp: TopicPartition{topic, pa.ID}, start: pa.Offset}
+				g := current
 				gen.Start(func(gctx context.Context) {
-					defer current.wg.Done()
 					p.run(ctx, gctx)
+					g.wg.Done()
+					if g.leaving.Err() != nil && ctx.Err() == nil {
+						// kafka-go ends a generation as soon as one of its
+						// functions returns: on a drain (Stop, topic change)
+						// the first partition done must not cut the others'
+						// drains and final commits short.
+						g.wg.Wait()
+					}
 				})
 			}
 		}
