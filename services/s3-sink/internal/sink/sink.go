@@ -160,6 +160,7 @@ func New(o Options) (*Sink, error) {
 		RebalanceTimeout:   o.Config.RebalanceTimeout,
 		Heartbeat:          o.Config.Heartbeat,
 		CommitInterval:     commit,
+		MaxBatch:           64,        // as the old worker's queue: each owned partition holds a batch and a fetch queue this long (100 partitions at 500: +50 MiB peak RSS)
 		DrainTimeout:       time.Hour, // uploads on shutdown are bounded by the process's stop timeout
 		FlushOnStop:        o.Config.FlushOnShutdown,
 		Retry:              backoff.Policy{Base: 100 * time.Millisecond, Max: o.Config.RetryMaxDelay, Attempts: o.Config.RetryAttempts},
