@@ -60,7 +60,10 @@ func TestParkedTopicNeighbourFlows(t *testing.T) {
 	// It keeps being retried, and nothing of it is committed or stored.
 	before := proxy.count("pk/blocked/")
 	eventually(t, 10*time.Second, "parked topic retried", func() bool { return proxy.count("pk/blocked/") > before+2 })
-	if got := h.committed(t, "pk", "blocked", 2); !slices.Equal(got, []int64{-1, -1}) {
+	// No record of it is committed: at most the start position (the
+	// runtime commits the first fetched offset of a group without
+	// commits, 0 here, which holds nothing).
+	if got := h.committed(t, "pk", "blocked", 2); got[0] > 0 || got[1] > 0 {
 		t.Fatalf("blocked committed %v while parked", got)
 	}
 	if n := len(h.keys(t, "pk/blocked/")); n != 0 {
