@@ -38,7 +38,7 @@ type partition struct {
 	maxSeen   int64
 
 	fails chan error // asynchronous failures (Acks.Fail)
-	dlq   chan dlqJob
+	dlq   chan *dlqJob
 }
 
 // dlqJob is a record the writer asked to dead-letter.
@@ -70,7 +70,7 @@ func (p *partition) run(ctx, gctx context.Context) {
 		p.setCommitted(p.start)
 	}
 	p.fails = make(chan error, 1)
-	p.dlq = make(chan dlqJob, 1024)
+	p.dlq = make(chan *dlqJob, 1024) // pointers: 8 KiB per owned partition, not 200
 	wait, cancel := context.WithCancel(gctx)
 	defer cancel()
 	go func() {
@@ -437,7 +437,7 @@ func (a *acks) DeadLetter(rec *Record, stage, reason string) {
 	}
 	a.p.t.mark(a.epoch, rec.Offset, stateDeadLetterPending)
 	select {
-	case a.p.dlq <- dlqJob{rec: *rec, stage: stage, reason: reason}:
+	case a.p.dlq <- &dlqJob{rec: *rec, stage: stage, reason: reason}:
 	default:
 		// The queue is full: end the incarnation; the records are fetched
 		// again and the dead letter asked for again.
