@@ -21,10 +21,10 @@ func (p *partition) deadLetter(ctx context.Context, rec *Record, stage, reason s
 
 // asyncDeadLetters writes j and every other dead letter the writer has
 // queued, in one produce request.
-func (p *partition) asyncDeadLetters(ctx context.Context, j dlqJob) error {
-	jobs := []dlqJob{j}
+func (p *partition) asyncDeadLetters(ctx context.Context, j *dlqJob) error {
+	jobs := []dlqJob{*j}
 	for len(p.dlq) > 0 && len(jobs) < 1000 {
-		jobs = append(jobs, <-p.dlq)
+		jobs = append(jobs, *<-p.dlq)
 	}
 	return p.writeDeadLetters(ctx, jobs)
 }

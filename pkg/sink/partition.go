@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/backoff"
@@ -22,6 +23,7 @@ type partition struct {
 
 	log   *slog.Logger
 	label string
+	in    prometheus.Counter // records_in_total{topic}: resolved once, counted per record
 	t     *tracker
 	ps    *partState
 	// wait ends with the process, the generation or the group being left:
@@ -36,7 +38,7 @@ type partition struct {
 	maxSeen   int64
 
 	fails chan error // asynchronous failures (Acks.Fail)
-	dlq   chan dlqJob
+	dlq   chan *dlqJob
 }
 
 // dlqJob is a record the writer asked to dead-letter.
@@ -58,6 +60,7 @@ func (p *partition) run(ctx, gctx context.Context) {
 	p.log = r.log.With("topic", p.tp.Topic, "partition", p.tp.Partition)
 	p.label = r.o.Metrics.TopicLabel(p.tp.Topic)
 	m := r.o.Metrics
+	p.in = m.recordsIn.WithLabelValues(p.label)
 	p.t = newTracker(p.start, m.written.WithLabelValues(p.label), m.deadLettered.WithLabelValues(p.label),
 		m.skipped.WithLabelValues(p.label), m.freshness.WithLabelValues(p.label), r.o.Now)
 	p.ps = m.track(p.tp, p.label, p.t)
@@ -67,7 +70,7 @@ func (p *partition) run(ctx, gctx context.Context) {
 		p.setCommitted(p.start)
 	}
 	p.fails = make(chan error, 1)
-	p.dlq = make(chan dlqJob, 1024)
+	p.dlq = make(chan *dlqJob, 1024) // pointers: 8 KiB per owned partition, not 200
 	wait, cancel := context.WithCancel(gctx)
 	defer cancel()
 	go func() {
@@ -247,7 +250,7 @@ func (p *partition) record(msg kafkago.Message) Record {
 	p.ps.highWater = msg.HighWaterMark
 	p.ps.read = msg.Offset + 1
 	p.ps.mu.Unlock()
-	p.r.o.Metrics.recordsIn.WithLabelValues(p.label).Inc()
+	p.in.Inc()
 	return Record{Topic: p.tp.Topic, Partition: p.tp.Partition, Offset: msg.Offset, Key: msg.Key, Value: msg.Value,
 		Headers: msg.Headers, Time: msg.Time}
 }
@@ -368,6 +371,12 @@ func (p *partition) failed(ctx, gctx context.Context, err error) outcome {
 	switch {
 	case ctx.Err() != nil, gctx.Err() != nil, p.g.leaving.Err() != nil, errors.Is(err, errStopped):
 		return outExit
+	}
+	// What became durable before the failure is committed now: a topic
+	// that fails within every commit interval (parked again at once after
+	// each release) would otherwise never commit its progress.
+	p.commit()
+	switch {
 	case r.parker.isParked(p.tp.Topic):
 		r.o.Metrics.replays.WithLabelValues(p.label).Inc()
 		return outReplay // the write ended because the topic was parked
@@ -428,7 +437,7 @@ func (a *acks) DeadLetter(rec *Record, stage, reason string) {
 	}
 	a.p.t.mark(a.epoch, rec.Offset, stateDeadLetterPending)
 	select {
-	case a.p.dlq <- dlqJob{rec: *rec, stage: stage, reason: reason}:
+	case a.p.dlq <- &dlqJob{rec: *rec, stage: stage, reason: reason}:
 	default:
 		// The queue is full: end the incarnation; the records are fetched
 		// again and the dead letter asked for again.

@@ -40,8 +40,23 @@ type tracker struct {
 
 type entry struct {
 	offset int64
-	ts     time.Time
+	ts     int64 // record timestamp in Unix milliseconds, Kafka's unit (a time.Time is 24 bytes; there is one entry per record in flight)
 	state  uint8
+}
+
+// unixMillis and fromMillis map the zero time to 0 and back.
+func unixMillis(ts time.Time) int64 {
+	if ts.IsZero() {
+		return 0
+	}
+	return ts.UnixMilli()
+}
+
+func fromMillis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 func newTracker(start int64, written, dead, skipped prometheus.Counter, freshness prometheus.Observer, now func() time.Time) *tracker {
@@ -61,7 +76,7 @@ func (t *tracker) add(offset int64, ts time.Time) {
 		t.entries = t.entries[:n]
 		t.head = 0
 	}
-	t.entries = append(t.entries, entry{offset: offset, ts: ts})
+	t.entries = append(t.entries, entry{offset: offset, ts: unixMillis(ts)})
 	if t.commit < 0 && t.head == len(t.entries)-1 {
 		t.commit = offset // nothing before it is ours: a restart from here is right
 	}
@@ -96,21 +111,33 @@ func (t *tracker) mark(epoch uint64, offset int64, state uint8) {
 	}
 	live[i].state = state
 	if state == stateDurable && t.freshness != nil {
-		t.freshness.Observe(t.now().Sub(live[i].ts).Seconds())
+		t.freshness.Observe(t.now().Sub(fromMillis(live[i].ts)).Seconds())
 		t.written.Inc()
 	}
 	t.advanceLocked()
 }
 
 func (t *tracker) advanceLocked() {
+	// A watermark makes many records durable at once (a completed file):
+	// one clock read and one counter update for all of them.
+	var now time.Time
+	written := 0
+	defer func() {
+		if written > 0 {
+			t.written.Add(float64(written))
+		}
+	}()
 	for t.head < len(t.entries) {
 		e := &t.entries[t.head]
 		switch {
 		case e.state == statePending && e.offset < t.wm:
 			e.state = stateDurable
 			if t.freshness != nil {
-				t.freshness.Observe(t.now().Sub(e.ts).Seconds())
-				t.written.Inc()
+				if now.IsZero() {
+					now = t.now()
+				}
+				t.freshness.Observe(now.Sub(fromMillis(e.ts)).Seconds())
+				written++
 			}
 		case e.state == statePending, e.state == stateDeadLetterPending:
 			return
@@ -122,7 +149,7 @@ func (t *tracker) advanceLocked() {
 			t.skipped.Inc()
 		}
 		t.commit = e.offset + 1
-		t.lastTS = e.ts
+		t.lastTS = fromMillis(e.ts)
 		t.head++
 	}
 }
@@ -148,7 +175,7 @@ func (t *tracker) oldestPending() (time.Time, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.head < len(t.entries) {
-		return t.entries[t.head].ts, true
+		return fromMillis(t.entries[t.head].ts), true
 	}
 	return t.lastTS, false
 }

@@ -378,7 +378,7 @@ var hostileCases = []hostileCase{
 			t.Fatalf("producing: %s", a)
 		}
 		if !waitUntil(nil, 30*time.Second, func() bool {
-			return metric(h.s3Field, "sluice_s3sink_topics_parked", "topic", "Kpark") == 1
+			return metric(h.s3Field, "sluice_sink_topics_parked", "topic", "Kpark") == 1
 		}) {
 			t.Fatal("the s3-sink did not park a topic whose schema lacks the partition field")
 		}

@@ -250,7 +250,7 @@ func TestPipeline(t *testing.T) {
 			}
 			return float64(nAcked.Load())
 		}, st.gw},
-		{"s3-sink wrote", 30000, func() float64 { return metricSum(st.s3Metrics, "sluice_s3sink_records_written_total") }, st.s3sink},
+		{"s3-sink wrote", 30000, func() float64 { return metricSum(st.s3Metrics, "sluice_sink_records_written_total") }, st.s3sink},
 		{"search-sink indexed", 50000, func() float64 { return metricSum(st.searchMetrics, "sluice_sink_records_written_total") }, st.search},
 	} {
 		if !waitUntil(nil, 5*time.Minute, func() bool { return step.done() >= step.at }) {

@@ -178,7 +178,7 @@ func sinkRun(b *testing.B, h *harness, topic, group string, perFile int, records
 		// A starved process must not be evicted mid-measurement.
 		"S3_SINK_SESSION_TIMEOUT": "15s", "S3_SINK_HEARTBEAT_INTERVAL": "1s",
 	})
-	series := `sluice_s3sink_records_written_total{topic="` + topic + `"}`
+	series := `sluice_sink_records_written_total{sink="s3",topic="` + topic + `"}`
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		if v, ok := scrape(b, "http://"+admin+"/metrics", series); ok && v >= records {
@@ -323,7 +323,7 @@ func BenchmarkMemoryHostileField(b *testing.B) {
 				if v, ok := scrape(b, "http://"+admin+"/metrics", "sluice_s3sink_open_files"); ok {
 					peakOpen = max(peakOpen, v)
 				}
-				if v, ok := scrape(b, "http://"+admin+"/metrics", `sluice_s3sink_unread_records{partition="0",topic="`+topic+`"}`); ok && v == 0 {
+				if v, ok := scrape(b, "http://"+admin+"/metrics", `sluice_sink_unread_records{partition="0",sink="s3",topic="`+topic+`"}`); ok && v == 0 {
 					break
 				}
 				if time.Now().After(deadline) {

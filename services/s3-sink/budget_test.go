@@ -143,7 +143,7 @@ func TestHostileSchemaDeadLettered(t *testing.T) {
 			deadline := time.Now().Add(20 * time.Second)
 			for {
 				v, ok := scrape(t, "http://"+admin+"/metrics", `sluice_s3sink_avro_budget_exceeded_total{limit="steps",topic="hostile"}`)
-				lag, lok := scrape(t, "http://"+admin+"/metrics", `sluice_s3sink_lag_records{partition="0",topic="hostile"}`)
+				lag, lok := scrape(t, "http://"+admin+"/metrics", `sluice_sink_lag_records{partition="0",sink="s3",topic="hostile"}`)
 				if ok && v == 3 && lok && lag == 0 {
 					break
 				}

@@ -197,7 +197,7 @@ func waitHandled(t *testing.T, url, topic string, partitions int, within time.Du
 	for {
 		done := 0
 		for p := 0; p < partitions; p++ {
-			if v, ok := scrape(t, url, fmt.Sprintf(`sluice_s3sink_unread_records{partition="%d",topic="%s"}`, p, topic)); ok && v == 0 {
+			if v, ok := scrape(t, url, fmt.Sprintf(`sluice_sink_unread_records{partition="%d",sink="s3",topic="%s"}`, p, topic)); ok && v == 0 {
 				done++
 			}
 		}
@@ -283,7 +283,7 @@ func runCrash(t *testing.T, c crashCase) {
 		// then crash it at a random moment of its work.
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			if v, ok := scrape(t, "http://"+env["S3_SINK_ADMIN_ADDR"]+"/metrics", "sluice_s3sink_generations_total"); ok && v >= 1 {
+			if v, ok := scrape(t, "http://"+env["S3_SINK_ADMIN_ADDR"]+"/metrics", `sluice_sink_generations_total{sink="s3"}`); ok && v >= 1 {
 				break
 			}
 			if time.Now().After(deadline) {

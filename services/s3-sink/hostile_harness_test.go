@@ -26,6 +26,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
+	psink "github.com/sluicehq/sluice/pkg/sink"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/config"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/sink"
 )
@@ -185,7 +186,7 @@ func (h *harness) startInProc(t *testing.T, endpoint string, extra map[string]st
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(p.logs, os.Stderr), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	p.sk, err = sink.New(sink.Options{
 		Config: cfg.Sink, Bucket: testBucket, S3: s3c, Brokers: kc.Brokers(), Dialer: kc.Dialer,
-		Admin: newKafkaAdmin(kc, time.Second), Codecs: avro.NewCodecs(reg), Subjects: reg, DLQ: dlq,
+		Admin: psink.NewKafkaAdmin(kc, time.Second), Codecs: avro.NewCodecs(reg), Subjects: reg, DLQ: dlq,
 		Partitioner: part, Metrics: sink.NewMetrics(p.reg, cfg.Sink.TopicLabelLimit), Log: log,
 	})
 	if err != nil {

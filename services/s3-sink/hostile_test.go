@@ -249,11 +249,11 @@ func TestDeadLetterTooLarge(t *testing.T) {
 		!strings.HasPrefix(hd["sluice-error"], "avro: ") || hd["sluice-source-offset"] != "1" || hd["trace"] == "" {
 		t.Fatalf("dead letter headers: %v", hd)
 	}
-	if v, _ := p.metric("sluice_s3sink_dlq_truncated_total", map[string]string{"topic": "big"}); v != 1 {
+	if v, _ := p.metric("sluice_sink_dead_letters_truncated_total", map[string]string{"topic": "big"}); v != 1 {
 		t.Fatalf("dlq_truncated_total = %v", v)
 	}
 	eventually(t, 30*time.Second, "bigger parked: its dead-letter topic refuses the record", func() bool {
-		n, _ := p.metric("sluice_s3sink_topic_parks_total", map[string]string{"topic": "bigger", "reason": "dlq_refused"})
+		n, _ := p.metric("sluice_sink_topic_parks_total", map[string]string{"topic": "bigger", "reason": "dlq_refused"})
 		return n >= 1
 	})
 	if got := h.committed(t, "dl", "bigger", 1)[0]; got > 1 {
@@ -313,7 +313,7 @@ func TestSchemaProblems(t *testing.T) {
 		"S3_SINK_PARTITIONER": "field", "S3_SINK_PARTITION_FIELD": "country", "S3_SINK_FLUSH_RECORDS": "1",
 	}))
 	eventually(t, 30*time.Second, "evolved parked for its schema", func() bool {
-		n, _ := p.metric("sluice_s3sink_topic_parks_total", map[string]string{"topic": "evolved", "reason": "schema"})
+		n, _ := p.metric("sluice_sink_topic_parks_total", map[string]string{"topic": "evolved", "reason": "schema"})
 		return n >= 1 && h.committed(t, "sp", "evolved", 1)[0] == 10
 	})
 	if lines := p.logs.find("topic parked: its records wait here while other topics flow; fix the cause, it is retried",
@@ -329,7 +329,7 @@ func TestSchemaProblems(t *testing.T) {
 			t.Fatalf("dead letter %d: sluice-error %q, want prefix %q", i, got, want)
 		}
 	}
-	if v, ok := p.metric("sluice_s3sink_topics_parked", map[string]string{"topic": "foreign"}); ok && v != 0 {
+	if v, ok := p.metric("sluice_sink_topics_parked", map[string]string{"topic": "foreign"}); ok && v != 0 {
 		t.Fatal("foreign parked")
 	}
 	if err := p.stop(); err != nil {
@@ -361,7 +361,7 @@ func TestTopicLabelLimit(t *testing.T) {
 	eventually(t, 10*time.Second, "records counted", func() bool {
 		sum := 0.0
 		for _, l := range append(topics, "_other") {
-			v, _ := p.metric("sluice_s3sink_records_written_total", map[string]string{"topic": l})
+			v, _ := p.metric("sluice_sink_records_written_total", map[string]string{"topic": l})
 			sum += v
 		}
 		return sum == 30
@@ -383,7 +383,7 @@ func TestTopicLabelLimit(t *testing.T) {
 	if len(labels) != 3 || !labels["_other"] {
 		t.Fatalf("topic label values %v; want two topics and _other", labels)
 	}
-	if v, _ := p.metric("sluice_s3sink_topic_label_overflow_total", nil); v < 1 {
+	if v, _ := p.metric("sluice_sink_topic_label_overflow_total", nil); v < 1 {
 		t.Fatal("overflow not counted")
 	}
 	if err := p.stop(); err != nil {

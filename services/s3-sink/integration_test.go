@@ -283,8 +283,8 @@ func TestBadInput(t *testing.T) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		v, ok := scrape(t, "http://"+admin+"/metrics", `sluice_s3sink_dlq_records_total{topic="mixed"}`)
-		lag, lok := scrape(t, "http://"+admin+"/metrics", `sluice_s3sink_lag_records{partition="0",topic="mixed"}`)
+		v, ok := scrape(t, "http://"+admin+"/metrics", `sluice_sink_records_dead_lettered_total{sink="s3",topic="mixed"}`)
+		lag, lok := scrape(t, "http://"+admin+"/metrics", `sluice_sink_lag_records{partition="0",sink="s3",topic="mixed"}`)
 		if ok && v == 4 && lok && lag == 0 {
 			break
 		}
@@ -436,7 +436,7 @@ func TestTombstoneModes(t *testing.T) {
 		h.waitRecords(t, "ti/", 2, time.Minute)
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			lag, ok := scrape(t, "http://"+admin+"/metrics", `sluice_s3sink_lag_records{partition="0",topic="deletes"}`)
+			lag, ok := scrape(t, "http://"+admin+"/metrics", `sluice_sink_lag_records{partition="0",sink="s3",topic="deletes"}`)
 			ign, ok2 := scrape(t, "http://"+admin+"/metrics", `sluice_s3sink_tombstones_total{action="ignored",topic="deletes"}`)
 			if ok && ok2 && lag == 0 && ign == 1 {
 				break

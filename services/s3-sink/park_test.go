@@ -46,21 +46,24 @@ func TestParkedTopicNeighbourFlows(t *testing.T) {
 	})
 	t.Logf("neighbour in S3 and committed %s after start", time.Since(start).Round(time.Millisecond))
 	eventually(t, 10*time.Second, "blocked parked", func() bool {
-		v, _ := p.metric("sluice_s3sink_topics_parked", map[string]string{"topic": "blocked"})
-		n, _ := p.metric("sluice_s3sink_topic_parks_total", map[string]string{"topic": "blocked", "reason": "s3_refused"})
+		v, _ := p.metric("sluice_sink_topics_parked", map[string]string{"topic": "blocked"})
+		n, _ := p.metric("sluice_sink_topic_parks_total", map[string]string{"topic": "blocked", "reason": "s3_refused"})
 		return v == 1 && n >= 1
 	})
 	if lines := p.logs.find("topic parked: its records wait here while other topics flow; fix the cause, it is retried",
 		map[string]string{"topic": "blocked", "reason": "s3_refused"}); len(lines) == 0 {
 		t.Fatal("no error log line naming the parked topic and its reason")
 	}
-	if v, ok := p.metric("sluice_s3sink_topics_parked", map[string]string{"topic": "flowing"}); ok && v != 0 {
+	if v, ok := p.metric("sluice_sink_topics_parked", map[string]string{"topic": "flowing"}); ok && v != 0 {
 		t.Fatalf("flowing parked: %v", v)
 	}
 	// It keeps being retried, and nothing of it is committed or stored.
 	before := proxy.count("pk/blocked/")
 	eventually(t, 10*time.Second, "parked topic retried", func() bool { return proxy.count("pk/blocked/") > before+2 })
-	if got := h.committed(t, "pk", "blocked", 2); !slices.Equal(got, []int64{-1, -1}) {
+	// No record of it is committed: at most the start position (the
+	// runtime commits the first fetched offset of a group without
+	// commits, 0 here, which holds nothing).
+	if got := h.committed(t, "pk", "blocked", 2); got[0] > 0 || got[1] > 0 {
 		t.Fatalf("blocked committed %v while parked", got)
 	}
 	if n := len(h.keys(t, "pk/blocked/")); n != 0 {
@@ -70,7 +73,7 @@ func TestParkedTopicNeighbourFlows(t *testing.T) {
 	proxy.clear() // the operator fixes the bucket policy
 	h.waitRecords(t, "pk/blocked/", 200, 30*time.Second)
 	eventually(t, 30*time.Second, "blocked committed and unparked", func() bool {
-		v, _ := p.metric("sluice_s3sink_topics_parked", map[string]string{"topic": "blocked"})
+		v, _ := p.metric("sluice_sink_topics_parked", map[string]string{"topic": "blocked"})
 		return v == 0 && slices.Equal(h.committed(t, "pk", "blocked", 2), []int64{100, 100})
 	})
 	if len(p.logs.find("topic unparked: records flow again", map[string]string{"topic": "blocked"})) == 0 {
@@ -106,10 +109,10 @@ func TestTransientS3FailuresPark(t *testing.T) {
 
 	p := h.startInProc(t, proxy.srv.URL, parkEnv("throttled,calm", "ts", map[string]string{"S3_SINK_PARK_RETRY_MIN": "2s", "S3_SINK_PARK_RETRY_MAX": "2s"}))
 	eventually(t, 60*time.Second, "throttled parked after its retries", func() bool {
-		n, _ := p.metric("sluice_s3sink_topic_parks_total", map[string]string{"topic": "throttled", "reason": "s3_unavailable"})
+		n, _ := p.metric("sluice_sink_topic_parks_total", map[string]string{"topic": "throttled", "reason": "s3_unavailable"})
 		return n >= 1
 	})
-	if r, _ := p.metric("sluice_s3sink_retries_total", map[string]string{"topic": "throttled"}); r < 2 {
+	if r, _ := p.metric("sluice_sink_retries_total", map[string]string{"topic": "throttled", "reason": "s3_unavailable"}); r < 2 {
 		t.Fatalf("%v retries before parking, want S3_SINK_RETRY_ATTEMPTS-1 = 2 at least", r)
 	}
 	// While parked the topic is retried every 1-2 s (park cadence), each
@@ -131,7 +134,7 @@ func TestTransientS3FailuresPark(t *testing.T) {
 	proxy.clear()
 	h.waitRecords(t, "ts/throttled/", 100, 30*time.Second)
 	eventually(t, 30*time.Second, "throttled unparked", func() bool {
-		v, _ := p.metric("sluice_s3sink_topics_parked", map[string]string{"topic": "throttled"})
+		v, _ := p.metric("sluice_sink_topics_parked", map[string]string{"topic": "throttled"})
 		return v == 0
 	})
 	if err := p.stop(); err != nil {

@@ -11,12 +11,12 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/pkg/avro"
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/service"
+	psink "github.com/sluicehq/sluice/pkg/sink"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/bucket"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/config"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/partition"
@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string) error {
 		S3:          s3c,
 		Brokers:     kc.Brokers(),
 		Dialer:      kc.Dialer,
-		Admin:       newKafkaAdmin(kc, cfg.Sink.TopicRefresh),
+		Admin:       psink.NewKafkaAdmin(kc, cfg.Sink.TopicRefresh), // lists topics with fresh metadata, creates <topic>.dlq
 		Codecs:      avro.NewCodecs(reg, avro.WithLimits(cfg.Avro)),
 		Subjects:    reg,
 		DLQ:         dlq,
@@ -140,45 +140,6 @@ func newS3(ctx context.Context, c config.S3) (*s3.Client, error) {
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	}), nil
-}
-
-// kafkaAdmin adapts pkg/kafka to sink.Admin. Topic listing uses its own
-// transport with a short metadata TTL: the shared one caches metadata for
-// seconds, which would delay picking up new topics.
-type kafkaAdmin struct {
-	kc   *kafka.Clients
-	list *kafkago.Client
-}
-
-func newKafkaAdmin(kc *kafka.Clients, refresh time.Duration) kafkaAdmin {
-	t := kc.Transport
-	return kafkaAdmin{kc: kc, list: &kafkago.Client{
-		Addr:    kc.Admin.Addr,
-		Timeout: 10 * time.Second,
-		Transport: &kafkago.Transport{
-			Dial: t.Dial, DialTimeout: t.DialTimeout, IdleTimeout: t.IdleTimeout, ClientID: t.ClientID,
-			TLS: t.TLS, SASL: t.SASL, Resolver: t.Resolver, MetadataTTL: min(refresh, time.Second),
-		},
-	}}
-}
-
-func (a kafkaAdmin) ListTopics(ctx context.Context) ([]string, error) {
-	md, err := a.list.Metadata(ctx, &kafkago.MetadataRequest{})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, 0, len(md.Topics))
-	for _, t := range md.Topics {
-		if t.Error == nil && !t.Internal {
-			out = append(out, t.Name)
-		}
-	}
-	return out, nil
-}
-
-func (a kafkaAdmin) EnsureTopic(ctx context.Context, name string) error {
-	_, err := a.kc.EnsureTopic(ctx, kafka.TopicSpec{Name: name, Partitions: 1})
-	return err
 }
 
 // bucketConfig is what "s3-sink bucket apply" reads: no Kafka, no topics.

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/kafka"
 	"github.com/sluicehq/sluice/pkg/registry"
 	"github.com/sluicehq/sluice/pkg/service"
+	psink "github.com/sluicehq/sluice/pkg/sink"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/config"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/partition"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/sink"
@@ -68,7 +69,7 @@ func TestS3FailuresReplayPartition(t *testing.T) {
 	flaky := &flakyS3{Client: h.s3.Client(), limit: 8}
 	sk, err := sink.New(sink.Options{
 		Config: cfg.Sink, Bucket: testBucket, S3: flaky, Brokers: kc.Brokers(), Dialer: kc.Dialer,
-		Admin: newKafkaAdmin(kc, time.Second), Codecs: avro.NewCodecs(registry.New(cfg.Registry)), DLQ: dlq,
+		Admin: psink.NewKafkaAdmin(kc, time.Second), Codecs: avro.NewCodecs(registry.New(cfg.Registry)), DLQ: dlq,
 		Partitioner: partition.Default{}, Metrics: sink.NewMetrics(prometheus.NewRegistry(), 100),
 		Log: service.NewLogger(os.Stderr, "s3-sink", "warn"),
 	})

@@ -62,6 +62,12 @@ type Server struct {
 	prevWD   string
 	serving  *serving
 	tb       testing.TB // nil for servers from Run
+	// transport is shared by every client from Client and AWSConfig, so
+	// Close can drop their idle connections: the gateway's shutdown waits
+	// for every connection it has not served a request on yet, and Go's
+	// transport pools a connection whose dial finished after its request
+	// was cancelled (a test that cancels a writer mid-request).
+	transport *http.Transport
 
 	closeOnce sync.Once
 	closing   atomic.Bool
@@ -118,7 +124,8 @@ func start(ctx context.Context, host, port, dir, access, secret, region string) 
 		_ = os.Chdir(prevWD)
 		return nil, fmt.Errorf("s3test: opening posix backend at %s: %w", dir, err)
 	}
-	s := &Server{be: be, access: access, secret: secret, region: region, dir: dir, prevWD: prevWD}
+	s := &Server{be: be, access: access, secret: secret, region: region, dir: dir, prevWD: prevWD,
+		transport: http.DefaultTransport.(*http.Transport).Clone()}
 
 	// versitygw only listens on address strings and does not report the port
 	// it bound, so port 0 is resolved here; another process may grab the
@@ -236,7 +243,24 @@ func freePort(host string) (string, error) {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.closing.Store(true)
-		if err := stop(s.srv, s.serving); err != nil {
+		// Drop the clients' idle connections while the gateway shuts
+		// down (a request ending meanwhile leaves one more).
+		stopped := make(chan struct{})
+		go func() {
+			t := time.NewTicker(50 * time.Millisecond)
+			defer t.Stop()
+			for {
+				s.transport.CloseIdleConnections()
+				select {
+				case <-stopped:
+					return
+				case <-t.C:
+				}
+			}
+		}()
+		err := stop(s.srv, s.serving)
+		close(stopped)
+		if err != nil {
 			s.closeErr = fmt.Errorf("s3test: shutting down gateway: %w", err)
 		}
 		s.be.Shutdown()
@@ -281,6 +305,7 @@ func (s *Server) AWSConfig() aws.Config {
 		Region:       s.region,
 		Credentials:  credentials.NewStaticCredentialsProvider(s.access, s.secret, ""),
 		BaseEndpoint: aws.String(s.endpoint),
+		HTTPClient:   &http.Client{Transport: s.transport},
 	}
 }
 

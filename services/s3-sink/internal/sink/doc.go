@@ -1,10 +1,7 @@
-// Package sink consumes Confluent-framed Avro records from Kafka and writes
-// them to S3 as Avro object container files, committing each partition's
-// offset only after the objects covering it are complete.
-//
-// Partitions are consumed through kafka-go's ConsumerGroup API: every
-// generation lists its assignments with the committed offsets, each
-// assigned partition gets its own worker, and commits carry the
-// generation id, so a worker whose partition was revoked cannot commit
-// (the coordinator rejects the stale generation) and drops its open files.
+// Package sink is the S3 sink's Writer on the shared sink runtime
+// (pkg/sink): it writes Confluent-framed Avro records to S3 as Avro object
+// container files, keyed by topic, partition and start offset, and reports
+// a partition durable only up to the first record of a file that is still
+// open. The runtime owns the consumer group, commits, dead letters,
+// retries and parking.
 package sink

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/linkedin/goavro/v2"
-	kafkago "github.com/segmentio/kafka-go"
+	psink "github.com/sluicehq/sluice/pkg/sink"
 
 	"github.com/sluicehq/sluice/services/s3-sink/internal/objkey"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/ocf"
@@ -35,7 +35,7 @@ func (w *worker) key(path string, offset int64) (string, error) {
 // write appends a validated record to the open file for its path,
 // rotating first when the schema or the record-time window changed, and
 // completes the file when it is full.
-func (w *worker) write(ctx, gctx context.Context, m kafkago.Message, path string, id int, ts time.Time, payload []byte) error {
+func (w *worker) write(ctx context.Context, m *psink.Record, path string, id int, ts time.Time, payload []byte) error {
 	if sk := w.skips[path]; sk != nil {
 		// This record is in an object a previous run completed.
 		if sk.remaining--; sk.remaining == 0 {
@@ -47,14 +47,14 @@ func (w *worker) write(ctx, gctx context.Context, m kafkago.Message, path string
 	window := w.window(ts)
 	of := w.files[path]
 	if of != nil && (of.schemaID != id || (w.s.cfg.RotateInterval > 0 && window != of.window)) {
-		if err := w.rotateAll(ctx, gctx); err != nil {
+		if err := w.rotateAll(ctx); err != nil {
 			return err
 		}
 		of = nil
 	}
 	if of == nil {
 		var err error
-		if of, err = w.open(ctx, gctx, m, path, id, window); of == nil || err != nil {
+		if of, err = w.open(ctx, m, path, id, window); of == nil || err != nil {
 			return err // err == nil: adopted, the record is skipped
 		}
 	}
@@ -64,11 +64,11 @@ func (w *worker) write(ctx, gctx context.Context, m kafkago.Message, path string
 		of.f.Abort(ctx)
 		return s3Failure(err)
 	}
-	of.last, of.lastTS = m.Offset, m.Time
+	of.last = m.Offset
 	w.next = m.Offset + 1
 	if (w.s.cfg.FlushRecords > 0 && of.f.Records() >= w.s.cfg.FlushRecords) ||
 		(w.s.cfg.FlushBytes > 0 && of.f.RawBytes() >= w.s.cfg.FlushBytes) {
-		return w.rotateAll(ctx, gctx)
+		return w.rotateAll(ctx)
 	}
 	return nil
 }
@@ -76,9 +76,9 @@ func (w *worker) write(ctx, gctx context.Context, m kafkago.Message, path string
 // open starts the file for path at record m, first making room under
 // S3_SINK_MAX_OPEN_FILES. It returns nil (and no error) when an object a
 // previous run completed at this key was adopted instead.
-func (w *worker) open(ctx, gctx context.Context, m kafkago.Message, path string, id int, window int64) (*openFile, error) {
+func (w *worker) open(ctx context.Context, m *psink.Record, path string, id int, window int64) (*openFile, error) {
 	if len(w.files) >= w.s.cfg.MaxOpenFiles {
-		if err := w.evict(ctx, gctx); err != nil {
+		if err := w.evict(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -88,7 +88,7 @@ func (w *worker) open(ctx, gctx context.Context, m kafkago.Message, path string,
 	} else {
 		c, err := w.s.o.Codecs.ByID(ctx, id)
 		if err != nil {
-			return nil, &transientError{ReasonRegistry, fmt.Errorf("codec for schema id %d: %w", id, err)}
+			return nil, psink.Transient(psink.ReasonRegistry, fmt.Errorf("codec for schema id %d: %w", id, err))
 		}
 		codec = c.Codec
 	}
@@ -144,10 +144,10 @@ func (w *worker) open(ctx, gctx context.Context, m kafkago.Message, path string,
 // S3_SINK_MAX_OPEN_FILES evictions without that happening, all files
 // rotate together, so commits keep moving even when every record brings a
 // new path.
-func (w *worker) evict(ctx, gctx context.Context) error {
+func (w *worker) evict(ctx context.Context) error {
 	if w.evicted >= w.s.cfg.MaxOpenFiles {
 		w.s.o.Metrics.earlyRotations.WithLabelValues(w.label).Add(float64(len(w.files)))
-		return w.rotateAll(ctx, gctx)
+		return w.rotateAll(ctx)
 	}
 	var lruPath string
 	var lru *openFile
@@ -169,20 +169,23 @@ func (w *worker) evict(ctx, gctx context.Context) error {
 	return nil
 }
 
-// rotateAll completes every open file of the partition and commits. A
+// rotateAll completes every open file of the partition and reports the
+// partition durable up to there (the runtime commits it; progress before
+// a later failure in the same Write is kept). A
 // rotation of one path's file always rotates all of them (as Kafka
 // Connect's S3 sink does): the commit then lands on a boundary of every
 // path, so a replay from it starts every path's next file at the same
 // record as before and cuts it the same way. Rotating one path alone
 // would let the committed offset fall inside another path's completed
 // object, and the replay would start a second, overlapping object there.
-func (w *worker) rotateAll(ctx, gctx context.Context) error {
+func (w *worker) rotateAll(ctx context.Context) error {
 	for path, of := range w.files {
 		if err := w.closeFile(ctx, path, of); err != nil {
 			return err
 		}
 	}
-	return w.maybeCommit(gctx)
+	w.report()
+	return nil
 }
 
 func (w *worker) window(ts time.Time) int64 {
@@ -210,20 +213,14 @@ func (w *worker) closeFile(ctx context.Context, path string, of *openFile) error
 	}
 	m := w.s.o.Metrics
 	m.filesWritten.WithLabelValues(w.label).Inc()
-	m.recordsWritten.WithLabelValues(w.label).Add(float64(of.f.Records()))
 	m.bytesWritten.WithLabelValues(w.label).Add(float64(of.f.Size()))
-	w.ps.mu.Lock()
-	if of.lastTS.After(w.ps.lastWrittenTS) {
-		w.ps.lastWrittenTS = of.lastTS
-	}
-	w.ps.mu.Unlock()
 	w.log.Debug("object written", "key", of.f.Key(), "records", of.f.Records(), "bytes", of.f.Size())
 	return nil
 }
 
 // rotateStale rotates all files when one has been open longer than
 // ROTATE_MAX_OPEN by the wall clock.
-func (w *worker) rotateStale(ctx, gctx context.Context) error {
+func (w *worker) rotateStale(ctx context.Context) error {
 	mo := w.s.cfg.RotateMaxOpen
 	if mo <= 0 || len(w.files) == 0 {
 		return nil
@@ -231,7 +228,7 @@ func (w *worker) rotateStale(ctx, gctx context.Context) error {
 	now := w.s.o.Now()
 	for _, of := range w.files {
 		if now.Sub(of.opened) >= mo {
-			return w.rotateAll(ctx, gctx)
+			return w.rotateAll(ctx)
 		}
 	}
 	return nil

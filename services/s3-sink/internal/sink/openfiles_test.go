@@ -151,17 +151,26 @@ func TestOpenFilesCap(t *testing.T) {
 		}
 		return sk
 	}
-	read := func() int64 {
-		metrics.mu.Lock()
-		defer metrics.mu.Unlock()
-		for k, ps := range metrics.parts {
-			if k.topic == topic {
-				ps.mu.Lock()
-				defer ps.mu.Unlock()
-				return ps.read
+	// unread is the partition's sluice_sink_unread_records (ok: the
+	// partition is owned and has been read from).
+	unread := func() (float64, bool) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "sluice_sink_unread_records" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "topic" && l.GetValue() == topic {
+						return m.GetGauge().GetValue(), true
+					}
+				}
 			}
 		}
-		return -1
+		return 0, false
 	}
 	runSink := func(flush bool, until func() bool) {
 		sk := newSink(flush)
@@ -187,12 +196,12 @@ func TestOpenFilesCap(t *testing.T) {
 	// moments while records arrive and files are evicted.
 	for i := 0; i < 8; i++ {
 		until := time.Now().Add(time.Duration(100+rng.IntN(300)) * time.Millisecond)
-		runSink(false, func() bool { return read() >= 0 && time.Now().After(until) })
+		runSink(false, func() bool { _, ok := unread(); return ok && time.Now().After(until) })
 	}
 	if err := <-produced; err != nil {
 		t.Fatal(err)
 	}
-	runSink(true, func() bool { return read() >= n })
+	runSink(true, func() bool { v, ok := unread(); return ok && v == 0 })
 
 	if peak := gauge.peak(); peak > maxOpen {
 		t.Fatalf("%v files open at once, limit %d", peak, maxOpen)

@@ -10,9 +10,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
-	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/sluicehq/sluice/pkg/backoff"
+	psink "github.com/sluicehq/sluice/pkg/sink"
 	"github.com/sluicehq/sluice/services/s3-sink/internal/upload"
 )
 
@@ -51,41 +50,16 @@ func TestS3Failure(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			err := s3Failure(c.err)
-			var pe *parkError
-			var te *transientError
+			var pe *psink.ParkError
+			var te *psink.TransientError
 			switch {
-			case c.park && (!errors.As(err, &pe) || pe.reason != c.reason):
+			case c.park && (!errors.As(err, &pe) || pe.Reason != c.reason):
 				t.Fatalf("s3Failure = %#v, want park %s", err, c.reason)
-			case !c.park && (!errors.As(err, &te) || te.reason != c.reason):
+			case !c.park && (!errors.As(err, &te) || te.Reason != c.reason):
 				t.Fatalf("s3Failure = %#v, want transient %s", err, c.reason)
 			}
 			if !errors.Is(err, c.err) {
 				t.Fatal("cause lost")
-			}
-		})
-	}
-}
-
-func TestDLQFailure(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		name string
-		err  error
-		park bool
-	}{
-		{"too large", kafkago.WriteErrors{kafkago.MessageSizeTooLarge}, true},
-		{"too large for the client", kafkago.MessageTooLargeError{}, true},
-		{"not authorized", fmt.Errorf("creating x.dlq: %w", kafkago.TopicAuthorizationFailed), true},
-		{"leader moved", kafkago.WriteErrors{kafkago.NotLeaderForPartition}, false},
-		{"network", errors.New("broken pipe"), false},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			err := dlqFailure(c.err)
-			var pe *parkError
-			if got := backoff.IsPermanent(err) && errors.As(err, &pe) && pe.reason == ReasonDLQRefused; got != c.park {
-				t.Fatalf("dlqFailure(%v) = %v, park %v; want %v", c.err, err, got, c.park)
 			}
 		})
 	}
